@@ -1,0 +1,43 @@
+package mustgather
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors that callers test with errors.Is. The HTTP layer maps each
+// of them to one status code.
+var (
+	// ErrInvalid marks a request that breaks a rule; see FieldError.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound is returned when no gathering matches an id or name.
+	ErrNotFound = errors.New("gathering not found")
+	// ErrNotCompleted is returned when an archive is asked for before the
+	// gathering has completed.
+	ErrNotCompleted = errors.New("gathering is not completed")
+	// ErrAlreadyClaimed is returned by Store.Claim when another runner, or an
+	// earlier delivery of the same event, has already started the gathering.
+	ErrAlreadyClaimed = errors.New("gathering already claimed")
+	// ErrStale is returned by Gathering.Apply and Store.Apply when an update is
+	// older than, or the same as, what the gathering already holds, or when
+	// the gathering has already ended. Such an update is ignored.
+	ErrStale = errors.New("stale update")
+	// ErrTransition is returned for a status change the state machine forbids.
+	ErrTransition = errors.New("illegal status transition")
+)
+
+// FieldError names the request field that is invalid and why. It wraps
+// ErrInvalid.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Message) }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true for every FieldError.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,87 @@
+package mustgather
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Store keeps gatherings. Implementations allocate ids that are unique,
+// increasing and never reused, and change records with compare-and-set so
+// that concurrent writers never lose an update.
+type Store interface {
+	// Create allocates an id for g, stores it and returns it.
+	Create(ctx context.Context, g Gathering) (Gathering, error)
+	// Get returns the gathering with the id, or ErrNotFound.
+	Get(ctx context.Context, id ID) (Gathering, error)
+	// GetByName returns the newest gathering whose custom-name is name, or
+	// ErrNotFound. It must not scan every record.
+	GetByName(ctx context.Context, name string) (Gathering, error)
+	// List returns the gatherings that match f, ordered by id.
+	List(ctx context.Context, f Filter) ([]Gathering, error)
+	// Claim moves a gathering from new to inprogress exactly once; every
+	// later call returns ErrAlreadyClaimed.
+	Claim(ctx context.Context, id ID, now time.Time) (Gathering, error)
+	// Apply applies u to its gathering; ErrStale means it was ignored.
+	Apply(ctx context.Context, u Update) (Gathering, error)
+	// Unfinished returns the ids of gatherings that may not have ended yet
+	// (new or inprogress), so that a reaper can finish those whose runner is
+	// gone without scanning every record. It may return ids that have ended.
+	Unfinished(ctx context.Context) ([]ID, error)
+}
+
+// Filter selects gatherings for Store.List. Zero values select everything.
+type Filter struct {
+	CustomName string
+	Status     Status
+	// Limit keeps only the Limit gatherings with the highest ids.
+	Limit int
+}
+
+// Match reports whether g passes the filter's field tests (not Limit).
+func (f Filter) Match(g Gathering) bool {
+	return (f.CustomName == "" || g.CustomName == f.CustomName) && (f.Status == "" || g.Status == f.Status)
+}
+
+// Leases records which gatherings a live runner is working on. A lease
+// lapses by itself when its holder stops renewing it.
+type Leases interface {
+	// Hold takes or renews the lease on id.
+	Hold(ctx context.Context, id ID) error
+	// Release drops the lease on id.
+	Release(ctx context.Context, id ID) error
+	// Held reports whether a lease on id is in force.
+	Held(ctx context.Context, id ID) (bool, error)
+}
+
+// Events publishes what happens to gatherings.
+type Events interface {
+	// Requested announces a new gathering to the runners.
+	Requested(ctx context.Context, g Gathering) error
+	// Updated announces a status change.
+	Updated(ctx context.Context, u Update) error
+}
+
+// ArchiveStore keeps the archives of gatherings, one object per gathering.
+type ArchiveStore interface {
+	// Put streams r into the object key and returns its size. It never holds
+	// the whole archive in memory or on local disk, and leaves no partial
+	// object behind when r fails.
+	Put(ctx context.Context, key string, r io.Reader) (int64, error)
+	// Open returns the object key for reading, or ErrNotFound.
+	Open(ctx context.Context, key string) (Archive, error)
+	// Delete removes the object key; a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Archive is an open archive object. Seek lets HTTP serve byte ranges.
+type Archive interface {
+	io.ReadSeekCloser
+	Size() int64
+	ModTime() time.Time
+}
+
+// ArchiveKey returns the object key of a gathering's archive.
+func ArchiveKey(id ID, archiveName string) string {
+	return "gatherings/" + id.String() + "/" + archiveName
+}

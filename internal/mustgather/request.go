@@ -1,0 +1,247 @@
+package mustgather
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Request is what a caller sends to start a gathering, with the seed's
+// field names.
+type Request struct {
+	CustomName  string `json:"custom-name"`
+	Image       string `json:"image"`
+	ImageStream string `json:"image-stream"`
+	NodeName    string `json:"node-name"`
+	Command     string `json:"command"`
+	SourceDir   string `json:"source-dir"`
+	Timeout     string `json:"timeout"`
+	Server      string `json:"server"`
+}
+
+// RequestFields lists the request's field names in the order of the seed.
+var RequestFields = []string{"custom-name", "image", "image-stream", "node-name", "command", "source-dir", "timeout", "server"}
+
+// Set sets the field with the given API name; it reports false for an
+// unknown name.
+func (r *Request) Set(field, value string) bool {
+	switch field {
+	case "custom-name":
+		r.CustomName = value
+	case "image":
+		r.Image = value
+	case "image-stream":
+		r.ImageStream = value
+	case "node-name":
+		r.NodeName = value
+	case "command":
+		r.Command = value
+	case "source-dir":
+		r.SourceDir = value
+	case "timeout":
+		r.Timeout = value
+	case "server":
+		r.Server = value
+	default:
+		return false
+	}
+	return true
+}
+
+// Policy holds the limits a Request is validated against.
+type Policy struct {
+	// DefaultTimeout is used when a request gives none.
+	DefaultTimeout time.Duration
+	// MaxTimeout is the largest timeout a request may ask for.
+	MaxTimeout time.Duration
+	// Servers are the names accepted in the server field. An empty server
+	// always means the runner's default cluster.
+	Servers []string
+}
+
+// Length caps, in bytes, for each field.
+const (
+	MaxCustomNameLen = 253
+	MaxImageLen      = 1024
+	MaxCommandLen    = 4096
+	MaxPathLen       = 4096
+	MaxTimeoutLen    = 32
+	MaxServerLen     = 253
+	MaxImages        = 8
+)
+
+var (
+	// The reference grammar of github.com/distribution/reference:
+	// [domain[:port]/]path[:tag][@digest].
+	imageRef = regexp.MustCompile(`^` +
+		`(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?` +
+		`[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*` +
+		`(?::[\w][\w.-]{0,127})?` +
+		`(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`)
+	dns1123Label     = `[a-z0-9](?:[-a-z0-9]*[a-z0-9])?`
+	dns1123Subdomain = regexp.MustCompile(`^` + dns1123Label + `(?:\.` + dns1123Label + `)*$`)
+	dns1123LabelRE   = regexp.MustCompile(`^` + dns1123Label + `$`)
+	imageTag         = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+)
+
+// Validate checks r against p and returns it normalized: fields trimmed of
+// surrounding white space and the default timeout filled in. The error is a
+// *FieldError naming the first invalid field.
+func (r Request) Validate(p Policy) (Request, error) {
+	r.CustomName = strings.TrimSpace(r.CustomName)
+	r.Image = strings.TrimSpace(r.Image)
+	r.ImageStream = strings.TrimSpace(r.ImageStream)
+	r.NodeName = strings.TrimSpace(r.NodeName)
+	r.Command = strings.TrimSpace(r.Command)
+	r.SourceDir = strings.TrimSpace(r.SourceDir)
+	r.Timeout = strings.TrimSpace(r.Timeout)
+	r.Server = strings.TrimSpace(r.Server)
+
+	if err := checkText("custom-name", r.CustomName, MaxCustomNameLen, false); err != nil {
+		return r, err
+	}
+	if err := validateImages(r.Image); err != nil {
+		return r, err
+	}
+	if err := validateImageStream(r.ImageStream); err != nil {
+		return r, err
+	}
+	if r.Image != "" && r.ImageStream != "" {
+		return r, fieldErr("image-stream", "give image or image-stream, not both")
+	}
+	if r.NodeName != "" {
+		if len(r.NodeName) > 253 || !dns1123Subdomain.MatchString(r.NodeName) {
+			return r, fieldErr("node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)")
+		}
+	}
+	if err := checkText("command", r.Command, MaxCommandLen, true); err != nil {
+		return r, err
+	}
+	if r.SourceDir != "" {
+		if err := checkText("source-dir", r.SourceDir, MaxPathLen, false); err != nil {
+			return r, err
+		}
+		if !path.IsAbs(r.SourceDir) {
+			return r, fieldErr("source-dir", "must be an absolute path")
+		}
+	}
+	timeout, err := validateTimeout(r.Timeout, p)
+	if err != nil {
+		return r, err
+	}
+	r.Timeout = timeout
+	if r.Server != "" {
+		if err := checkText("server", r.Server, MaxServerLen, false); err != nil {
+			return r, err
+		}
+		if !slices.Contains(p.Servers, r.Server) {
+			return r, fieldErr("server", "unknown server %q; known servers: %s", r.Server, knownServers(p.Servers))
+		}
+	}
+	return r, nil
+}
+
+func knownServers(s []string) string {
+	if len(s) == 0 {
+		return "none (leave server empty for the default cluster)"
+	}
+	return strings.Join(s, ", ")
+}
+
+// checkText rejects values that are too long, not UTF-8, or carry control
+// characters (newlines and tabs too, unless multiline).
+func checkText(field, v string, max int, multiline bool) error {
+	if len(v) > max {
+		return fieldErr(field, "must be at most %d bytes, got %d", max, len(v))
+	}
+	if !utf8.ValidString(v) {
+		return fieldErr(field, "must be valid UTF-8")
+	}
+	for _, c := range v {
+		if multiline && (c == '\n' || c == '\t') {
+			continue
+		}
+		if unicode.IsControl(c) {
+			return fieldErr(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func validateImages(v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > MaxImageLen {
+		return fieldErr("image", "must be at most %d bytes, got %d", MaxImageLen, len(v))
+	}
+	images := strings.Split(v, ",")
+	if len(images) > MaxImages {
+		return fieldErr("image", "at most %d images, got %d", MaxImages, len(images))
+	}
+	for _, img := range images {
+		img = strings.TrimSpace(img)
+		if !imageRef.MatchString(img) {
+			return fieldErr("image", "%q is not a valid image reference", img)
+		}
+	}
+	return nil
+}
+
+func validateImageStream(v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > MaxImageLen {
+		return fieldErr("image-stream", "must be at most %d bytes, got %d", MaxImageLen, len(v))
+	}
+	ns, rest, ok := strings.Cut(v, "/")
+	name, tag, okTag := strings.Cut(rest, ":")
+	if !ok || !okTag || len(ns) > 63 || !dns1123LabelRE.MatchString(ns) ||
+		len(name) > 253 || !dns1123Subdomain.MatchString(name) || !imageTag.MatchString(tag) {
+		return fieldErr("image-stream", "must be namespace/name:tag, got %q", v)
+	}
+	return nil
+}
+
+func validateTimeout(v string, p Policy) (string, error) {
+	if v == "" {
+		return formatDuration(p.DefaultTimeout), nil
+	}
+	if len(v) > MaxTimeoutLen {
+		return "", fieldErr("timeout", "must be at most %d bytes", MaxTimeoutLen)
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return "", fieldErr("timeout", "must be a duration such as 30s, 10m or 1h30m, got %q", v)
+	}
+	if d <= 0 {
+		return "", fieldErr("timeout", "must be greater than 0, got %q", v)
+	}
+	if p.MaxTimeout > 0 && d > p.MaxTimeout {
+		return "", fieldErr("timeout", "must be at most %s, got %q", formatDuration(p.MaxTimeout), v)
+	}
+	return v, nil
+}
+
+// formatDuration writes d without zero units: 10m rather than 10m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// String is for logs.
+func (r Request) String() string {
+	return fmt.Sprintf("custom-name=%q image=%q command=%q timeout=%q", r.CustomName, r.Image, r.Command, r.Timeout)
+}

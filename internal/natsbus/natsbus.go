@@ -1,0 +1,347 @@
+// Package natsbus carries the project's CloudEvents over NATS JetStream.
+//
+// Events are written in the CloudEvents NATS binding, structured mode: the
+// message body is the whole event as JSON (Content-Type
+// application/cloudevents+json), so any CloudEvents reader, or a plain NATS
+// subscriber, can decode it. The event id is also the JetStream message id
+// (Nats-Msg-Id), so a retried publish within the stream's duplicate window
+// is stored once.
+//
+// Consumers are durable pull consumers of nats.go's jetstream package. A
+// message is acknowledged only after its handler returns, its ack deadline
+// is extended with InProgress while the handler works, a failed handler
+// gets the message again after a back-off, and a malformed event is
+// terminated rather than retried.
+package natsbus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	nats_jetstream "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// Config configures the stream that holds the events.
+type Config struct {
+	// Stream is the JetStream stream name; default "MUST_GATHER".
+	Stream string
+	// Subject is the subject prefix; default "mustgather". Requested events
+	// go to <Subject>.requested, status events to <Subject>.status.<id>.
+	Subject string
+	// MaxAge is how long events are kept; default 72h.
+	MaxAge time.Duration
+	// Duplicates is the window in which a repeated message id is dropped;
+	// default 2m.
+	Duplicates time.Duration
+	// Replicas of the stream; default 1.
+	Replicas int
+	// Storage of the stream; default file.
+	Storage jetstream.StorageType
+	// Source is the CloudEvents source of status events published through
+	// Updated; default eventing.SourceRunner.
+	Source string
+}
+
+func (c *Config) defaults() {
+	if c.Stream == "" {
+		c.Stream = "MUST_GATHER"
+	}
+	if c.Subject == "" {
+		c.Subject = "mustgather"
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 72 * time.Hour
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 2 * time.Minute
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Source == "" {
+		c.Source = eventing.SourceRunner
+	}
+}
+
+// Bus publishes and consumes events on one stream. It implements
+// mustgather.Events.
+type Bus struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	cfg    Config
+}
+
+var _ mustgather.Events = (*Bus)(nil)
+
+// New creates or updates the stream and returns a Bus on it.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Bus, error) {
+	cfg.defaults()
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "must-gather-functions CloudEvents",
+		Subjects:    []string{cfg.Subject + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.MaxAge,
+		Duplicates:  cfg.Duplicates,
+		Replicas:    cfg.Replicas,
+		Storage:     cfg.Storage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
+	}
+	return &Bus{js: js, stream: s, cfg: cfg}, nil
+}
+
+// WithSource returns a Bus on the same stream whose Updated events carry
+// source.
+func (b *Bus) WithSource(source string) *Bus {
+	c := *b
+	c.cfg.Source = source
+	return &c
+}
+
+// RequestedSubject is the subject of gathering.requested events.
+func (b *Bus) RequestedSubject() string { return b.cfg.Subject + ".requested" }
+
+// StatusSubject is the subject of the status events of one gathering; with
+// id 0 it is the wildcard subject of all status events.
+func (b *Bus) StatusSubject(id mustgather.ID) string {
+	if id == 0 {
+		return b.cfg.Subject + ".status.*"
+	}
+	return b.cfg.Subject + ".status." + id.String()
+}
+
+// Requested publishes the gathering.requested event of g.
+func (b *Bus) Requested(ctx context.Context, g mustgather.Gathering) error {
+	e, err := eventing.NewRequested(g)
+	if err != nil {
+		return err
+	}
+	return b.Publish(ctx, b.RequestedSubject(), e)
+}
+
+// Updated publishes the status event of u.
+func (b *Bus) Updated(ctx context.Context, u mustgather.Update) error {
+	e, err := eventing.NewStatus(u, b.cfg.Source)
+	if err != nil {
+		return err
+	}
+	return b.Publish(ctx, b.StatusSubject(u.ID), e)
+}
+
+// Publish writes e to subject in structured mode and waits for the stream
+// to store it. The event id is the message id.
+func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) error {
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("publish %s: %w", e.ID(), err)
+	}
+	msg, err := Encode(ctx, subject, e)
+	if err != nil {
+		return err
+	}
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID()), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
+		return fmt.Errorf("publish %s %s to %s: %w", e.Type(), e.ID(), subject, err)
+	}
+	return nil
+}
+
+// Encode returns e as a NATS message on subject in the CloudEvents NATS
+// binding, structured mode.
+func Encode(ctx context.Context, subject string, e cloudevents.Event) (*nats.Msg, error) {
+	var body bytes.Buffer
+	ctx = binding.WithForceStructured(ctx)
+	if _, err := nats_jetstream.WriteMsg(ctx, binding.ToMessage(&e), &body); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", e.ID(), err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Header.Set("Content-Type", cloudevents.ApplicationCloudEventsJSON)
+	msg.Data = body.Bytes()
+	return msg, nil
+}
+
+// Decode reads a CloudEvent from a NATS message in either mode of the
+// binding.
+func Decode(ctx context.Context, msg *nats.Msg) (cloudevents.Event, error) {
+	e, err := binding.ToEvent(ctx, nats_jetstream.NewMessage(msg))
+	if err != nil {
+		return cloudevents.Event{}, fmt.Errorf("decode message on %s: %v: %w", msg.Subject, err, eventing.ErrMalformed)
+	}
+	return *e, nil
+}
+
+// Handler handles one event. Returning nil acknowledges it; an error wrapping
+// eventing.ErrMalformed terminates it; any other error asks for it again
+// after a back-off.
+type Handler func(ctx context.Context, e cloudevents.Event) error
+
+// ConsumerConfig configures a durable consumer.
+type ConsumerConfig struct {
+	// Durable is the consumer name, shared by every replica of a function.
+	Durable string
+	// Filter is the subject to consume, e.g. Bus.RequestedSubject().
+	Filter string
+	// MaxAckPending bounds how many events are handled at once.
+	MaxAckPending int
+	// AckWait is how long a message may go unacknowledged before it is
+	// redelivered; the consumer extends it with InProgress while a handler
+	// runs, so it only fires when a process dies. Default 30s.
+	AckWait time.Duration
+	// BackOff is the redelivery delay after a failed handler; default 1s,
+	// 5s, 15s, 30s, 60s, then 60s.
+	BackOff []time.Duration
+	// Logger for failures; nil discards.
+	Logger *slog.Logger
+}
+
+// Consume handles the events of a durable consumer until ctx ends, then
+// waits for handlers under way to return. At most MaxAckPending run at
+// once, each in its own goroutine with a context that is cancelled when
+// ctx ends.
+func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 1
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if len(c.BackOff) == 0 {
+		c.BackOff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cons, err := b.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       c.Durable,
+		FilterSubject: c.Filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", c.Durable, err)
+	}
+	slots := make(chan struct{}, c.MaxAckPending)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		msg, err := next(ctx, cons)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("fetch event", "consumer", c.Durable, "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if msg == nil {
+			<-slots
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			handle(ctx, msg, c, h, log)
+		})
+	}
+}
+
+// next waits a few seconds for one message; nil means none arrived.
+func next(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	for m := range batch.Messages() {
+		return m, nil
+	}
+	if err := batch.Error(); err != nil && ctx.Err() == nil &&
+		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func handle(ctx context.Context, msg jetstream.Msg, c ConsumerConfig, h Handler, log *slog.Logger) {
+	meta, _ := msg.Metadata()
+	var delivered uint64 = 1
+	if meta != nil {
+		delivered = meta.NumDelivered
+	}
+	e, err := Decode(ctx, &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+	if err == nil {
+		err = keepAlive(ctx, msg, c.AckWait, func() error { return h(ctx, e) })
+	}
+	switch {
+	case err == nil:
+		if aerr := msg.DoubleAck(context.WithoutCancel(ctx)); aerr != nil {
+			log.Warn("ack event", "consumer", c.Durable, "event", e.ID(), "err", aerr)
+		}
+	case errors.Is(err, eventing.ErrMalformed):
+		log.Error("drop malformed event", "consumer", c.Durable, "subject", msg.Subject(), "err", err)
+		_ = msg.TermWithReason(err.Error())
+	default:
+		i := int(delivered) - 1
+		if i >= len(c.BackOff) {
+			i = len(c.BackOff) - 1
+		}
+		delay := c.BackOff[max(i, 0)]
+		if ctx.Err() != nil {
+			// Shutting down: let another replica take it soon.
+			delay = 0
+		}
+		log.Warn("event handler failed; will retry", "consumer", c.Durable, "event", e.ID(),
+			"delivered", delivered, "retry_in", delay, "err", err)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// keepAlive runs f, telling the server every third of ackWait that the
+// message is still being worked on.
+func keepAlive(ctx context.Context, msg jetstream.Msg, ackWait time.Duration, f func() error) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return f()
+}

@@ -1,0 +1,218 @@
+package natsbus_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+func newBus(t *testing.T) (*natsbus.Bus, jetstream.JetStream, natsbus.Config) {
+	t.Helper()
+	nc := testenv.Conn(t, testenv.NATS(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := natsbus.Config{Stream: "EVENTS", Subject: "mg"}
+	bus, err := natsbus.New(context.Background(), js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bus, js, cfg
+}
+
+func gathering(id mustgather.ID) mustgather.Gathering {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	return mustgather.Gathering{
+		ID: id, CreatedAt: mustgather.Timestamp{Time: at}, UpdatedAt: mustgather.Timestamp{Time: at},
+		CustomName: "plan:mig-plan-cold", Status: mustgather.StatusNew,
+		Image: "quay.io/kubev2v/forklift-must-gather:latest", Command: "PLAN=mig-plan-cold NS=openshift-mtv /usr/bin/targeted",
+		Timeout: "10m",
+	}
+}
+
+func TestPublishedEventsAreReadableByAnIndependentCloudEventsReader(t *testing.T) {
+	bus, js, _ := newBus(t)
+	ctx := context.Background()
+	g := gathering(7)
+	if err := bus.Requested(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	// Read the raw message straight from the stream, without natsbus.
+	raw, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := raw.GetLastMsgForSubject(ctx, "mg.requested")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get("Content-Type"); got != cloudevents.ApplicationCloudEventsJSON {
+		t.Errorf("Content-Type = %q, want %q", got, cloudevents.ApplicationCloudEventsJSON)
+	}
+	if got, want := m.Header.Get(jetstream.MsgIDHeader), "gathering-7-requested"; got != want {
+		t.Errorf("Nats-Msg-Id = %q, want %q", got, want)
+	}
+	var e event.Event
+	if err := e.UnmarshalJSON(m.Data); err != nil {
+		t.Fatalf("independent decode: %v\n%s", err, m.Data)
+	}
+	if e.SpecVersion() != "1.0" || e.Type() != eventing.TypeRequested || e.Subject() != "7" || e.ID() != "gathering-7-requested" || e.Source() != eventing.SourceAPI {
+		t.Errorf("attributes: %s", e.String())
+	}
+	var back mustgather.Gathering
+	if err := e.DataAs(&back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(g, back); diff != "" {
+		t.Errorf("data (-sent +read):\n%s", diff)
+	}
+}
+
+func TestARetriedPublishIsStoredOnce(t *testing.T) {
+	bus, js, _ := newBus(t)
+	ctx := context.Background()
+	u := mustgather.Update{ID: 3, Seq: 2, Status: mustgather.StatusInProgress, Time: time.Now().UTC(), ExecOutput: "line\n"}
+	for range 3 {
+		if err := bus.Updated(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestConsumerAcknowledgesRetriesAndDrops(t *testing.T) {
+	bus, js, _ := newBus(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var mu sync.Mutex
+	calls := map[string]int{}
+	done := make(chan error, 1)
+	go func() {
+		done <- bus.Consume(ctx, natsbus.ConsumerConfig{
+			Durable: "test", Filter: bus.StatusSubject(0), MaxAckPending: 4,
+			BackOff: []time.Duration{10 * time.Millisecond},
+		}, func(ctx context.Context, e cloudevents.Event) error {
+			mu.Lock()
+			calls[e.Subject()]++
+			n := calls[e.Subject()]
+			mu.Unlock()
+			if e.Subject() == "2" && n < 3 {
+				return errors.New("transient")
+			}
+			if _, err := eventing.ParseStatus(e); err != nil {
+				return err
+			}
+			return nil
+		})
+	}()
+
+	now := time.Now().UTC()
+	for _, id := range []mustgather.ID{1, 2} {
+		if err := bus.Updated(ctx, mustgather.Update{ID: id, Seq: 1, Status: mustgather.StatusInProgress, Time: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A status event whose subject does not match its data is malformed.
+	bad, _ := eventing.NewStatus(mustgather.Update{ID: 4, Seq: 1, Status: mustgather.StatusInProgress, Time: now}, eventing.SourceRunner)
+	bad.SetSubject("5")
+	if err := bus.Publish(ctx, bus.StatusSubject(4), bad); err != nil {
+		t.Fatal(err)
+	}
+	// Not an event at all.
+	if _, err := js.Publish(ctx, bus.StatusSubject(6), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+
+	cons, err := js.Consumer(ctx, "EVENTS", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all events handled and acknowledged", func() bool {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false
+		}
+		return info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Consumer >= 4
+	})
+	mu.Lock()
+	got := map[string]int{"1": calls["1"], "2": calls["2"], "5": calls["5"]}
+	mu.Unlock()
+	want := map[string]int{"1": 1, "2": 3, "5": 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("handler calls per subject (-want +got):\n%s", diff)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Consume returned %v after cancel", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Consume did not return after cancel")
+	}
+}
+
+func TestALongHandlerIsNotRedeliveredWhileItWorks(t *testing.T) {
+	bus, _, _ := newBus(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	release := make(chan struct{})
+	handled := make(chan struct{})
+	go func() {
+		_ = bus.Consume(ctx, natsbus.ConsumerConfig{Durable: "slow", Filter: bus.RequestedSubject(), AckWait: 300 * time.Millisecond},
+			func(ctx context.Context, e cloudevents.Event) error {
+				calls.Add(1)
+				<-release
+				close(handled)
+				return nil
+			})
+	}()
+	if err := bus.Requested(ctx, gathering(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the handler to start", func() bool { return calls.Load() == 1 })
+	// Hold the handler for many ack waits; InProgress must keep the message.
+	time.Sleep(1500 * time.Millisecond)
+	close(release)
+	<-handled
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}

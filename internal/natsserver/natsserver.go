@@ -1,0 +1,81 @@
+// Package natsserver runs a nats-server with JetStream inside the process,
+// for the embedded mode and for tests.
+package natsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configures an embedded server.
+type Options struct {
+	// Host is the address to listen on; loopback unless you mean otherwise.
+	Host string
+	// Port for clients; -1 picks a random free port.
+	Port int
+	// StoreDir is where JetStream keeps its streams on disk.
+	StoreDir string
+	// MaxPayload bounds one message, in bytes; 0 keeps the server default (1 MiB).
+	MaxPayload int32
+	// Logger receives the server's log; nil keeps it silent.
+	Logger server.Logger
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	*server.Server
+}
+
+// Start starts a server and waits until it accepts connections.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.StoreDir == "" {
+		return nil, errors.New("natsserver: StoreDir is required")
+	}
+	opts := &server.Options{
+		ServerName: "must-gather-functions",
+		Host:       o.Host,
+		Port:       o.Port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		MaxPayload: o.MaxPayload,
+		NoSigs:     true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsserver: %w", err)
+	}
+	if o.Logger != nil {
+		s.SetLoggerV2(o.Logger, false, false, false)
+	}
+	go s.Start()
+	wait := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	if !s.ReadyForConnections(wait) {
+		s.Shutdown()
+		return nil, fmt.Errorf("natsserver: not ready for connections on %s:%d within %s", o.Host, o.Port, wait)
+	}
+	return &Server{s}, nil
+}
+
+// Connect returns a client connection to the server that does not go over
+// the network.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(s.Server), nats.Name("must-gather-functions")}, opts...)
+	return nats.Connect("", opts...)
+}
+
+// Stop shuts the server down and waits for it.
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
