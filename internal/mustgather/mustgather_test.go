@@ -1,0 +1,229 @@
+package mustgather_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+var policy = mustgather.Policy{DefaultTimeout: 10 * time.Minute, MaxTimeout: time.Hour, Servers: []string{"prod"}}
+
+func TestValidRequestsAreNormalized(t *testing.T) {
+	tests := []struct {
+		name string
+		in   mustgather.Request
+		want mustgather.Request
+	}{
+		{"an empty request gets the default timeout", mustgather.Request{}, mustgather.Request{Timeout: "10m"}},
+		{"the seed's example passes as is",
+			mustgather.Request{Image: "quay.io/maufart/forklift-must-gather", Timeout: "15m"},
+			mustgather.Request{Image: "quay.io/maufart/forklift-must-gather", Timeout: "15m"}},
+		{"surrounding blanks are trimmed",
+			mustgather.Request{CustomName: "  plan:x ", Command: " PLAN=x /usr/bin/targeted\n"},
+			mustgather.Request{CustomName: "plan:x", Command: "PLAN=x /usr/bin/targeted", Timeout: "10m"}},
+		{"several images, a digest, a port and a known server",
+			mustgather.Request{Image: "quay.io/a/b:1,localhost:5000/c@sha256:" + strings.Repeat("a", 64), Server: "prod", NodeName: "worker-0.example.com", SourceDir: "/must-gather/"},
+			mustgather.Request{Image: "quay.io/a/b:1,localhost:5000/c@sha256:" + strings.Repeat("a", 64), Server: "prod", NodeName: "worker-0.example.com", SourceDir: "/must-gather/", Timeout: "10m"}},
+		{"an image stream", mustgather.Request{ImageStream: "openshift/must-gather:latest"}, mustgather.Request{ImageStream: "openshift/must-gather:latest", Timeout: "10m"}},
+		{"the maximum timeout", mustgather.Request{Timeout: "1h"}, mustgather.Request{Timeout: "1h"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.in.Validate(policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestInvalidRequestsNameTheField(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    mustgather.Request
+		field string
+		msg   string
+	}{
+		{"a timeout that is not a duration", mustgather.Request{Timeout: "soon"}, "timeout", `must be a duration such as 30s, 10m or 1h30m, got "soon"`},
+		{"a zero timeout", mustgather.Request{Timeout: "0s"}, "timeout", `must be greater than 0, got "0s"`},
+		{"a negative timeout", mustgather.Request{Timeout: "-1m"}, "timeout", `must be greater than 0, got "-1m"`},
+		{"a timeout above the maximum", mustgather.Request{Timeout: "2h"}, "timeout", `must be at most 1h, got "2h"`},
+		{"an image with upper case in its path", mustgather.Request{Image: "quay.io/Bad/Image"}, "image", `"quay.io/Bad/Image" is not a valid image reference`},
+		{"an empty image in a list", mustgather.Request{Image: "quay.io/a/b,"}, "image", `"" is not a valid image reference`},
+		{"too many images", mustgather.Request{Image: strings.Repeat("a,", 8) + "a"}, "image", "at most 8 images, got 9"},
+		{"an image and an image stream", mustgather.Request{Image: "a", ImageStream: "ns/n:t"}, "image-stream", "give image or image-stream, not both"},
+		{"an image stream without tag", mustgather.Request{ImageStream: "ns/name"}, "image-stream", `must be namespace/name:tag, got "ns/name"`},
+		{"a node name with upper case", mustgather.Request{NodeName: "Worker-0"}, "node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"},
+		{"a relative source dir", mustgather.Request{SourceDir: "must-gather"}, "source-dir", "must be an absolute path"},
+		{"an unknown server", mustgather.Request{Server: "https://evil.example.com"}, "server", `unknown server "https://evil.example.com"; known servers: prod`},
+		{"a custom name too long", mustgather.Request{CustomName: strings.Repeat("x", 254)}, "custom-name", "must be at most 253 bytes, got 254"},
+		{"a custom name with a newline", mustgather.Request{CustomName: "a\nb"}, "custom-name", "must not contain control characters"},
+		{"a command that is not UTF-8", mustgather.Request{Command: "\xff"}, "command", "must be valid UTF-8"},
+		{"a command with a NUL byte", mustgather.Request{Command: "a\x00b"}, "command", "must not contain control characters"},
+		{"a command too long", mustgather.Request{Command: strings.Repeat("x", 4097)}, "command", "must be at most 4096 bytes, got 4097"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is rejected", func(t *testing.T) {
+			_, err := tt.in.Validate(policy)
+			var fe *mustgather.FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, mustgather.ErrInvalid) {
+				t.Fatalf("error %v, want a FieldError", err)
+			}
+			if diff := cmp.Diff(mustgather.FieldError{Field: tt.field, Message: tt.msg}, *fe); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func FuzzValidate(f *testing.F) {
+	f.Add("plan:x", "quay.io/a/b:1", "ns/n:t", "node-1", "echo", "/d", "10m", "prod")
+	f.Fuzz(func(t *testing.T, cn, img, is, node, cmd, dir, timeout, server string) {
+		r := mustgather.Request{CustomName: cn, Image: img, ImageStream: is, NodeName: node, Command: cmd, SourceDir: dir, Timeout: timeout, Server: server}
+		got, err := r.Validate(policy)
+		if err != nil {
+			if !errors.Is(err, mustgather.ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		// A valid request stays valid and unchanged.
+		again, err := got.Validate(policy)
+		if err != nil || again != got {
+			t.Fatalf("normalized request %+v revalidates to %+v, %v", got, again, err)
+		}
+		if d, err := time.ParseDuration(got.Timeout); err != nil || d <= 0 || d > policy.MaxTimeout {
+			t.Fatalf("accepted timeout %q", got.Timeout)
+		}
+	})
+}
+
+func TestTheStateMachine(t *testing.T) {
+	s := []mustgather.Status{mustgather.StatusNew, mustgather.StatusInProgress, mustgather.StatusCompleted, mustgather.StatusError}
+	allowed := map[[2]mustgather.Status]bool{
+		{mustgather.StatusNew, mustgather.StatusInProgress}:        true,
+		{mustgather.StatusNew, mustgather.StatusCompleted}:         true,
+		{mustgather.StatusNew, mustgather.StatusError}:             true,
+		{mustgather.StatusInProgress, mustgather.StatusInProgress}: true,
+		{mustgather.StatusInProgress, mustgather.StatusCompleted}:  true,
+		{mustgather.StatusInProgress, mustgather.StatusError}:      true,
+	}
+	for _, from := range s {
+		for _, to := range s {
+			if got := mustgather.CanTransition(from, to); got != allowed[[2]mustgather.Status{from, to}] {
+				t.Errorf("CanTransition(%s, %s) = %v", from, to, got)
+			}
+		}
+	}
+	if mustgather.CanTransition("bogus", mustgather.StatusError) || mustgather.CanTransition(mustgather.StatusNew, "bogus") {
+		t.Error("an unknown status may change")
+	}
+}
+
+func TestUpdatesApplyInOrderAndNeverGoBack(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := mustgather.Gathering{ID: 1, Status: mustgather.StatusNew, CreatedAt: mustgather.Timestamp{Time: t0}, UpdatedAt: mustgather.Timestamp{Time: t0}}
+	g, err := g.Claim(t0.Add(time.Second))
+	if err != nil || g.Status != mustgather.StatusInProgress {
+		t.Fatalf("claim: %v %s", err, g.Status)
+	}
+	if _, err := g.Claim(t0); !errors.Is(err, mustgather.ErrAlreadyClaimed) {
+		t.Errorf("second claim: %v", err)
+	}
+	steps := []struct {
+		name string
+		u    mustgather.Update
+		err  error
+		want mustgather.Status
+		out  string
+	}{
+		{"progress applies", mustgather.Update{ID: 1, Seq: 2, Status: mustgather.StatusInProgress, Time: t0.Add(2 * time.Second), ExecOutput: "b"}, nil, mustgather.StatusInProgress, "b"},
+		{"an older update is stale", mustgather.Update{ID: 1, Seq: 1, Status: mustgather.StatusInProgress, ExecOutput: "a"}, mustgather.ErrStale, mustgather.StatusInProgress, "b"},
+		{"the same update again is stale", mustgather.Update{ID: 1, Seq: 2, Status: mustgather.StatusInProgress, ExecOutput: "b"}, mustgather.ErrStale, mustgather.StatusInProgress, "b"},
+		{"another gathering's update is refused", mustgather.Update{ID: 2, Seq: 9, Status: mustgather.StatusError}, mustgather.ErrTransition, mustgather.StatusInProgress, "b"},
+		{"going back to new is refused", mustgather.Update{ID: 1, Seq: 3, Status: mustgather.StatusNew}, mustgather.ErrTransition, mustgather.StatusInProgress, "b"},
+		{"completion applies", mustgather.Update{ID: 1, Seq: 4, Status: mustgather.StatusCompleted, Time: t0.Add(3 * time.Second), ExecOutput: "c", ArchiveName: "a.tar.gz", ArchiveSize: 10}, nil, mustgather.StatusCompleted, "c"},
+		{"nothing changes a completed gathering", mustgather.Update{ID: 1, Seq: 5, Status: mustgather.StatusError, ExecOutput: "d"}, mustgather.ErrStale, mustgather.StatusCompleted, "c"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			next, err := g.Apply(st.u)
+			if !errors.Is(err, st.err) {
+				t.Fatalf("error %v, want %v", err, st.err)
+			}
+			if err == nil {
+				g = next
+			} else if diff := cmp.Diff(g, next); diff != "" {
+				t.Errorf("a refused update changed the gathering:\n%s", diff)
+			}
+			if g.Status != st.want || g.ExecOutput != st.out {
+				t.Errorf("status %s output %q, want %s %q", g.Status, g.ExecOutput, st.want, st.out)
+			}
+		})
+	}
+	if g.ArchiveName != "a.tar.gz" || g.ArchiveSize != 10 || !g.UpdatedAt.Equal(t0.Add(3*time.Second)) || g.Seq != 4 {
+		t.Errorf("final gathering %+v", g)
+	}
+}
+
+func TestArchiveNamesAreUniqueAndSafe(t *testing.T) {
+	tests := []struct {
+		id   mustgather.ID
+		name string
+		want string
+	}{
+		{15, "", "must-gather-15.tar.gz"},
+		{15, "plan:mig-plan-cold:8a3d", "must-gather-15-plan-mig-plan-cold-8a3d.tar.gz"},
+		{7, "../../etc/passwd", "must-gather-7-etc-passwd.tar.gz"},
+		{7, `a<b>c:"d"/e\f|g?h*i`, "must-gather-7-a-b-c-d-e-f-g-h-i.tar.gz"},
+		{8, "ünïcödé", "must-gather-8-n-c-d.tar.gz"},
+		{9, "...", "must-gather-9.tar.gz"},
+		{10, strings.Repeat("x", 300), "must-gather-10-" + strings.Repeat("x", 64) + ".tar.gz"},
+	}
+	for _, tt := range tests {
+		if got := mustgather.ArchiveName(tt.id, tt.name); got != tt.want {
+			t.Errorf("ArchiveName(%d, %q) = %q, want %q", tt.id, tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestTimestampsHaveNanosecondsAndAnOffset(t *testing.T) {
+	ts := mustgather.Timestamp{Time: time.Date(2021, 6, 30, 15, 19, 17, 514594000, time.FixedZone("", 2*3600))}
+	b, err := json.Marshal(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), `"2021-06-30T15:19:17.514594000+02:00"`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	var back mustgather.Timestamp
+	if err := json.Unmarshal(b, &back); err != nil || !back.Equal(ts.Time) {
+		t.Errorf("round trip: %v %v", back, err)
+	}
+	utc, _ := json.Marshal(mustgather.Timestamp{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if got, want := string(utc), `"2026-01-01T00:00:00.000000000+00:00"`; got != want {
+		t.Errorf("UTC: got %s, want %s", got, want)
+	}
+}
+
+func TestParseID(t *testing.T) {
+	for in, want := range map[string]mustgather.ID{"1": 1, "15": 15, "18446744073709551615": 18446744073709551615} {
+		if got, ok := mustgather.ParseID(in); !ok || got != want {
+			t.Errorf("ParseID(%q) = %d, %v", in, got, ok)
+		}
+	}
+	for _, in := range []string{"", "0", "-1", "+1", "1.0", "plan:x", "18446744073709551616", " 1"} {
+		if _, ok := mustgather.ParseID(in); ok {
+			t.Errorf("ParseID(%q) accepted", in)
+		}
+	}
+}
