@@ -186,11 +186,13 @@ func tryMinIO(bin, dir string) (*S3, error) {
 			return nil, fmt.Errorf("minio exited: %v: %s", err, out.String())
 		default:
 		}
-		resp, err := client.Get("http://" + s.Endpoint + "/minio/health/ready")
+		// /minio/health/ready answers 200 a little before the S3 API is
+		// initialized (503 XMinioServerNotInitialized); an anonymous S3
+		// request answers 403 only once it is.
+		resp, err := client.Get("http://" + s.Endpoint + "/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				s.cmd = cmd
+			if resp.StatusCode == http.StatusForbidden {
 				go func() { <-exited }()
 				return s, nil
 			}

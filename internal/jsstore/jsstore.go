@@ -1,0 +1,627 @@
+// Package jsstore keeps gatherings and runner leases in NATS JetStream
+// key-value buckets. Its Store implements mustgather.Store and
+// mustgather.Leases.
+//
+// The gatherings bucket holds these keys:
+//
+//	meta.last-id      the last id handed out, in decimal
+//	g.<id>            the gathering, as JSON, with the Seq of its last update
+//	name.<b64(name)>  the id of the newest gathering with that custom-name
+//	open.<id>         present while the gathering may not have ended
+//
+// Every change of meta.last-id, g.<id> and name.<...> is a compare-and-set on
+// the key's revision, retried on conflict, so that several processes can
+// share a bucket without losing an update and without any state in memory.
+// b64 is base64.RawURLEncoding, whose alphabet is valid in a key.
+//
+// The leases bucket holds one key per leased gathering id. The bucket's TTL
+// removes a key that has not been written for that long, which is how a
+// lease lapses when its runner stops renewing it.
+package jsstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultBucket      = "must-gather"
+	DefaultLeaseBucket = "must-gather-leases"
+	DefaultLeaseTTL    = 30 * time.Second
+)
+
+// minLeaseTTL is the smallest MaxAge nats-server accepts for a stream.
+const minLeaseTTL = 100 * time.Millisecond
+
+// Keys and key prefixes of the gatherings bucket.
+const (
+	keyLastID    = "meta.last-id"
+	prefixRecord = "g."
+	prefixName   = "name."
+	prefixOpen   = "open."
+)
+
+// Config configures a Store. The zero value selects the defaults.
+type Config struct {
+	// Bucket is the KV bucket of gatherings; default "must-gather".
+	Bucket string
+	// LeaseBucket is the KV bucket of runner leases; default
+	// "must-gather-leases". It must differ from Bucket.
+	LeaseBucket string
+	// LeaseTTL is how long after its last Hold a lease lapses; default 30s,
+	// at least 100ms (the smallest bucket TTL nats-server accepts).
+	LeaseTTL time.Duration
+	// Replicas is the number of copies of each bucket in a cluster; default 1.
+	Replicas int
+	// Storage is where the buckets are kept; default (the zero value)
+	// jetstream.FileStorage.
+	Storage jetstream.StorageType
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.LeaseBucket == "" {
+		c.LeaseBucket = DefaultLeaseBucket
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	switch {
+	case c.Bucket == c.LeaseBucket:
+		return c, fmt.Errorf("bucket and lease bucket are both %q", c.Bucket)
+	case c.LeaseTTL < minLeaseTTL:
+		return c, fmt.Errorf("lease TTL %s is below the minimum of %s", c.LeaseTTL, minLeaseTTL)
+	case c.Replicas < 0:
+		return c, fmt.Errorf("replicas %d is negative", c.Replicas)
+	}
+	return c, nil
+}
+
+// Store keeps gatherings and leases in JetStream KV buckets. It holds no
+// state of its own: any number of Stores, in any number of processes, may
+// share the same buckets. Its methods are safe for concurrent use.
+type Store struct {
+	kv     jetstream.KeyValue
+	leases jetstream.KeyValue
+}
+
+var (
+	_ mustgather.Store  = (*Store)(nil)
+	_ mustgather.Leases = (*Store)(nil)
+)
+
+// New returns a Store on the buckets that cfg names, creating them, or
+// updating their configuration, as needed.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("jsstore config: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "must-gather gatherings",
+		History:     1,
+		Replicas:    cfg.Replicas,
+		Storage:     cfg.Storage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
+	}
+	leases, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.LeaseBucket,
+		Description: "must-gather runner leases",
+		History:     1,
+		TTL:         cfg.LeaseTTL,
+		Replicas:    cfg.Replicas,
+		Storage:     cfg.Storage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", cfg.LeaseBucket, err)
+	}
+	return &Store{kv: kv, leases: leases}, nil
+}
+
+// Ping reports whether both buckets can be reached; it reads their status
+// and nothing else.
+func (s *Store) Ping(ctx context.Context) error {
+	for _, kv := range []jetstream.KeyValue{s.kv, s.leases} {
+		if _, err := kv.Status(ctx); err != nil {
+			return fmt.Errorf("ping bucket %s: %w", kv.Bucket(), err)
+		}
+	}
+	return nil
+}
+
+// record is the stored form of a gathering. Gathering.Seq is not part of
+// the API object, so it is kept beside it.
+type record struct {
+	Gathering mustgather.Gathering `json:"gathering"`
+	Seq       uint64               `json:"seq"`
+}
+
+func encode(g mustgather.Gathering) ([]byte, error) {
+	return json.Marshal(record{Gathering: g, Seq: g.Seq})
+}
+
+func decode(data []byte) (mustgather.Gathering, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("decode record: %w", err)
+	}
+	r.Gathering.Seq = r.Seq
+	return r.Gathering, nil
+}
+
+func recordKey(id mustgather.ID) string { return prefixRecord + id.String() }
+func openKey(id mustgather.ID) string   { return prefixOpen + id.String() }
+func nameKey(name string) string {
+	return prefixName + base64.RawURLEncoding.EncodeToString([]byte(name))
+}
+
+// conflict reports whether err is a lost compare-and-set: Create of a key
+// that exists, or Update with a revision that is no longer the latest.
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// retry runs attempt until it returns something other than a lost
+// compare-and-set, or ctx ends. Each lost attempt means another writer
+// succeeded, so the loop always makes progress.
+func retry(ctx context.Context, attempt func() error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := attempt(); !conflict(err) {
+			return err
+		}
+	}
+}
+
+// nextID allocates an id by compare-and-set on meta.last-id, so that ids
+// are unique and increasing across processes and restarts. An id whose
+// gathering is never written (the process died, or the write failed) is
+// skipped, not reused.
+func (s *Store) nextID(ctx context.Context) (mustgather.ID, error) {
+	var id mustgather.ID
+	err := retry(ctx, func() error {
+		e, err := s.kv.Get(ctx, keyLastID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			id = 1
+			_, err = s.kv.Create(ctx, keyLastID, []byte(id.String()))
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		last, err := strconv.ParseUint(string(e.Value()), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s holds %q: %w", keyLastID, e.Value(), err)
+		}
+		id = mustgather.ID(last + 1)
+		_, err = s.kv.Update(ctx, keyLastID, []byte(id.String()), e.Revision())
+		return err
+	})
+	return id, err
+}
+
+// Create allocates the next id for g, stores g under it and returns it.
+// g.ID is ignored. An unfinished gathering is entered in the index that
+// Unfinished reads before its record is written, so that the index holds
+// it even if this process dies in between.
+func (s *Store) Create(ctx context.Context, g mustgather.Gathering) (mustgather.Gathering, error) {
+	id, err := s.nextID(ctx)
+	if err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("create gathering: allocate id: %w", err)
+	}
+	g.ID = id
+	data, err := encode(g)
+	if err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("create gathering %d: %w", id, err)
+	}
+	if !g.Status.Terminal() {
+		if _, err := s.kv.Put(ctx, openKey(id), nil); err != nil {
+			return mustgather.Gathering{}, fmt.Errorf("create gathering %d: index as unfinished: %w", id, err)
+		}
+	}
+	// A failed write keeps its entry in the unfinished index: the write may
+	// have succeeded with only its acknowledgement lost.
+	if _, err := s.kv.Create(ctx, recordKey(id), data); err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("create gathering %d: %w", id, err)
+	}
+	if g.CustomName != "" {
+		if err := s.indexName(ctx, g.CustomName, id); err != nil {
+			return mustgather.Gathering{}, fmt.Errorf("create gathering %d: index custom-name: %w", id, err)
+		}
+	}
+	return g, nil
+}
+
+// indexName points the name index of name at id unless it already points at
+// a newer gathering, so that the highest id wins whatever order concurrent
+// Creates finish in. It runs after the record is written, so the index never
+// points at a missing record.
+func (s *Store) indexName(ctx context.Context, name string, id mustgather.ID) error {
+	key := nameKey(name)
+	val := []byte(id.String())
+	return retry(ctx, func() error {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			_, err = s.kv.Create(ctx, key, val)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if cur, ok := mustgather.ParseID(string(e.Value())); ok && cur >= id {
+			return nil
+		}
+		_, err = s.kv.Update(ctx, key, val, e.Revision())
+		return err
+	})
+}
+
+// load returns the gathering with the id and the revision of its record,
+// or an error wrapping mustgather.ErrNotFound.
+func (s *Store) load(ctx context.Context, id mustgather.ID) (mustgather.Gathering, uint64, error) {
+	e, err := s.kv.Get(ctx, recordKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return mustgather.Gathering{}, 0, mustgather.ErrNotFound
+	}
+	if err != nil {
+		return mustgather.Gathering{}, 0, err
+	}
+	g, err := decode(e.Value())
+	return g, e.Revision(), err
+}
+
+// Get returns the gathering with the id, or an error wrapping
+// mustgather.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id mustgather.ID) (mustgather.Gathering, error) {
+	g, _, err := s.load(ctx, id)
+	if err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("get gathering %d: %w", id, err)
+	}
+	return g, nil
+}
+
+// GetByName returns the gathering with the highest id whose custom-name is
+// name, or an error wrapping mustgather.ErrNotFound. It reads the name index
+// and one record. Gatherings without a custom-name are not indexed, so an
+// empty name is never found.
+func (s *Store) GetByName(ctx context.Context, name string) (mustgather.Gathering, error) {
+	if name == "" {
+		return mustgather.Gathering{}, fmt.Errorf("get gathering by empty custom-name: %w", mustgather.ErrNotFound)
+	}
+	e, err := s.kv.Get(ctx, nameKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		err = mustgather.ErrNotFound
+	}
+	if err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("get gathering by custom-name %q: %w", name, err)
+	}
+	id, ok := mustgather.ParseID(string(e.Value()))
+	if !ok {
+		return mustgather.Gathering{}, fmt.Errorf("get gathering by custom-name %q: index holds %q", name, e.Value())
+	}
+	g, _, err := s.load(ctx, id)
+	if err != nil {
+		return mustgather.Gathering{}, fmt.Errorf("get gathering by custom-name %q: id %d: %w", name, id, err)
+	}
+	return g, nil
+}
+
+// List returns the gatherings that match f, ordered by id; with f.Limit > 0
+// only the f.Limit of them with the highest ids. It reads every record
+// through one watcher, which streams the latest value of each key, rather
+// than asking for the records one by one.
+//
+// Decoding JSON, not reading, bounds how fast a long list is made, so List
+// decodes in parallel, and in full only the records it returns: a filter is
+// tested on the custom-name and status alone, and the Limit is applied
+// before the full decode.
+func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gathering, error) {
+	// A record written while the watcher runs may come twice; the later
+	// value is the newer one.
+	raw := make(map[mustgather.ID][]byte)
+	err := eachLatest(ctx, s.kv, prefixRecord+"*", func(e jetstream.KeyValueEntry) error {
+		id, ok := mustgather.ParseID(strings.TrimPrefix(e.Key(), prefixRecord))
+		if !ok {
+			return fmt.Errorf("key %s does not name an id", e.Key())
+		}
+		raw[id] = e.Value()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list gatherings: %w", err)
+	}
+	ids := slices.Sorted(maps.Keys(raw))
+	if f.CustomName != "" || f.Status != "" {
+		keep := make([]bool, len(ids))
+		err := parallel(len(ids), func(i int) error {
+			var err error
+			keep[i], err = match(f, raw[ids[i]])
+			if err != nil {
+				return fmt.Errorf("gathering %d: %w", ids[i], err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list gatherings: %w", err)
+		}
+		matched := ids[:0]
+		for i, id := range ids {
+			if keep[i] {
+				matched = append(matched, id)
+			}
+		}
+		ids = matched
+	}
+	if f.Limit > 0 && len(ids) > f.Limit {
+		ids = ids[len(ids)-f.Limit:]
+	}
+	list := make([]mustgather.Gathering, len(ids))
+	err = parallel(len(ids), func(i int) error {
+		var err error
+		list[i], err = decode(raw[ids[i]])
+		if err != nil {
+			return fmt.Errorf("gathering %d: %w", ids[i], err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list gatherings: %w", err)
+	}
+	return list, nil
+}
+
+// match reports whether the record passes the field tests of f, decoding
+// only the fields they test.
+func match(f mustgather.Filter, data []byte) (bool, error) {
+	var r struct {
+		Gathering struct {
+			CustomName string            `json:"custom-name"`
+			Status     mustgather.Status `json:"status"`
+		} `json:"gathering"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return false, fmt.Errorf("decode record: %w", err)
+	}
+	return f.Match(mustgather.Gathering{CustomName: r.Gathering.CustomName, Status: r.Gathering.Status}), nil
+}
+
+// parallelChunk is the fewest calls worth a goroutine of their own.
+const parallelChunk = 256
+
+// parallel calls fn(i) for every i in [0, n), spread over up to GOMAXPROCS
+// goroutines, each calling it for one run of i, and returns the errors.
+func parallel(n int, fn func(i int) error) error {
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/parallelChunk))
+	size := (n + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*size, min((w+1)*size, n)
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				if err := fn(i); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Claim moves the gathering from new to inprogress at now, by
+// compare-and-set so that of any number of concurrent claims exactly one
+// succeeds. The others get an error wrapping mustgather.ErrAlreadyClaimed,
+// with the gathering as it is.
+func (s *Store) Claim(ctx context.Context, id mustgather.ID, now time.Time) (mustgather.Gathering, error) {
+	var out mustgather.Gathering
+	err := retry(ctx, func() error {
+		g, rev, err := s.load(ctx, id)
+		out = g
+		if err != nil {
+			return err
+		}
+		c, err := g.Claim(now)
+		if err != nil {
+			return err
+		}
+		if err := s.update(ctx, c, rev); err != nil {
+			return err
+		}
+		out = c
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("claim gathering %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// Apply applies u to its gathering by compare-and-set, so that concurrent
+// updates end at the one with the highest Seq whatever order they arrive
+// in. An update the gathering already holds, an older one, or any update to
+// an ended gathering is ignored: Apply returns the gathering as it is and an
+// error wrapping mustgather.ErrStale. Once the gathering has ended it is
+// dropped from Unfinished; a stale update to an ended gathering that is
+// still listed there (the process died in between) drops it too.
+func (s *Store) Apply(ctx context.Context, u mustgather.Update) (mustgather.Gathering, error) {
+	var out mustgather.Gathering
+	err := retry(ctx, func() error {
+		g, rev, err := s.load(ctx, u.ID)
+		out = g
+		if err != nil {
+			return err
+		}
+		next, err := g.Apply(u)
+		if err != nil {
+			return err
+		}
+		if err := s.update(ctx, next, rev); err != nil {
+			return err
+		}
+		out = next
+		return nil
+	})
+	if errors.Is(err, mustgather.ErrStale) && out.Status.Terminal() {
+		if cerr := s.closeIfOpen(ctx, out.ID); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
+	if err != nil {
+		return out, fmt.Errorf("apply update %d to gathering %d: %w", u.Seq, u.ID, err)
+	}
+	if out.Status.Terminal() {
+		if err := s.kv.Delete(ctx, openKey(out.ID)); err != nil {
+			return out, fmt.Errorf("apply update %d to gathering %d: drop from unfinished: %w", u.Seq, u.ID, err)
+		}
+	}
+	return out, nil
+}
+
+// closeIfOpen drops id from the unfinished index if it is there. Reading
+// first keeps repeated stale updates from writing a delete marker each.
+func (s *Store) closeIfOpen(ctx context.Context, id mustgather.ID) error {
+	_, err := s.kv.Get(ctx, openKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err == nil {
+		err = s.kv.Delete(ctx, openKey(id))
+	}
+	if err != nil {
+		return fmt.Errorf("drop gathering %d from unfinished: %w", id, err)
+	}
+	return nil
+}
+
+// update writes g over the record at revision rev; it fails with
+// jetstream.ErrKeyRevisionMismatch when another writer got there first.
+func (s *Store) update(ctx context.Context, g mustgather.Gathering, rev uint64) error {
+	data, err := encode(g)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Update(ctx, recordKey(g.ID), data, rev)
+	return err
+}
+
+// Unfinished returns, in order, the ids of gatherings that may not have
+// ended. It reads only the small index of unfinished gatherings. The list
+// may hold an id that has ended (see Apply), or, if a process died between
+// writing the index and the record, an id that Get does not find.
+func (s *Store) Unfinished(ctx context.Context) ([]mustgather.ID, error) {
+	var ids []mustgather.ID
+	err := eachLatest(ctx, s.kv, prefixOpen+"*", func(e jetstream.KeyValueEntry) error {
+		id, ok := mustgather.ParseID(strings.TrimPrefix(e.Key(), prefixOpen))
+		if !ok {
+			return fmt.Errorf("key %s does not name an id", e.Key())
+		}
+		ids = append(ids, id)
+		return nil
+	}, jetstream.MetaOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list unfinished gatherings: %w", err)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// errWatcherClosed is returned when a watcher ends before it has delivered
+// every key, as when the connection closes.
+var errWatcherClosed = errors.New("watcher closed before the last key")
+
+// eachLatest calls fn with the latest value of every key that matches
+// keys, skipping deleted keys, and returns when all have been delivered.
+func eachLatest(ctx context.Context, kv jetstream.KeyValue, keys string, fn func(jetstream.KeyValueEntry) error, opts ...jetstream.WatchOpt) error {
+	w, err := kv.Watch(ctx, keys, append(opts, jetstream.IgnoreDeletes())...)
+	if err != nil {
+		return err
+	}
+	defer stopWatcher(w)
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errWatcherClosed
+			}
+			if e == nil {
+				// The watcher has delivered the latest value of every key.
+				return nil
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// stopWatcher stops w and drains its channel. The watcher's callback blocks
+// while the channel is full, and the channel is closed only after the
+// callback returns, so without the drain a watcher stopped early would leave
+// a goroutine blocked forever. The drain ends when the channel closes.
+func stopWatcher(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	go func() {
+		for range w.Updates() {
+		}
+	}()
+}
+
+// Hold takes or renews the lease on id: it lapses LeaseTTL after the last
+// Hold.
+func (s *Store) Hold(ctx context.Context, id mustgather.ID) error {
+	if _, err := s.leases.Put(ctx, id.String(), nil); err != nil {
+		return fmt.Errorf("hold lease on gathering %d: %w", id, err)
+	}
+	return nil
+}
+
+// Release drops the lease on id. Releasing a lease that is not held is not
+// an error.
+func (s *Store) Release(ctx context.Context, id mustgather.ID) error {
+	if err := s.leases.Delete(ctx, id.String()); err != nil {
+		return fmt.Errorf("release lease on gathering %d: %w", id, err)
+	}
+	return nil
+}
+
+// Held reports whether a lease on id is in force: held, not released, and
+// renewed within LeaseTTL.
+func (s *Store) Held(ctx context.Context, id mustgather.ID) (bool, error) {
+	_, err := s.leases.Get(ctx, id.String())
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check lease on gathering %d: %w", id, err)
+	}
+	return true, nil
+}
