@@ -1,0 +1,394 @@
+// Package archive builds a gathering's archive, a gzip-compressed tar, as a
+// stream: entries go straight into an io.Writer (usually an io.Pipe that
+// feeds the upload), so nothing is held whole in memory or written to a
+// temporary file.
+//
+// # Entry names
+//
+// Every entry name is cleaned (path.Clean) and joined to its prefix. A name
+// that is empty, absolute, contains a NUL byte, or still climbs out of the
+// archive root after cleaning ("..", "../x", "a/../../x") is rejected with an
+// error that wraps ErrUnsafeName; nothing is written for it. Names such as
+// "a/./b" or "a/../b" are accepted and stored cleaned ("a/b", "b"). The same
+// rule applies to the prefix arguments and to the names of hard links, which
+// point at other entries. Symbolic link targets are stored as they are: they
+// are data that the archive never resolves.
+//
+// # Errors
+//
+// A failure while an entry's content is being written (a short or failing
+// reader, a failing underlying writer) leaves the tar stream corrupt. The
+// Writer remembers that error and returns it from every later call, Close
+// included, and Close then does not finish the gzip stream, so a reader of
+// the output sees a truncated archive rather than a well-formed one with a
+// hole. Callers feeding an io.Pipe should pass the error on with
+// PipeWriter.CloseWithError so that the upload is abandoned. Rejected names
+// and cancelled contexts are returned before anything is written and leave
+// the Writer usable.
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// ErrUnsafeName is wrapped by the errors for entry names that are empty,
+// absolute, or would escape the archive root.
+var ErrUnsafeName = errors.New("unsafe archive entry name")
+
+// maxNesting bounds how deep AddTar unpacks tarballs found inside tarballs;
+// deeper ones are stored as files.
+const maxNesting = 4
+
+// peekSize is how much of a file AddTar looks at to decide whether it is a
+// gzip-compressed tar. 64 KiB of gzip data always inflates to more than the
+// 512-byte tar header that is checked.
+const peekSize = 64 << 10
+
+// Writer writes a gzip-compressed tar stream. It is not safe for concurrent
+// use. The zero value is not usable; call NewWriter.
+type Writer struct {
+	gz     *gzip.Writer
+	tw     *tar.Writer
+	buf    []byte
+	peek   []*bufio.Reader // one per nesting level of AddTar
+	err    error           // first error that left the stream corrupt
+	closed bool
+}
+
+// NewWriter returns a Writer that writes a tar.gz stream to w. Close must be
+// called to finish the stream; it does not close w.
+func NewWriter(w io.Writer) *Writer {
+	// klauspost/compress is an order of magnitude faster than compress/gzip
+	// at the default level on data that does not compress well (binary
+	// logs, already compressed files), and produces standard gzip.
+	gz, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+	return &Writer{gz: gz, tw: tar.NewWriter(gz), buf: make([]byte, 64<<10)}
+}
+
+// AddFile adds a regular file named name with the permission bits of mode
+// (masked with 0o7777), copying exactly size bytes from r. It fails if r
+// ends before size bytes; bytes after the first size are not read.
+func (w *Writer) AddFile(name string, mode int64, modTime time.Time, size int64, r io.Reader) error {
+	n, err := entryName("", name)
+	if err != nil {
+		return err
+	}
+	if n == "." {
+		return unsafeName(name)
+	}
+	return w.addFile(n, mode, modTime, size, r)
+}
+
+// AddBytes adds a regular file named name, mode 0644, holding b.
+func (w *Writer) AddBytes(name string, b []byte, modTime time.Time) error {
+	return w.AddFile(name, 0o644, modTime, int64(len(b)), bytes.NewReader(b))
+}
+
+// AddDir adds a directory named name, mode 0755. Directories need not be
+// added before the entries in them.
+func (w *Writer) AddDir(name string, modTime time.Time) error {
+	n, err := entryName("", name)
+	if err != nil {
+		return err
+	}
+	if n == "." {
+		return unsafeName(name)
+	}
+	return w.addDir(n, 0o755, modTime)
+}
+
+// AddTree adds the directories, regular files and symbolic links under the
+// local directory root, with their names relative to root placed under
+// prefix ("" is the archive root). Symbolic links are stored as links and
+// never followed, and files are opened through an os.Root, so nothing
+// outside root is read. Sockets, devices and named pipes are skipped. A file
+// that shrinks while it is read fails the call; one that grows is cut at
+// the size it had when opened. ctx is checked before each entry.
+func (w *Writer) AddTree(ctx context.Context, root, prefix string) error {
+	pfx, err := entryName("", prefix)
+	if err != nil {
+		return fmt.Errorf("archive: prefix: %w", err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return fmt.Errorf("archive: add tree: %w", err)
+	}
+	defer r.Close()
+	err = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := path.Join(pfx, p)
+		switch t := d.Type(); {
+		case t.IsDir():
+			if name == "." {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return w.addDir(name, int64(info.Mode().Perm()), info.ModTime())
+		case t&fs.ModeSymlink != 0:
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			target, err := r.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return w.addSymlink(name, target, info.ModTime())
+		case t.IsRegular():
+			return w.addTreeFile(r, p, name)
+		default:
+			return nil
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("archive: add tree %s: %w", root, err)
+	}
+	return nil
+}
+
+func (w *Writer) addTreeFile(r *os.Root, p, name string) error {
+	f, err := r.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return nil // replaced since the directory was read
+	}
+	return w.addFile(name, int64(info.Mode().Perm()), info.ModTime(), info.Size(), f)
+}
+
+// AddTar copies the entries of the uncompressed tar stream r under prefix
+// ("" is the archive root). A regular file that is itself a gzip-compressed
+// tar (gzip magic bytes followed by compressed data that starts with a valid
+// tar header, whatever the file's name) is not stored as a file: its entries are unpacked into the stream as they
+// are read, placed in the directory that held the tarball, as if it had
+// been extracted there. Tarballs nested more than a few levels deep are
+// stored as files. Directories, regular files, symbolic links and hard links
+// are copied; other entry types are skipped. ctx is checked before each
+// entry.
+func (w *Writer) AddTar(ctx context.Context, prefix string, r io.Reader) error {
+	pfx, err := entryName("", prefix)
+	if err != nil {
+		return fmt.Errorf("archive: prefix: %w", err)
+	}
+	return w.addTar(ctx, pfx, tar.NewReader(r), 0)
+}
+
+func (w *Writer) addTar(ctx context.Context, pfx string, tr *tar.Reader, depth int) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("archive: read tar: %w", err)
+		}
+		name, err := entryName(pfx, hdr.Name)
+		if err != nil {
+			return err
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if name == "." {
+				continue
+			}
+			err = w.addDir(name, hdr.Mode, hdr.ModTime)
+		case tar.TypeReg:
+			if name == "." {
+				return unsafeName(hdr.Name)
+			}
+			err = w.addTarFile(ctx, hdr, name, tr, depth)
+		case tar.TypeSymlink:
+			err = w.addSymlink(name, hdr.Linkname, hdr.ModTime)
+		case tar.TypeLink:
+			var target string
+			if target, err = entryName(pfx, hdr.Linkname); err == nil {
+				err = w.write(&tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: hdr.Mode & 0o7777, ModTime: hdr.ModTime}, nil)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// addTarFile adds a regular file read from a tar stream, unpacking it when
+// it is a tar.gz.
+func (w *Writer) addTarFile(ctx context.Context, hdr *tar.Header, name string, tr *tar.Reader, depth int) error {
+	if depth >= maxNesting || hdr.Size < 2 {
+		return w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, tr)
+	}
+	for len(w.peek) <= depth {
+		w.peek = append(w.peek, bufio.NewReaderSize(nil, peekSize))
+	}
+	br := w.peek[depth]
+	br.Reset(tr) // tr reads end at the entry's end, so br never takes bytes of the next entry
+	head, _ := br.Peek(int(min(hdr.Size, peekSize)))
+	if !isTarGz(head) {
+		return w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, br)
+	}
+	gz, err := gzip.NewReader(br)
+	if err != nil {
+		return fmt.Errorf("archive: unpack %s: %w", name, err)
+	}
+	if err := w.addTar(ctx, path.Dir(name), tar.NewReader(gz), depth+1); err != nil {
+		return fmt.Errorf("archive: unpack %s: %w", name, err)
+	}
+	// Read to the end so that the gzip checksum is verified.
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return fmt.Errorf("archive: unpack %s: %w", name, err)
+	}
+	return nil
+}
+
+// isTarGz reports whether head, the start of a file, is gzip data whose
+// content starts with a tar header. The content decides, not the name: a
+// .tgz that is not a tar is stored as it is, and so is a tarball that the
+// first peekSize bytes are too few to recognise.
+func isTarGz(head []byte) bool {
+	if len(head) < 2 || head[0] != 0x1f || head[1] != 0x8b {
+		return false
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(head))
+	if err != nil {
+		return false
+	}
+	var block [512]byte
+	if _, err := io.ReadFull(zr, block[:]); err != nil {
+		return false
+	}
+	return isTarHeader(block[:])
+}
+
+// isTarHeader reports whether block holds a tar header with a valid
+// checksum, which every tar format (V7, ustar, PAX, GNU) has.
+func isTarHeader(block []byte) bool {
+	field := strings.TrimRight(strings.TrimLeft(string(block[148:156]), " "), " \x00")
+	want, err := strconv.ParseUint(field, 8, 32)
+	if err != nil || field == "" {
+		return false
+	}
+	var sum uint64
+	for i, b := range block {
+		if i >= 148 && i < 156 {
+			b = ' ' // the checksum field counts as spaces
+		}
+		sum += uint64(b)
+	}
+	return sum == want
+}
+
+// Close finishes the tar and gzip streams. It does not close the writer
+// passed to NewWriter. After an error that left the stream corrupt it
+// returns that error and does not finish the streams.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if err := w.tw.Close(); err != nil {
+		w.err = fmt.Errorf("archive: close: %w", err)
+		return w.err
+	}
+	if err := w.gz.Close(); err != nil {
+		w.err = fmt.Errorf("archive: close: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+func (w *Writer) addFile(name string, mode int64, modTime time.Time, size int64, r io.Reader) error {
+	if size < 0 {
+		return fmt.Errorf("archive: add %s: negative size %d", name, size)
+	}
+	return w.write(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode & 0o7777, ModTime: modTime, Size: size}, r)
+}
+
+func (w *Writer) addDir(name string, mode int64, modTime time.Time) error {
+	return w.write(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode & 0o7777, ModTime: modTime}, nil)
+}
+
+func (w *Writer) addSymlink(name, target string, modTime time.Time) error {
+	return w.write(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: modTime}, nil)
+}
+
+// write writes hdr and, for a regular file, hdr.Size bytes of r.
+func (w *Writer) write(hdr *tar.Header, r io.Reader) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return errors.New("archive: write after close")
+	}
+	if err := w.tw.WriteHeader(hdr); err != nil {
+		w.err = fmt.Errorf("archive: add %s: %w", hdr.Name, err)
+		return w.err
+	}
+	if hdr.Size == 0 {
+		return nil
+	}
+	n, err := io.CopyBuffer(w.tw, io.LimitReader(r, hdr.Size), w.buf)
+	switch {
+	case err != nil:
+		w.err = fmt.Errorf("archive: add %s: %w", hdr.Name, err)
+	case n < hdr.Size:
+		w.err = fmt.Errorf("archive: add %s: content ended after %d of %d bytes: %w", hdr.Name, n, hdr.Size, io.ErrUnexpectedEOF)
+	}
+	return w.err
+}
+
+// entryName cleans name and joins it to the clean prefix pfx ("" or "."
+// for the root). The result is "." for the root itself.
+func entryName(pfx, name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 || path.IsAbs(name) {
+		return "", unsafeName(name)
+	}
+	if name == "" {
+		if pfx == "" {
+			return ".", nil // an empty prefix is the root
+		}
+		return "", unsafeName(name)
+	}
+	c := path.Clean(name)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", unsafeName(name)
+	}
+	return path.Join(pfx, c), nil
+}
+
+func unsafeName(name string) error {
+	return fmt.Errorf("archive: entry name %q: %w (empty, absolute, or outside the archive root)", name, ErrUnsafeName)
+}

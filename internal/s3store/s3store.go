@@ -1,0 +1,279 @@
+// Package s3store keeps archives in a bucket of S3-compatible object
+// storage (MinIO, AWS S3, Ceph RGW, ...) with minio-go. It implements
+// mustgather.ArchiveStore.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultPartSize              = 16 << 20
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultResponseHeaderTimeout = 2 * time.Minute
+)
+
+// S3 limits on the size of a multipart part.
+const (
+	minPartSize = 5 << 20
+	maxPartSize = 5 << 30
+)
+
+// Config says where the bucket is and how to reach it.
+type Config struct {
+	Endpoint  string // host:port, without scheme
+	AccessKey string
+	SecretKey string
+	// Region of the bucket; empty asks the server.
+	Region string
+	Bucket string
+	UseTLS bool
+	// PartSize is the multipart part size of uploads, whose size is never
+	// known in advance; DefaultPartSize if zero, at least 5 MiB. minio-go
+	// holds one part in memory per upload, so this bounds the memory an
+	// upload takes, and with S3's 10,000 parts it bounds the archive size
+	// (16 MiB parts allow 156 GiB).
+	PartSize uint64
+	// DialTimeout bounds connecting to the endpoint; DefaultDialTimeout if
+	// zero.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an answer once a request
+	// has been sent; DefaultResponseHeaderTimeout if zero. Completing a
+	// large multipart upload can take a while.
+	ResponseHeaderTimeout time.Duration
+	// Transport, if set, is used instead of one built from the timeouts
+	// above, for example to trust a private CA.
+	Transport http.RoundTripper
+}
+
+// Store is a mustgather.ArchiveStore on one bucket.
+type Store struct {
+	client   *minio.Client
+	bucket   string
+	partSize uint64
+}
+
+var _ mustgather.ArchiveStore = (*Store)(nil)
+
+// New connects to the bucket, creating it if it does not exist.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Endpoint == "" || cfg.Bucket == "" {
+		return nil, errors.New("s3store: endpoint and bucket are required")
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.PartSize < minPartSize || cfg.PartSize > maxPartSize {
+		return nil, fmt.Errorf("s3store: part size %d is outside S3's limits of 5 MiB to 5 GiB", cfg.PartSize)
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		t, err := minio.DefaultTransport(cfg.UseTLS)
+		if err != nil {
+			return nil, fmt.Errorf("s3store: %w", err)
+		}
+		t.DialContext = (&net.Dialer{Timeout: or(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second}).DialContext
+		t.ResponseHeaderTimeout = or(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+		tr = t
+	}
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:    cfg.UseTLS,
+		Region:    cfg.Region,
+		Transport: tr,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3store: %w", err)
+	}
+	s := &Store{client: client, bucket: cfg.Bucket, partSize: cfg.PartSize}
+	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (s *Store) ensureBucket(ctx context.Context, region string) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("s3store: bucket %s: %w", s.bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	err = s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: region})
+	if err == nil {
+		return nil
+	}
+	// Another replica may have created it since BucketExists.
+	switch minio.ToErrorResponse(err).Code {
+	case "BucketAlreadyOwnedByYou":
+		return nil
+	case "BucketAlreadyExists":
+		if ok, _ := s.client.BucketExists(ctx, s.bucket); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("s3store: create bucket %s: %w", s.bucket, err)
+}
+
+// Ping reports whether the bucket can be reached.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("s3store: ping: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("s3store: ping: bucket %s does not exist", s.bucket)
+	}
+	return nil
+}
+
+// Put streams r into the object key as a multipart upload of PartSize
+// parts, holding one part in memory at a time. The object appears only when
+// r has ended and the upload is complete; when r, ctx or the server fails,
+// minio-go aborts the multipart upload (on a context detached from ctx), so
+// neither an object nor stored parts are left behind.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("s3store: put %s: %w", key, err)
+	}
+	info, err := s.client.PutObject(ctx, s.bucket, key, ctxReader{ctx, r}, -1, minio.PutObjectOptions{
+		PartSize:    s.partSize,
+		ContentType: "application/gzip",
+	})
+	if err != nil {
+		return 0, fmt.Errorf("s3store: put %s: %w", key, err)
+	}
+	return info.Size, nil
+}
+
+// Open returns the object key, or an error wrapping mustgather.ErrNotFound.
+// Reads are made with ctx, so it must live as long as the Archive is read.
+// Each Seek to a new offset costs a ranged GET on the next Read.
+func (s *Store) Open(ctx context.Context, key string) (mustgather.Archive, error) {
+	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("s3store: open %s: %w", key, err)
+	}
+	info, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return nil, fmt.Errorf("s3store: open %s: %w", key, mustgather.ErrNotFound)
+		}
+		return nil, fmt.Errorf("s3store: open %s: %w", key, err)
+	}
+	return &object{Object: obj, size: info.Size, modTime: info.LastModified}, nil
+}
+
+// Delete removes the object key; a missing object is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return nil
+		}
+		return fmt.Errorf("s3store: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// PresignGet returns a URL that lets its holder download the object key for
+// ttl (at most 7 days) without credentials, as an attachment named
+// filename, or the key's last element if filename is empty.
+func (s *Store) PresignGet(ctx context.Context, key, filename string, ttl time.Duration) (*url.URL, error) {
+	if filename == "" {
+		filename = path.Base(key)
+	}
+	params := url.Values{"response-content-disposition": {contentDisposition(filename)}}
+	u, err := s.client.PresignedGetObject(ctx, s.bucket, key, ttl, params)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: presign %s: %w", key, err)
+	}
+	return u, nil
+}
+
+// contentDisposition returns an attachment disposition for filename. The
+// quoted filename holds only printable ASCII, with '"', '\' and anything else
+// replaced by '_'; a name that needed replacing is also given exactly in an
+// RFC 5987 filename* parameter, which browsers prefer.
+func contentDisposition(filename string) string {
+	var plain strings.Builder
+	exact := true
+	for _, r := range filename {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			plain.WriteByte('_')
+			exact = false
+			continue
+		}
+		plain.WriteRune(r)
+	}
+	cd := `attachment; filename="` + plain.String() + `"`
+	if !exact {
+		cd += "; filename*=UTF-8''" + rfc5987(filename)
+	}
+	return cd
+}
+
+// rfc5987 percent-encodes every byte of s but RFC 5987's attr-char.
+func rfc5987(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// object is an open archive object. *minio.Object fetches data lazily and turns
+// Seek into ranged GETs, which is what http.ServeContent needs.
+type object struct {
+	*minio.Object
+	size    int64
+	modTime time.Time
+}
+
+func (a *object) Size() int64        { return a.size }
+func (a *object) ModTime() time.Time { return a.modTime }
+
+// ctxReader stops reading once ctx is done: minio-go fills a whole part
+// before it next looks at ctx, which a reader that never ends would prevent.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
