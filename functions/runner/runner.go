@@ -1,0 +1,367 @@
+// Package runner is the function that runs gatherings. It takes
+// gathering.requested events, claims each gathering exactly once, runs a
+// Gatherer under the gathering's timeout, streams the result as tar.gz into
+// the archive store, and reports every state change as a status event. A
+// reaper finishes gatherings whose runner died.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/archive"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// Gatherer runs one gathering and writes what it gathers into the job's
+// archive and its output into the job's log.
+type Gatherer interface {
+	Gather(ctx context.Context, job Job) error
+}
+
+// Job is one gathering for a Gatherer.
+type Job struct {
+	Gathering mustgather.Gathering
+	// Stop is done when the gathering must stop: its timeout passed
+	// (context.Cause is ErrTimedOut) or the runner is shutting down
+	// (ErrShutdown). The gatherer then stops the work and still archives
+	// what was gathered, under the Gather ctx, which lasts a little longer.
+	Stop context.Context
+	// Archive receives the archive's entries. The runner adds
+	// must-gather.logs and timestamp itself.
+	Archive *archive.Writer
+	// Log receives live output; it is safe for concurrent use.
+	Log io.Writer
+}
+
+// Causes of Job.Stop.
+var (
+	ErrTimedOut = errors.New("timed out")
+	ErrShutdown = errors.New("the runner shut down before the gathering finished")
+)
+
+// Config holds the runner's settings.
+type Config struct {
+	// DefaultTimeout applies to a gathering without a valid timeout.
+	DefaultTimeout time.Duration
+	// ProgressInterval is the least time between two progress events.
+	ProgressInterval time.Duration
+	// OutputTail is how many bytes of the latest output exec-output holds.
+	OutputTail int
+	// LogLimit caps must-gather.logs in the archive, in bytes.
+	LogLimit int
+	// LeaseRenew is how often a running gathering's lease is renewed; it
+	// must be well below the lease TTL.
+	LeaseRenew time.Duration
+	// FinishGrace is how long, after a gathering is told to stop, its
+	// gatherer and upload may go on to archive what was gathered.
+	FinishGrace time.Duration
+	// RequeueAfter: a gathering still new this long after it was created
+	// has its requested event published again.
+	RequeueAfter time.Duration
+	// PendingTimeout: a gathering still new this long after it was created
+	// fails.
+	PendingTimeout time.Duration
+	// ReapInterval is how often the reaper looks at unfinished gatherings.
+	ReapInterval time.Duration
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		DefaultTimeout:   10 * time.Minute,
+		ProgressInterval: time.Second,
+		OutputTail:       64 << 10,
+		LogLimit:         32 << 20,
+		LeaseRenew:       10 * time.Second,
+		FinishGrace:      60 * time.Second,
+		RequeueAfter:     30 * time.Second,
+		PendingTimeout:   30 * time.Minute,
+		ReapInterval:     15 * time.Second,
+	}
+}
+
+// Deps are what the runner works with.
+type Deps struct {
+	Logger   *slog.Logger
+	Store    mustgather.Store
+	Leases   mustgather.Leases
+	Archives mustgather.ArchiveStore
+	// Events publishes the runner's status events.
+	Events mustgather.Events
+	// ReaperEvents publishes the reaper's events; nil uses Events.
+	ReaperEvents mustgather.Events
+	Gatherer     Gatherer
+	Now          func() time.Time
+	Registry     prometheus.Registerer
+}
+
+// Runner is the runner function.
+type Runner struct {
+	cfg Config
+	d   Deps
+	m   metrics
+}
+
+// New returns a Runner.
+func New(cfg Config, d Deps) *Runner {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.ReaperEvents == nil {
+		d.ReaperEvents = d.Events
+	}
+	return &Runner{cfg: cfg, d: d, m: newMetrics(d.Registry)}
+}
+
+// Handle takes one gathering.requested event. It returns nil once the
+// gathering has ended and its final status is published, or when another
+// delivery already claimed it; an error asks for the event again.
+func (r *Runner) Handle(ctx context.Context, e cloudevents.Event) error {
+	req, err := eventing.ParseRequested(e)
+	if err != nil {
+		return err
+	}
+	log := r.d.Logger.With("gathering", req.ID)
+	// Hold the lease before claiming, so that the reaper never sees a
+	// claimed gathering without one.
+	if err := r.d.Leases.Hold(ctx, req.ID); err != nil {
+		return fmt.Errorf("lease gathering %d: %w", req.ID, err)
+	}
+	g, err := r.d.Store.Claim(ctx, req.ID, r.d.Now())
+	switch {
+	case errors.Is(err, mustgather.ErrAlreadyClaimed), errors.Is(err, mustgather.ErrNotFound):
+		log.Info("gathering not run again", "reason", err)
+		return nil
+	case err != nil:
+		_ = r.d.Leases.Release(context.WithoutCancel(ctx), req.ID)
+		return fmt.Errorf("claim gathering %d: %w", req.ID, err)
+	}
+	r.run(ctx, g, log)
+	return nil
+}
+
+// run carries a claimed gathering to its end. Nothing here returns early
+// without a final status: every path ends in completed or error.
+func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logger) {
+	started := r.d.Now()
+	r.m.running.Inc()
+	defer r.m.running.Dec()
+
+	// work outlives ctx by FinishGrace so that a stopped gathering is still
+	// archived and reported.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.FinishGrace, cancelWork) })
+	defer stopAfter()
+
+	stopLease := r.keepLease(work, g.ID, log)
+	defer func() {
+		stopLease()
+		if err := r.d.Leases.Release(work, g.ID); err != nil {
+			log.Warn("release lease", "err", err)
+		}
+	}()
+
+	rep := &reporter{r: r, id: g.ID, log: log}
+	out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
+	rep.send(work, mustgather.Update{Status: mustgather.StatusInProgress})
+	log.Info("gathering started", "timeout", g.Timeout, "image", g.Image, "command", g.Command)
+
+	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
+	// stop is not a child of ctx: its cause must say why it stopped, and a
+	// cancelled parent would only say "context canceled".
+	stop, cancelStop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelStop(nil)
+	timer := time.AfterFunc(timeout, func() { cancelStop(fmt.Errorf("%w after %s", ErrTimedOut, g.Timeout)) })
+	defer timer.Stop()
+	stopOnShutdown := context.AfterFunc(ctx, func() { cancelStop(ErrShutdown) })
+	defer stopOnShutdown()
+
+	progressDone := r.reportProgress(work, rep, out)
+
+	name := mustgather.ArchiveName(g.ID, g.CustomName)
+	size, gerr, uerr := r.gatherAndUpload(work, stop, g, name, out, started)
+	progressDone()
+
+	tail, _ := out.Tail()
+	final := mustgather.Update{ExecOutput: tail}
+	if uerr == nil {
+		final.ArchiveName, final.ArchiveSize = name, size
+	}
+	switch {
+	case gerr == nil && uerr == nil:
+		final.Status = mustgather.StatusCompleted
+		log.Info("gathering completed", "archive", name, "size", size, "took", r.d.Now().Sub(started))
+	default:
+		final.Status = mustgather.StatusError
+		final.Reason = reason(gerr, uerr)
+		if uerr != nil {
+			// The gatherer's error is in the output already.
+			final.ExecOutput = appendLine(tail, "error: "+uerr.Error(), r.cfg.OutputTail)
+		}
+		log.Warn("gathering failed", "reason", final.Reason, "archived", uerr == nil)
+	}
+	rep.send(work, final)
+	r.m.finished.WithLabelValues(string(final.Status)).Inc()
+	r.m.duration.Observe(r.d.Now().Sub(started).Seconds())
+	if uerr == nil {
+		r.m.archiveBytes.Add(float64(size))
+	}
+}
+
+// gatherAndUpload runs the gatherer into a tar.gz stream that is uploaded
+// as it is written: no temporary file, no whole archive in memory.
+func (r *Runner) gatherAndUpload(work, stop context.Context, g mustgather.Gathering, name string, out *outputLog, started time.Time) (size int64, gerr, uerr error) {
+	pr, pw := io.Pipe()
+	uploaded := make(chan error, 1)
+	go func() {
+		n, err := r.d.Archives.Put(work, mustgather.ArchiveKey(g.ID, name), pr)
+		size = n
+		// Unblock the writer side if the upload gave up early.
+		pr.CloseWithError(fmt.Errorf("upload stopped: %w", err))
+		uploaded <- err
+	}()
+
+	aw := archive.NewWriter(pw)
+	gerr = r.d.Gatherer.Gather(work, Job{Gathering: g, Stop: stop, Archive: aw, Log: out})
+	if gerr != nil {
+		fmt.Fprintf(out, "error: %s\n", reason(gerr, nil))
+	}
+	werr := errors.Join(
+		aw.AddBytes("timestamp", []byte(fmt.Sprintf("%s\n%s\n", started.Format(time.RFC3339Nano), r.d.Now().Format(time.RFC3339Nano))), r.d.Now()),
+		aw.AddBytes("must-gather.logs", out.Full(), r.d.Now()),
+		aw.Close(),
+	)
+	if werr != nil {
+		pw.CloseWithError(werr)
+	} else {
+		pw.Close()
+	}
+	uerr = <-uploaded
+	if uerr == nil && werr != nil {
+		uerr = werr
+	}
+	if uerr != nil {
+		uerr = fmt.Errorf("store archive: %w", uerr)
+	}
+	return size, gerr, uerr
+}
+
+func reason(gerr, uerr error) string {
+	switch {
+	case gerr != nil && uerr != nil:
+		return gerr.Error() + "; " + uerr.Error()
+	case gerr != nil:
+		return gerr.Error()
+	case uerr != nil:
+		return uerr.Error()
+	}
+	return ""
+}
+
+func appendLine(tail, line string, max int) string {
+	if tail != "" && tail[len(tail)-1] != '\n' {
+		tail += "\n"
+	}
+	tail += line + "\n"
+	if len(tail) > max {
+		tail = tail[len(tail)-max:]
+	}
+	return tail
+}
+
+// keepLease renews the gathering's lease until the returned func is called.
+func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(r.cfg.LeaseRenew)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := r.d.Leases.Hold(ctx, id); err != nil && ctx.Err() == nil {
+					log.Warn("renew lease", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// reportProgress sends a progress event at most once per
+// ProgressInterval while the output grows, until the returned func is
+// called.
+func (r *Runner) reportProgress(ctx context.Context, rep *reporter, out *outputLog) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(r.cfg.ProgressInterval)
+		defer t.Stop()
+		var seen uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				tail, v := out.Tail()
+				if v == seen {
+					continue
+				}
+				seen = v
+				rep.send(ctx, mustgather.Update{Status: mustgather.StatusInProgress, ExecOutput: tail})
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// reporter numbers a gathering's updates and publishes them, retrying a
+// failed publish so that the final status is not lost to a short outage.
+type reporter struct {
+	r   *Runner
+	id  mustgather.ID
+	seq uint64
+	log *slog.Logger
+}
+
+func (p *reporter) send(ctx context.Context, u mustgather.Update) {
+	p.seq++
+	u.ID, u.Seq, u.Time = p.id, p.seq, p.r.d.Now()
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := p.r.d.Events.Updated(ctx, u)
+		if err == nil {
+			return
+		}
+		// Progress is best effort; the next one carries the same output.
+		if u.Status == mustgather.StatusInProgress && u.Seq > 1 {
+			p.log.Warn("publish progress", "err", err)
+			return
+		}
+		p.log.Warn("publish status; retrying", "status", u.Status, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			p.log.Error("status not published; the reaper will finish the gathering", "status", u.Status, "err", err)
+			return
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}

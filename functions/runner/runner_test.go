@@ -1,0 +1,429 @@
+package runner_test
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/functions/recorder"
+	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/dirstore"
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/process"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+// env is a runner on real NATS JetStream and a real archive directory,
+// with the recorder applying its status events to the store.
+type env struct {
+	store    *jsstore.Store
+	bus      *natsbus.Bus
+	js       jetstream.JetStream
+	archives *dirstore.Store
+	runner   *runner.Runner
+	cfg      runner.Config
+}
+
+func newEnv(t *testing.T, mutate func(*runner.Config)) *env {
+	t.Helper()
+	ctx := context.Background()
+	nc := testenv.Conn(t, testenv.NATS(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := jsstore.New(ctx, js, jsstore.Config{Bucket: "g", LeaseBucket: "l", LeaseTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, err := natsbus.New(ctx, js, natsbus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archives, err := dirstore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := runner.DefaultConfig()
+	cfg.ProgressInterval = 50 * time.Millisecond
+	cfg.LeaseRenew = time.Second
+	cfg.FinishGrace = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e := &env{store: store, bus: bus, js: js, archives: archives, cfg: cfg}
+	e.runner = runner.New(cfg, runner.Deps{
+		Store: store, Leases: store, Archives: archives, Events: bus,
+		ReaperEvents: bus.WithSource(eventing.SourceReaper),
+		Gatherer:     &process.Gatherer{TempDir: t.TempDir(), KillGrace: 200 * time.Millisecond},
+	})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = bus.Consume(rctx, natsbus.ConsumerConfig{Durable: "recorder", Filter: bus.StatusSubject(0), MaxAckPending: 16},
+			recorder.New(store, nil, nil).Handle)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+func (e *env) create(t *testing.T, r mustgather.Request) (mustgather.Gathering, cloudevents.Event) {
+	t.Helper()
+	r, err := r.Validate(mustgather.Policy{DefaultTimeout: time.Minute, MaxTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.store.Create(context.Background(), mustgather.NewGathering(r, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := eventing.NewRequested(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, ev
+}
+
+// waitEnded polls the store until the gathering has ended.
+func (e *env) waitEnded(t *testing.T, id mustgather.ID) mustgather.Gathering {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g, err := e.store.Get(context.Background(), id)
+		if err == nil && g.Status.Terminal() {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gathering %d did not end: %+v, %v", id, g, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readArchive returns the archive's regular files and their contents.
+func (e *env) readArchive(t *testing.T, g mustgather.Gathering) map[string]string {
+	t.Helper()
+	a, err := e.archives.Open(context.Background(), mustgather.ArchiveKey(g.ID, g.ArchiveName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.Size() != g.ArchiveSize {
+		t.Errorf("archive size %d, record says %d", a.Size(), g.ArchiveSize)
+	}
+	zr, err := gzip.NewReader(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			files[h.Name] = string(b)
+		}
+	}
+	return files
+}
+
+// statusTypes returns the types of the status events of a gathering, in
+// stream order.
+func (e *env) statusTypes(t *testing.T, id mustgather.ID) []string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := e.js.OrderedConsumer(ctx, "MUST_GATHER", jetstream.OrderedConsumerConfig{FilterSubjects: []string{e.bus.StatusSubject(id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for {
+		batch, err := c.FetchNoWait(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			ev, err := natsbus.Decode(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			typ := strings.TrimPrefix(ev.Type(), eventing.TypePrefix+"gathering.")
+			if len(types) == 0 || types[len(types)-1] != typ || typ != "progress" {
+				types = append(types, typ)
+			}
+		}
+		if n == 0 {
+			return types
+		}
+	}
+}
+
+func TestAGatheringRunsToCompletionAndItsOutputIsArchived(t *testing.T) {
+	e := newEnv(t, nil)
+	g, ev := e.create(t, mustgather.Request{
+		CustomName: "plan:cold",
+		Command:    `mkdir -p "$MUST_GATHER_DIR/namespaces/mtv" && echo spec > namespaces/mtv/plan.yaml && echo gathered; echo oops >&2`,
+	})
+	if err := e.runner.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitEnded(t, g.ID)
+	if got.Status != mustgather.StatusCompleted {
+		t.Fatalf("status %s, output:\n%s", got.Status, got.ExecOutput)
+	}
+	if want := mustgather.ArchiveName(g.ID, "plan:cold"); got.ArchiveName != want {
+		t.Errorf("archive name %q, want %q", got.ArchiveName, want)
+	}
+	for _, s := range []string{"gathered\n", "oops\n"} {
+		if !strings.Contains(got.ExecOutput, s) {
+			t.Errorf("exec-output lacks %q:\n%s", s, got.ExecOutput)
+		}
+	}
+	files := e.readArchive(t, got)
+	if files["namespaces/mtv/plan.yaml"] != "spec\n" {
+		t.Errorf("archive files: %v", keys(files))
+	}
+	if !strings.Contains(files["must-gather.logs"], "gathered\n") {
+		t.Errorf("must-gather.logs: %q", files["must-gather.logs"])
+	}
+	if _, ok := files["timestamp"]; !ok {
+		t.Errorf("archive lacks timestamp: %v", keys(files))
+	}
+	types := e.statusTypes(t, g.ID)
+	if types[0] != "started" || types[len(types)-1] != "completed" {
+		t.Errorf("status events %v, want started ... completed", types)
+	}
+}
+
+func keys(m map[string]string) []string {
+	var k []string
+	for n := range m {
+		k = append(k, n)
+	}
+	return k
+}
+
+func TestARedeliveredOrDuplicatedEventDoesNotRunTwice(t *testing.T) {
+	e := newEnv(t, nil)
+	count := filepath.Join(t.TempDir(), "count")
+	g, ev := e.create(t, mustgather.Request{Command: "echo run >> " + count})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := e.runner.Handle(context.Background(), ev); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	e.waitEnded(t, g.ID)
+	// And once more after it ended.
+	if err := e.runner.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "run"); n != 1 {
+		t.Errorf("command ran %d times, want 1", n)
+	}
+}
+
+func TestAGatheringThatFailsOrTimesOutEndsInErrorWithWhatItGathered(t *testing.T) {
+	tests := []struct {
+		name    string
+		command string
+		timeout string
+		reason  string
+	}{
+		{"a command that exits non-zero", `echo partial > part.txt; echo before; exit 3`, "1m", "command exited with status 3"},
+		{"a command that outlives its timeout", `echo partial > part.txt; echo before; sleep 60`, "1s", "timed out after 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil)
+			g, ev := e.create(t, mustgather.Request{Command: tt.command, Timeout: tt.timeout})
+			if err := e.runner.Handle(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			got := e.waitEnded(t, g.ID)
+			if got.Status != mustgather.StatusError {
+				t.Fatalf("status %s, want error", got.Status)
+			}
+			if !strings.Contains(got.ExecOutput, "before\n") || !strings.Contains(got.ExecOutput, "error: "+tt.reason) {
+				t.Errorf("exec-output lacks output or reason %q:\n%s", tt.reason, got.ExecOutput)
+			}
+			files := e.readArchive(t, got)
+			if files["part.txt"] != "partial\n" {
+				t.Errorf("partial output not archived: %v", keys(files))
+			}
+		})
+	}
+}
+
+func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
+	e := newEnv(t, nil)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	g, ev := e.create(t, mustgather.Request{Command: fmt.Sprintf(`sleep 300 & echo $! > %s; wait`, pidFile), Timeout: "1s"})
+	if err := e.runner.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEnded(t, g.ID)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d of the gathering still runs", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestShutdownEndsARunningGatheringInErrorAndArchivesIt(t *testing.T) {
+	e := newEnv(t, nil)
+	g, ev := e.create(t, mustgather.Request{Command: `echo partial > part.txt; echo started; sleep 60`, Timeout: "10m"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.runner.Handle(ctx, ev) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cur, _ := e.store.Get(context.Background(), g.ID)
+		if strings.Contains(cur.ExecOutput, "started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("gathering did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitEnded(t, g.ID)
+	if got.Status != mustgather.StatusError || !strings.Contains(got.ExecOutput, runner.ErrShutdown.Error()) {
+		t.Errorf("status %s, output:\n%s", got.Status, got.ExecOutput)
+	}
+	if files := e.readArchive(t, got); files["part.txt"] != "partial\n" {
+		t.Errorf("partial output not archived: %v", keys(files))
+	}
+}
+
+func TestTheDefaultCommandFailsClearlyWhenAbsent(t *testing.T) {
+	if _, err := os.Stat(process.DefaultCommand); err == nil {
+		t.Skip(process.DefaultCommand + " exists on this machine")
+	}
+	e := newEnv(t, nil)
+	g, ev := e.create(t, mustgather.Request{})
+	if err := e.runner.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitEnded(t, g.ID)
+	if got.Status != mustgather.StatusError || !strings.Contains(got.ExecOutput, "/usr/bin/gather is not on this machine") {
+		t.Errorf("status %s, output:\n%s", got.Status, got.ExecOutput)
+	}
+}
+
+func TestTheReaperFinishesGatheringsWhoseRunnerIsGone(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour; c.PendingTimeout = 2 * time.Hour })
+	// A claimed gathering whose runner died: no lease.
+	orphan, _ := e.create(t, mustgather.Request{Command: "true"})
+	if _, err := e.store.Claim(ctx, orphan.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// A claimed gathering whose runner lives: lease held.
+	alive, _ := e.create(t, mustgather.Request{Command: "true"})
+	if err := e.store.Hold(ctx, alive.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Claim(ctx, alive.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh gathering waiting for a runner.
+	fresh, _ := e.create(t, mustgather.Request{Command: "true"})
+
+	if err := e.runner.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitEnded(t, orphan.ID)
+	if got.Status != mustgather.StatusError || !strings.Contains(got.ExecOutput, "the runner stopped before the gathering finished") {
+		t.Errorf("orphan: %s %q", got.Status, got.ExecOutput)
+	}
+	for _, id := range []mustgather.ID{alive.ID, fresh.ID} {
+		g, err := e.store.Get(ctx, id)
+		if err != nil || g.Status.Terminal() {
+			t.Errorf("gathering %d ended by the reaper: %s %v", id, g.Status, err)
+		}
+	}
+}
+
+func TestTheReaperRequeuesAndThenFailsGatheringsNoRunnerTook(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Minute; c.PendingTimeout = time.Hour })
+	stale := mustgather.NewGathering(mustgather.Request{Command: "true", Timeout: "1m"}, now.Add(-2*time.Minute))
+	stale, err := e.store.Create(ctx, stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ancient := mustgather.NewGathering(mustgather.Request{Command: "true", Timeout: "1m"}, now.Add(-2*time.Hour))
+	ancient, err = e.store.Create(ctx, ancient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.runner.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.waitEnded(t, ancient.ID); got.Status != mustgather.StatusError {
+		t.Errorf("ancient gathering: %s", got.Status)
+	}
+	s, err := e.js.Stream(ctx, "MUST_GATHER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, e.bus.RequestedSubject())
+	if err != nil {
+		t.Fatalf("no requested event republished: %v", err)
+	}
+	ev, err := natsbus.Decode(ctx, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(stale.ID.String(), ev.Subject()); diff != "" {
+		t.Errorf("republished event subject (-want +got):\n%s", diff)
+	}
+}
