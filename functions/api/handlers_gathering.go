@@ -1,0 +1,225 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// writeTimeout bounds storing and announcing a new gathering. That work
+// runs to the end even when the client hangs up, so that a stored gathering
+// is announced whenever possible.
+const writeTimeout = 15 * time.Second
+
+// handleCreate starts a gathering: decode, validate, store, announce.
+func handleCreate(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(w, r, MaxBodyBytes)
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		req, err := decodeRequest(r.Header.Get("Content-Type"), body)
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		req, err = req.Validate(d.Policy)
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), writeTimeout)
+		defer cancel()
+		g, err := d.Store.Create(ctx, mustgather.NewGathering(req, d.Now()))
+		if err != nil {
+			respondErr(w, r, d.Logger, fmt.Errorf("create gathering: %w", err))
+			return
+		}
+		d.Logger.InfoContext(ctx, "gathering requested", "gathering", g.ID, "request", req.String())
+		if err := d.Events.Requested(ctx, g); err != nil {
+			// The record is what counts: the reaper announces unfinished
+			// gatherings that no runner has picked up.
+			d.Logger.WarnContext(ctx, "gathering stored but not announced; the reaper will announce it", "gathering", g.ID, "err", err)
+		}
+		w.Header().Set("Location", "/must-gather/"+g.ID.String())
+		writeJSON(w, http.StatusCreated, g)
+	})
+}
+
+// handleList lists gatherings by id, optionally filtered.
+func handleList(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := listFilter(r)
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		list, err := d.Store.List(r.Context(), f)
+		if err != nil {
+			respondErr(w, r, d.Logger, fmt.Errorf("list gatherings: %w", err))
+			return
+		}
+		if list == nil {
+			list = []mustgather.Gathering{}
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+}
+
+func listFilter(r *http.Request) (mustgather.Filter, error) {
+	q, err := query(r, "custom-name", "status", "limit")
+	if err != nil {
+		return mustgather.Filter{}, err
+	}
+	f := mustgather.Filter{CustomName: q["custom-name"]}
+	if s, ok := q["status"]; ok {
+		f.Status = mustgather.Status(s)
+		if !f.Status.Valid() {
+			return f, &mustgather.FieldError{Field: "status", Message: fmt.Sprintf("must be one of new, inprogress, completed, error; got %q", clip(s))}
+		}
+	}
+	if s, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return f, &mustgather.FieldError{Field: "limit", Message: fmt.Sprintf("must be a positive integer; got %q", clip(s))}
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// handleGet shows one gathering, named by id or custom-name.
+func handleGet(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := query(r); err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, g)
+	})
+}
+
+// handleData streams a completed gathering's archive, or with
+// ?partial=true the partial archive of one that ended in error. Range
+// requests, conditional requests and HEAD work through http.ServeContent.
+func handleData(d Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		partial, err := partialParam(r)
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		if err := downloadable(g, partial); err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		a, err := d.Archives.Open(r.Context(), mustgather.ArchiveKey(g.ID, g.ArchiveName))
+		if errors.Is(err, mustgather.ErrNotFound) {
+			err = fmt.Errorf("%w: the archive of gathering %d is no longer stored", mustgather.ErrNotFound, g.ID)
+		} else if err != nil {
+			err = fmt.Errorf("open archive of gathering %d: %w", g.ID, err)
+		}
+		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		defer a.Close()
+		h := w.Header()
+		h.Set("Content-Type", "application/gzip")
+		h.Set("Content-Disposition", attachment(g.ArchiveName))
+		h.Set("X-Content-Type-Options", "nosniff")
+		http.ServeContent(w, r, g.ArchiveName, a.ModTime(), a)
+	})
+}
+
+func partialParam(r *http.Request) (bool, error) {
+	q, err := query(r, "partial")
+	if err != nil {
+		return false, err
+	}
+	s, ok := q["partial"]
+	if !ok {
+		return false, nil
+	}
+	partial, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, &mustgather.FieldError{Field: "partial", Message: fmt.Sprintf("must be true or false; got %q", clip(s))}
+	}
+	return partial, nil
+}
+
+// downloadable reports, as an error, why g's archive cannot be had.
+func downloadable(g mustgather.Gathering, partial bool) error {
+	switch {
+	case g.Status == mustgather.StatusCompleted && g.ArchiveName != "":
+		return nil
+	case g.Status == mustgather.StatusCompleted:
+		return fmt.Errorf("%w: gathering %d completed without an archive", mustgather.ErrNotFound, g.ID)
+	case g.Status == mustgather.StatusError && g.ArchiveName != "" && partial:
+		return nil
+	case g.Status == mustgather.StatusError && g.ArchiveName != "":
+		return &notCompletedError{g: g, hint: "; it ended in error, ask for its partial archive with ?partial=true"}
+	case g.Status == mustgather.StatusError:
+		return &notCompletedError{g: g, hint: "; it ended in error without an archive"}
+	}
+	return &notCompletedError{g: g, hint: "; ask again when its status is completed"}
+}
+
+// attachment is the Content-Disposition that makes browsers and `curl -OJ`
+// save the archive under its name.
+func attachment(name string) string {
+	for _, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			// mime quotes or RFC 2231-encodes what needs it.
+			return mime.FormatMediaType("attachment", map[string]string{"filename": name})
+		}
+	}
+	return `attachment; filename="` + name + `"`
+}
+
+// lookup finds the gathering that ref names: a number is an id; otherwise,
+// or when there is no gathering with that id, ref is a custom-name and the
+// newest gathering with it is the one.
+func lookup(ctx context.Context, s mustgather.Store, ref string) (mustgather.Gathering, error) {
+	if id, ok := mustgather.ParseID(ref); ok {
+		g, err := s.Get(ctx, id)
+		if !errors.Is(err, mustgather.ErrNotFound) {
+			if err != nil {
+				return g, fmt.Errorf("get gathering %d: %w", id, err)
+			}
+			return g, nil
+		}
+	}
+	notFound := fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
+	// A name that no request could have given matches nothing; the store
+	// never sees it.
+	if req, err := (mustgather.Request{CustomName: ref}).Validate(mustgather.Policy{}); err != nil || req.CustomName != ref {
+		return mustgather.Gathering{}, notFound
+	}
+	g, err := s.GetByName(ctx, ref)
+	if errors.Is(err, mustgather.ErrNotFound) {
+		return g, notFound
+	}
+	if err != nil {
+		return g, fmt.Errorf("get gathering named %q: %w", ref, err)
+	}
+	return g, nil
+}

@@ -1,0 +1,106 @@
+// Package api is the HTTP API of must-gather-functions: it starts
+// gatherings, lists and shows them, and streams their archives. NewServer
+// builds the whole API as one http.Handler; the binary that serves it, with
+// its timeouts and configuration, is wired elsewhere.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// MaxBodyBytes caps the body of a request that starts a gathering. The
+// largest valid request is well under it.
+const MaxBodyBytes = 64 << 10
+
+// Deps is what the API needs from the outside world. Store, Archives and
+// Events are required; every other field has a working zero value.
+type Deps struct {
+	Logger   *slog.Logger            // nil discards logs
+	Store    mustgather.Store        // keeps gatherings
+	Archives mustgather.ArchiveStore // keeps their archives
+	Events   mustgather.Events       // announces new gatherings to runners
+	Policy   mustgather.Policy       // limits a request is validated against
+	Now      func() time.Time        // nil means time.Now
+	// Ready reports whether the dependencies can serve; nil means always
+	// ready.
+	Ready func(ctx context.Context) error
+	// Registry receives the HTTP metrics and is served on /metrics; nil
+	// means no metrics and no /metrics.
+	Registry *prometheus.Registry
+}
+
+// NewServer returns the API as an http.Handler. It panics when Store,
+// Archives or Events is nil, as that is a wiring mistake, not a runtime
+// condition.
+func NewServer(d Deps) http.Handler {
+	if d.Store == nil || d.Archives == nil || d.Events == nil {
+		panic("api.NewServer: Store, Archives and Events are required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Ready == nil {
+		d.Ready = func(context.Context) error { return nil }
+	}
+	m := newMetrics(d.Registry)
+	mux := http.NewServeMux()
+	addRoutes(mux, d, m)
+	return jsonFallback(mux, m)
+}
+
+// jsonFallback answers the requests that match no route (404) or match a
+// route only by path (405) with the API's JSON error body instead of the
+// mux's plain text, keeping the mux's status and Allow header.
+func jsonFallback(mux *http.ServeMux, m *metrics) http.Handler {
+	unmatched := m.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, _ := mux.Handler(r)
+		rec := &statusRecorder{header: w.Header()}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusNotFound:
+			writeJSON(w, http.StatusNotFound, errorBody{Error: "no such resource: " + r.URL.Path})
+		case http.StatusMethodNotAllowed:
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed; allowed: " + w.Header().Get("Allow")})
+		default:
+			// A redirect to the cleaned path: its headers are already in
+			// place, the body is the mux's HTML and not worth keeping.
+			w.WriteHeader(rec.status)
+		}
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			unmatched.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder keeps the status a handler writes and drops its body.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
