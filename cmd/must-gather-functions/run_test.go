@@ -335,3 +335,48 @@ func TestBadConfigurationIsReportedNotPanicked(t *testing.T) {
 		})
 	}
 }
+
+func TestTheFunctionsRunAsSeparateProcessesOnExternalNATSAndS3(t *testing.T) {
+	nats := testenv.NATS(t)
+	m := testenv.MinIO(t)
+	shared := map[string]string{
+		"NATS_URL": nats.ClientURL(), "ARCHIVE_STORE": "s3", "S3_ENDPOINT": m.Endpoint, "S3_ACCESS_KEY": m.AccessKey,
+		"S3_SECRET_KEY": m.SecretKey, "S3_BUCKET": testenv.Name("split"), "S3_USE_TLS": "false", "HTTP_ADDRESS": "127.0.0.1:0",
+	}
+	with := func(fns string) map[string]string {
+		env := map[string]string{"FUNCTIONS": fns}
+		for k, v := range shared {
+			env[k] = v
+		}
+		return env
+	}
+	apiProc := start(t, t.TempDir(), with("api"))
+	workers := start(t, t.TempDir(), with("runner,recorder"))
+
+	g := apiProc.post(t, "application/json", strings.NewReader(fmt.Sprintf(`{"custom-name": "split", "command": %q}`, gatherCommand)))
+	done := apiProc.waitEnded(t, g.ID)
+	if done.Status != "completed" {
+		t.Fatalf("%s\n%s", done.Status, done.ExecOutput)
+	}
+	if files := apiProc.download(t, done); files["namespaces/openshift-mtv/crs/plan.yaml"] != "kind: Plan\n" {
+		t.Errorf("archive holds %v", files)
+	}
+	// The worker process has no API, only health and metrics.
+	resp, err := http.Get(workers.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("worker /readyz: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(workers.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `mustgather_runner_gatherings_finished_total{status="completed"} 1`) {
+		t.Errorf("worker metrics lack the finished gathering:\n%.2000s", body)
+	}
+}
