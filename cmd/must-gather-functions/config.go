@@ -45,6 +45,7 @@ type config struct {
 
 	DefaultTimeout time.Duration // DEFAULT_TIMEOUT
 	MaxTimeout     time.Duration // MAX_TIMEOUT
+	TargetNS       string        // FORKLIFT_NAMESPACE
 
 	RunnerConcurrency int           // RUNNER_CONCURRENCY
 	FinishGrace       time.Duration // RUNNER_FINISH_GRACE
@@ -92,6 +93,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		S3PartSize:       uint64(e.int("S3_PART_SIZE", 16<<20)),
 		DefaultTimeout:   e.duration("DEFAULT_TIMEOUT", 10*time.Minute),
 		MaxTimeout:       e.duration("MAX_TIMEOUT", time.Hour),
+		TargetNS:         e.str("FORKLIFT_NAMESPACE", "openshift-mtv"),
 
 		RunnerConcurrency: e.int("RUNNER_CONCURRENCY", 4),
 		FinishGrace:       e.duration("RUNNER_FINISH_GRACE", 60*time.Second),

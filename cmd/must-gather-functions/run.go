@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.has("api") {
 		handler = api.NewServer(api.Deps{
 			Logger: log.With("function", "api"), Store: store, Archives: archives, Events: bus,
-			Policy: mustgather.Policy{DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout},
+			Policy: mustgather.Policy{DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout, TargetNamespace: cfg.TargetNS},
 			Ready:  ready, Registry: reg,
 		})
 	} else {

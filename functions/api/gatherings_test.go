@@ -418,7 +418,7 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 	e := newEnv(t)
 	e.create(`{"custom-name": "plan1"}`) // 1, new
 
-	const known = "unknown field; known fields: custom-name, image, image-stream, node-name, command, source-dir, timeout, server"
+	const known = "unknown field; known fields: custom-name, image, image-stream, node-name, command, source-dir, timeout, server, since, since-time, plan, vm, namespace"
 	const mediaTypes = "application/json, application/x-www-form-urlencoded or multipart/form-data"
 	tooBig := []byte(`{"command": "` + strings.Repeat("x", MaxBodyBytes) + `"}`)
 	tests := []struct {

@@ -78,6 +78,10 @@ type Gathering struct {
 	ArchiveName string    `json:"archive-name"`
 	ExecOutput  string    `json:"exec-output"`
 
+	// Since and SinceTime go beyond the seed; they appear only when set.
+	Since     string `json:"since,omitempty"`
+	SinceTime string `json:"since-time,omitempty"`
+
 	// Seq is the sequence number of the last Update applied; it is stored
 	// with the gathering but not part of the API object.
 	Seq uint64 `json:"-"`
@@ -98,6 +102,8 @@ func NewGathering(r Request, now time.Time) Gathering {
 		SourceDir:   r.SourceDir,
 		Timeout:     r.Timeout,
 		Server:      r.Server,
+		Since:       r.Since,
+		SinceTime:   r.SinceTime,
 	}
 }
 

@@ -3,6 +3,7 @@ package mustgather_test
 import (
 	"encoding/json"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,81 @@ func TestParseID(t *testing.T) {
 		if _, ok := mustgather.ParseID(in); ok {
 			t.Errorf("ParseID(%q) accepted", in)
 		}
+	}
+}
+
+func TestTypedTargetedFieldsBuildAQuotedCommand(t *testing.T) {
+	p := policy
+	p.TargetNamespace = "openshift-mtv"
+	tests := []struct {
+		name string
+		in   mustgather.Request
+		want string
+	}{
+		{"a plan in the default namespace", mustgather.Request{Plan: "mig-plan-cold"}, `PLAN='mig-plan-cold' NS='openshift-mtv' /usr/bin/targeted`},
+		{"a vm in a given namespace", mustgather.Request{VM: "vm-7595", Namespace: "mtv"}, `VM='vm-7595' NS='mtv' /usr/bin/targeted`},
+		{"a plan and a vm", mustgather.Request{Plan: "p", VM: "v"}, `PLAN='p' VM='v' NS='openshift-mtv' /usr/bin/targeted`},
+		{"a namespace alone", mustgather.Request{Namespace: "mtv"}, `NS='mtv' /usr/bin/targeted`},
+		{"a vm name that tries shell injection", mustgather.Request{VM: `x'; touch /tmp/pwned; echo '$(id)`}, `VM='x'\''; touch /tmp/pwned; echo '\''$(id)' NS='openshift-mtv' /usr/bin/targeted`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.in.Validate(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Command != tt.want || got.Plan != "" || got.VM != "" || got.Namespace != "" {
+				t.Errorf("got %+v, want command %s", got, tt.want)
+			}
+			// The shell must see the names exactly as sent.
+			script := strings.TrimSuffix(got.Command, mustgather.TargetedCommand) + `sh -c 'printf "%s|%s|%s" "$PLAN" "$VM" "$NS"'`
+			out, err := exec.Command("/bin/sh", "-c", script).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns := tt.in.Namespace
+			if ns == "" {
+				ns = "openshift-mtv"
+			}
+			if want := tt.in.Plan + "|" + tt.in.VM + "|" + ns; string(out) != want {
+				t.Errorf("shell saw %q, want %q", out, want)
+			}
+		})
+	}
+}
+
+func TestInvalidTargetedAndSinceFieldsNameTheField(t *testing.T) {
+	tests := []struct {
+		name  string
+		p     mustgather.Policy
+		in    mustgather.Request
+		field string
+	}{
+		{"a command and a plan", policy, mustgather.Request{Command: "x", Plan: "p"}, "command"},
+		{"a plan that is no object name", policy, mustgather.Request{Plan: "My Plan", Namespace: "ns"}, "plan"},
+		{"a plan without any namespace", policy, mustgather.Request{Plan: "p"}, "namespace"},
+		{"a namespace that is no label", policy, mustgather.Request{VM: "v", Namespace: "a.b"}, "namespace"},
+		{"a vm with a newline", policy, mustgather.Request{VM: "a\nb", Namespace: "ns"}, "vm"},
+		{"a since that is no duration", policy, mustgather.Request{Since: "yesterday"}, "since"},
+		{"a negative since", policy, mustgather.Request{Since: "-1h"}, "since"},
+		{"a since-time that is no RFC 3339 time", policy, mustgather.Request{SinceTime: "2026-11-25"}, "since-time"},
+		{"since and since-time", policy, mustgather.Request{Since: "1h", SinceTime: "2026-11-25T10:00:00Z"}, "since-time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is rejected", func(t *testing.T) {
+			_, err := tt.in.Validate(tt.p)
+			var fe *mustgather.FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Errorf("error %v, want one naming %s", err, tt.field)
+			}
+		})
+	}
+	ok, err := mustgather.Request{Since: "2h", SinceTime: ""}.Validate(policy)
+	if err != nil || ok.Since != "2h" {
+		t.Errorf("since 2h: %+v %v", ok, err)
+	}
+	g := mustgather.NewGathering(mustgather.Request{SinceTime: "2026-11-25T10:00:00Z"}, time.Now())
+	if g.SinceTime != "2026-11-25T10:00:00Z" {
+		t.Errorf("gathering lost since-time: %+v", g)
 	}
 }

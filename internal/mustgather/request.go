@@ -22,10 +22,25 @@ type Request struct {
 	SourceDir   string `json:"source-dir"`
 	Timeout     string `json:"timeout"`
 	Server      string `json:"server"`
+
+	// Fields beyond the seed. Since and SinceTime reach the image as
+	// MUST_GATHER_SINCE and MUST_GATHER_SINCE_TIME, as with oc.
+	Since     string `json:"since,omitempty"`
+	SinceTime string `json:"since-time,omitempty"`
+	// Plan, VM and Namespace build a Forklift targeted-gathering command
+	// (PLAN=... VM=... NS=... /usr/bin/targeted) with every value
+	// shell-quoted; they exclude Command.
+	Plan      string `json:"plan,omitempty"`
+	VM        string `json:"vm,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
 }
 
-// RequestFields lists the request's field names in the order of the seed.
-var RequestFields = []string{"custom-name", "image", "image-stream", "node-name", "command", "source-dir", "timeout", "server"}
+// RequestFields lists the request's field names: the seed's, then ours.
+var RequestFields = []string{"custom-name", "image", "image-stream", "node-name", "command", "source-dir", "timeout", "server",
+	"since", "since-time", "plan", "vm", "namespace"}
+
+// TargetedCommand is the targeted gathering of Forklift's must-gather image.
+const TargetedCommand = "/usr/bin/targeted"
 
 // Set sets the field with the given API name; it reports false for an
 // unknown name.
@@ -47,6 +62,16 @@ func (r *Request) Set(field, value string) bool {
 		r.Timeout = value
 	case "server":
 		r.Server = value
+	case "since":
+		r.Since = value
+	case "since-time":
+		r.SinceTime = value
+	case "plan":
+		r.Plan = value
+	case "vm":
+		r.VM = value
+	case "namespace":
+		r.Namespace = value
 	default:
 		return false
 	}
@@ -62,6 +87,9 @@ type Policy struct {
 	// Servers are the names accepted in the server field. An empty server
 	// always means the runner's default cluster.
 	Servers []string
+	// TargetNamespace is the NS of a targeted gathering (plan or vm) that
+	// names no namespace: where Forklift runs, usually openshift-mtv.
+	TargetNamespace string
 }
 
 // Length caps, in bytes, for each field.
@@ -101,6 +129,11 @@ func (r Request) Validate(p Policy) (Request, error) {
 	r.SourceDir = strings.TrimSpace(r.SourceDir)
 	r.Timeout = strings.TrimSpace(r.Timeout)
 	r.Server = strings.TrimSpace(r.Server)
+	r.Since = strings.TrimSpace(r.Since)
+	r.SinceTime = strings.TrimSpace(r.SinceTime)
+	r.Plan = strings.TrimSpace(r.Plan)
+	r.VM = strings.TrimSpace(r.VM)
+	r.Namespace = strings.TrimSpace(r.Namespace)
 
 	if err := checkText("custom-name", r.CustomName, MaxCustomNameLen, false); err != nil {
 		return r, err
@@ -118,6 +151,9 @@ func (r Request) Validate(p Policy) (Request, error) {
 		if len(r.NodeName) > 253 || !dns1123Subdomain.MatchString(r.NodeName) {
 			return r, fieldErr("node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)")
 		}
+	}
+	if err := r.targeted(p); err != nil {
+		return r, err
 	}
 	if err := checkText("command", r.Command, MaxCommandLen, true); err != nil {
 		return r, err
@@ -143,7 +179,78 @@ func (r Request) Validate(p Policy) (Request, error) {
 			return r, fieldErr("server", "unknown server %q; known servers: %s", r.Server, knownServers(p.Servers))
 		}
 	}
+	if err := validateSince(r.Since, r.SinceTime); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// targeted checks plan, vm and namespace and, when any is given, builds
+// the targeted command from them into Command and clears them. NS is
+// always set.
+func (r *Request) targeted(p Policy) error {
+	if r.Plan == "" && r.VM == "" && r.Namespace == "" {
+		return nil
+	}
+	if r.Command != "" {
+		return fieldErr("command", "give command, or plan/vm/namespace to build it, not both")
+	}
+	if err := checkText("vm", r.VM, 253, false); err != nil {
+		return err
+	}
+	if r.Plan != "" && (len(r.Plan) > 253 || !dns1123Subdomain.MatchString(r.Plan)) {
+		return fieldErr("plan", "must be a Kubernetes object name (DNS-1123 subdomain)")
+	}
+	ns := r.Namespace
+	if ns == "" {
+		ns = p.TargetNamespace
+	}
+	if ns == "" {
+		return fieldErr("namespace", "required with plan or vm")
+	}
+	if len(ns) > 63 || !dns1123LabelRE.MatchString(ns) {
+		return fieldErr("namespace", "must be a namespace name (DNS-1123 label)")
+	}
+	var b strings.Builder
+	if r.Plan != "" {
+		b.WriteString("PLAN=" + shellQuote(r.Plan) + " ")
+	}
+	if r.VM != "" {
+		b.WriteString("VM=" + shellQuote(r.VM) + " ")
+	}
+	b.WriteString("NS=" + shellQuote(ns) + " " + TargetedCommand)
+	r.Command = b.String()
+	r.Plan, r.VM, r.Namespace = "", "", ""
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell: inside single quotes nothing is
+// special but the single quote itself.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func validateSince(since, sinceTime string) error {
+	if since != "" && sinceTime != "" {
+		return fieldErr("since-time", "give since or since-time, not both")
+	}
+	if since != "" {
+		if len(since) > MaxTimeoutLen {
+			return fieldErr("since", "must be at most %d bytes", MaxTimeoutLen)
+		}
+		if d, err := time.ParseDuration(since); err != nil || d <= 0 {
+			return fieldErr("since", "must be a positive duration such as 1h or 30m, got %q", since)
+		}
+	}
+	if sinceTime != "" {
+		if len(sinceTime) > 64 {
+			return fieldErr("since-time", "must be at most 64 bytes")
+		}
+		if _, err := time.Parse(time.RFC3339, sinceTime); err != nil {
+			return fieldErr("since-time", "must be an RFC 3339 time such as 2026-11-25T10:00:00Z, got %q", sinceTime)
+		}
+	}
+	return nil
 }
 
 func knownServers(s []string) string {
