@@ -54,6 +54,18 @@ type config struct {
 	ReapInterval      time.Duration // RUNNER_REAP_INTERVAL
 	ProcessTempDir    string        // PROCESS_TEMP_DIR
 
+	Gatherer          string            // GATHERER: auto, kube or process
+	Kubeconfig        string            // KUBECONFIG
+	KubeContexts      []string          // KUBE_CONTEXTS
+	DefaultImage      string            // MUST_GATHER_IMAGE
+	NamespacePrefix   string            // MUST_GATHER_NAMESPACE_PREFIX
+	NodeSelector      map[string]string // MUST_GATHER_NODE_SELECTOR
+	HostNetwork       bool              // MUST_GATHER_HOST_NETWORK
+	MaxParallelImages int               // MUST_GATHER_MAX_PARALLEL
+	ImagePullGrace    time.Duration     // MUST_GATHER_IMAGE_PULL_GRACE
+	LeftoverGrace     time.Duration     // MUST_GATHER_LEFTOVER_GRACE
+	SweepInterval     time.Duration     // MUST_GATHER_SWEEP_INTERVAL
+
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
 }
 
@@ -101,6 +113,18 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		PendingTimeout:    e.duration("RUNNER_PENDING_TIMEOUT", 30*time.Minute),
 		ReapInterval:      e.duration("RUNNER_REAP_INTERVAL", 15*time.Second),
 		ProcessTempDir:    e.str("PROCESS_TEMP_DIR", ""),
+
+		Gatherer:          e.str("GATHERER", "auto"),
+		Kubeconfig:        e.str("KUBECONFIG", ""),
+		KubeContexts:      e.list("KUBE_CONTEXTS"),
+		DefaultImage:      e.str("MUST_GATHER_IMAGE", "quay.io/kubev2v/forklift-must-gather:latest"),
+		NamespacePrefix:   e.str("MUST_GATHER_NAMESPACE_PREFIX", "openshift-must-gather-"),
+		NodeSelector:      e.labels("MUST_GATHER_NODE_SELECTOR"),
+		HostNetwork:       e.bool("MUST_GATHER_HOST_NETWORK", false),
+		MaxParallelImages: e.int("MUST_GATHER_MAX_PARALLEL", 4),
+		ImagePullGrace:    e.duration("MUST_GATHER_IMAGE_PULL_GRACE", 2*time.Minute),
+		LeftoverGrace:     e.duration("MUST_GATHER_LEFTOVER_GRACE", 15*time.Minute),
+		SweepInterval:     e.duration("MUST_GATHER_SWEEP_INTERVAL", 5*time.Minute),
 		ShutdownTimeout:   e.duration("SHUTDOWN_TIMEOUT", 90*time.Second),
 	}
 	fns := e.str("FUNCTIONS", "all")
@@ -157,6 +181,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.RunnerConcurrency < 1 {
 		e.errs = append(e.errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))
 	}
+	if c.Gatherer != "auto" && c.Gatherer != "kube" && c.Gatherer != "process" {
+		e.errs = append(e.errs, fmt.Errorf("GATHERER: %q is not auto, kube or process", c.Gatherer))
+	}
 	if c.LeaseTTL < 3*time.Second {
 		e.errs = append(e.errs, fmt.Errorf("LEASE_TTL: must be at least 3s"))
 	}
@@ -186,6 +213,34 @@ func (e *env) int(key string, def int) int {
 		return def
 	}
 	return n
+}
+
+func (e *env) list(key string) []string {
+	var out []string
+	for _, v := range strings.Split(e.str(key, ""), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// labels reads key=value pairs separated by commas.
+func (e *env) labels(key string) map[string]string {
+	pairs := e.list(key)
+	if len(pairs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not key=value", key, p))
+			continue
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m
 }
 
 func (e *env) bool(key string, def bool) bool {

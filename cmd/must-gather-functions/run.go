@@ -30,7 +30,6 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
-	"github.com/kubev2v/must-gather-functions/internal/process"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
 )
 
@@ -45,9 +44,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "functions", cfg.Functions, "http", cfg.HTTPAddress, "nats", natsWhere(cfg), "archives", cfg.ArchiveStore)
-	if cfg.has("runner") {
-		log.Warn("runner uses the process gatherer: gatherings run their command with /bin/sh on this machine; this mode is for development")
-	}
 	if cfg.has("api") {
 		log.Warn("authorization is off: anyone who reaches the API can start gatherings and download archives")
 	}
@@ -97,8 +93,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.has("api") {
 		handler = api.NewServer(api.Deps{
 			Logger: log.With("function", "api"), Store: store, Archives: archives, Events: bus,
-			Policy: mustgather.Policy{DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout, TargetNamespace: cfg.TargetNS},
-			Ready:  ready, Registry: reg,
+			Policy: mustgather.Policy{
+				DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout, TargetNamespace: cfg.TargetNS,
+				Servers: serverNames(cfg.KubeContexts),
+			},
+			Ready: ready, Registry: reg,
 		})
 	} else {
 		handler = opsHandler(ready, reg)
@@ -148,10 +147,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		rcfg.ReapInterval = cfg.ReapInterval
 		rcfg.LeaseRenew = cfg.LeaseTTL / 3
 		rlog := log.With("function", "runner")
+		gatherer, sweep, err := newGatherer(cfg, cfg.useKube(getenv), rlog)
+		if err != nil {
+			return err
+		}
+		if sweep != nil {
+			runners.Go(func() { runSweeper(runnerCtx, sweep, cfg.SweepInterval, rlog) })
+		}
 		run := runner.New(rcfg, runner.Deps{
 			Logger: rlog, Store: store, Leases: store, Archives: archives,
 			Events: bus, ReaperEvents: bus.WithSource(eventing.SourceReaper),
-			Gatherer: &process.Gatherer{TempDir: cfg.ProcessTempDir}, Registry: reg,
+			Gatherer: gatherer, Registry: reg,
 		})
 		runners.Go(func() {
 			errc <- bus.Consume(runnerCtx, natsbus.ConsumerConfig{

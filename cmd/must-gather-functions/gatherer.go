@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/kubegather"
+	"github.com/kubev2v/must-gather-functions/internal/process"
+)
+
+// serverNames returns the names a request's server may take: the names of
+// the KUBE_CONTEXTS entries ("name=context" or "context").
+func serverNames(contexts []string) []string {
+	var names []string
+	for _, e := range contexts {
+		name, _, _ := strings.Cut(strings.TrimSpace(e), "=")
+		if name = strings.TrimSpace(name); name != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// useKube decides between the Kubernetes and the process gatherer.
+func (c config) useKube(getenv func(string) string) bool {
+	switch c.Gatherer {
+	case "kube":
+		return true
+	case "process":
+		return false
+	}
+	return getenv("KUBERNETES_SERVICE_HOST") != "" || c.Kubeconfig != "" || len(c.KubeContexts) > 0
+}
+
+// newGatherer returns the runner's Gatherer and, for clusters, a sweep
+// function that deletes leftovers of crashed runners.
+func newGatherer(cfg config, useKube bool, log *slog.Logger) (runner.Gatherer, func(context.Context) error, error) {
+	if !useKube {
+		log.Warn("runner uses the process gatherer: gatherings run their command with /bin/sh on this machine; this mode is for development")
+		return &process.Gatherer{TempDir: cfg.ProcessTempDir}, nil, nil
+	}
+	// client-go logs through klog; send it to our logger.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes gatherer: %w", err)
+	}
+	kc := kubegather.DefaultConfig()
+	kc.NamespacePrefix = cfg.NamespacePrefix
+	kc.DefaultImage = cfg.DefaultImage
+	kc.NodeSelector = cfg.NodeSelector
+	kc.HostNetwork = cfg.HostNetwork
+	kc.MaxParallel = cfg.MaxParallelImages
+	kc.DefaultTimeout = cfg.DefaultTimeout
+	kc.ImagePullGrace = cfg.ImagePullGrace
+	kc.LeftoverGrace = cfg.LeftoverGrace
+	router, err := kubegather.NewRouterForClusters(clusters, kc, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	var hosts []string
+	for name, c := range clusters {
+		if name == "" {
+			name = "(default)"
+		}
+		hosts = append(hosts, name+"="+c.Host)
+	}
+	log.Info("runner uses the kubernetes gatherer", "clusters", hosts)
+	return router, router.Sweep, nil
+}
+
+// runSweeper sweeps at once and then every interval until ctx ends.
+func runSweeper(ctx context.Context, sweep func(context.Context) error, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("sweep leftovers", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

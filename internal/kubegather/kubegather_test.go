@@ -1,0 +1,694 @@
+package kubegather
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+func TestMain(m *testing.M) {
+	// client-go's streaming servers in the exec tests log closed
+	// connections through klog.
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
+	os.Exit(m.Run())
+}
+
+const (
+	forkliftImage = "quay.io/kubev2v/forklift-must-gather:latest"
+	forkliftDir   = "quay-io-kubev2v-forklift-must-gather-sha256-5eed"
+	ts            = "2026-01-02T03:04:05Z"
+)
+
+var planFiles = map[string]string{
+	"namespaces/openshift-mtv/crs/plan/mig-plan-cold.yaml":          "kind: Plan\n",
+	"namespaces/openshift-mtv/logs/forklift-controller/current.log": "started\n",
+}
+
+// cleanedUp fails the test unless the gathering's namespace and binding
+// are gone.
+func cleanedUp(t *testing.T, c *fakeCluster) {
+	t.Helper()
+	ctx := context.Background()
+	nss, err := c.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crbs, err := c.kube.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: LabelManagedBy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nss.Items) != 0 || len(crbs.Items) != 0 {
+		t.Errorf("left behind: %d namespaces, %d clusterrolebindings", len(nss.Items), len(crbs.Items))
+	}
+	var deleted []string
+	for _, a := range c.kube.Actions() {
+		if a.GetVerb() == "delete" {
+			deleted = append(deleted, a.GetResource().Resource+"/"+a.(k8stesting.DeleteAction).GetName())
+		}
+	}
+	created := c.createdObjects()
+	var want []string
+	for _, o := range created {
+		if strings.HasPrefix(o, "clusterrolebindings/") {
+			want = append(want, o)
+		}
+	}
+	for _, o := range created {
+		if strings.HasPrefix(o, "namespaces/") {
+			want = append(want, o)
+		}
+	}
+	if diff := cmp.Diff(want, deleted); diff != "" {
+		t.Errorf("deleted objects (-want +got):\n%s", diff)
+	}
+}
+
+func gatheringObjects(c *fakeCluster) []string {
+	var out []string
+	for _, o := range c.createdObjects() {
+		if !strings.HasPrefix(o, "events/") {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func TestASuccessfulGatheringIsStreamedIntoTheArchiveAndCleanedUp(t *testing.T) {
+	tests := []struct {
+		name     string
+		forklift bool
+	}{
+		{"a plain output tree", false},
+		{"Forklift's own must-gather.tar.gz, flattened", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, map[string]behaviour{forkliftImage: {
+				lines: []string{"2026-01-02T03:04:06Z gathering plan", "2026-01-02T03:04:07Z done"}, files: planFiles, forklift: tt.forklift,
+			}})
+			job := newTestJob(t, mustgather.Gathering{})
+			if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
+				t.Fatalf("Gather: %v", err)
+			}
+
+			if diff := cmp.Diff([]string{"namespaces/openshift-must-gather-1", "clusterrolebindings/must-gather-1", "pods/must-gather-1"}, gatheringObjects(c)); diff != "" {
+				t.Errorf("objects created (-want +got):\n%s", diff)
+			}
+			want := map[string]string{
+				forkliftDir + "/namespaces/openshift-mtv/crs/plan/mig-plan-cold.yaml":          "kind: Plan\n",
+				forkliftDir + "/namespaces/openshift-mtv/logs/forklift-controller/current.log": "started\n",
+				forkliftDir + "/gather.logs": "2026-01-02T03:04:06Z gathering plan\n2026-01-02T03:04:07Z done\n",
+			}
+			if diff := cmp.Diff(want, job.files(t)); diff != "" {
+				t.Errorf("archive (-want +got):\n%s", diff)
+			}
+			wantLog := []string{
+				"[must-gather      ] OUT " + ts + " Using must-gather plug-in image: " + forkliftImage,
+				"[must-gather      ] OUT " + ts + " namespace/openshift-must-gather-1 created",
+				"[must-gather      ] OUT " + ts + " clusterrolebinding.rbac.authorization.k8s.io/must-gather-1 created",
+				"[must-gather-1] OUT " + ts + " pod for plug-in image " + forkliftImage + " created",
+				"[must-gather-1] POD 2026-01-02T03:04:06Z gathering plan",
+				"[must-gather-1] POD 2026-01-02T03:04:07Z done",
+				"[must-gather-1] OUT " + ts + " gather completed",
+				"[must-gather-1] OUT " + ts + " copying gather output into " + forkliftDir + "/",
+				"[must-gather-1] OUT " + ts + " gather output copied",
+				"[must-gather      ] OUT " + ts + " clusterrolebinding.rbac.authorization.k8s.io/must-gather-1 deleted",
+				"[must-gather      ] OUT " + ts + " namespace/openshift-must-gather-1 deleted",
+			}
+			if diff := cmp.Diff(wantLog, job.log.Lines()); diff != "" {
+				t.Errorf("log (-want +got):\n%s", diff)
+			}
+			wantExec := []execCall{{Pod: "must-gather-1", Container: "copy", Command: []string{"tar", "cf", "-", "-C", "/must-gather", "."}}}
+			if diff := cmp.Diff(wantExec, c.execCalls()); diff != "" {
+				t.Errorf("exec (-want +got):\n%s", diff)
+			}
+			cleanedUp(t, c)
+		})
+	}
+}
+
+func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
+	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
+	// Look at the objects while they exist: from the pod's creation on.
+	type seen struct {
+		ns  *corev1.Namespace
+		crb *rbacv1.ClusterRoleBinding
+		pod *corev1.Pod
+	}
+	got := make(chan seen, 1)
+	c.kube.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		// A reactor holds the clientset's lock: read the tracker.
+		var s seen
+		nsObj, _ := c.kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("namespaces"), corev1.SchemeGroupVersion.WithKind("Namespace"), "")
+		crbObj, _ := c.kube.Tracker().List(rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings"), rbacv1.SchemeGroupVersion.WithKind("ClusterRoleBinding"), "")
+		if nss, crbs := nsObj.(*corev1.NamespaceList), crbObj.(*rbacv1.ClusterRoleBindingList); len(nss.Items) == 1 && len(crbs.Items) == 1 {
+			s.ns, s.crb = &nss.Items[0], &crbs.Items[0]
+		}
+		s.pod = a.(k8stesting.CreateAction).GetObject().(*corev1.Pod).DeepCopy()
+		got <- s
+		return false, nil, nil
+	})
+	job := newTestJob(t, mustgather.Gathering{ID: 42, Timeout: "20m", Command: "PLAN=mig-plan-cold /usr/bin/targeted"})
+	if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	s := <-got
+	if s.ns == nil {
+		t.Fatal("namespace and binding did not both exist when the pod was created")
+	}
+	labels := map[string]string{LabelManagedBy: ManagedBy, LabelGathering: "42", LabelOwner: ManagedBy}
+	nsLabels := map[string]string{
+		"pod-security.kubernetes.io/enforce":             "privileged",
+		"pod-security.kubernetes.io/audit":               "privileged",
+		"pod-security.kubernetes.io/warn":                "privileged",
+		"security.openshift.io/scc.podSecurityLabelSync": "false",
+	}
+	for k, v := range labels {
+		nsLabels[k] = v
+	}
+	leftover := map[string]string{AnnotationLeftoverAfter: "2026-01-02T03:39:05Z"} // 20m timeout + 15m grace
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"the namespace has a generated name with the prefix", s.ns.GenerateName, "openshift-must-gather-"},
+		{"the namespace is privileged and labelled", s.ns.Labels, nsLabels},
+		{"the namespace says when it is a leftover", s.ns.Annotations, map[string]string{AnnotationLeftoverAfter: "2026-01-02T03:39:05Z", "openshift.io/node-selector": ""}},
+		{"the binding is labelled", s.crb.Labels, labels},
+		{"the binding says when it is a leftover", s.crb.Annotations, leftover},
+		{"the binding is owned by the namespace", s.crb.OwnerReferences, []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: s.ns.Name, UID: s.ns.UID}}},
+		{"the binding gives cluster-admin", s.crb.RoleRef, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"}},
+		{"the binding's subject is the namespace's default service account", s.crb.Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: s.ns.Name}}},
+		{"the pod is labelled", s.pod.Labels, map[string]string{"app": "must-gather", LabelManagedBy: ManagedBy, LabelGathering: "42", LabelOwner: ManagedBy}},
+		{"the pod runs the gathering's command", s.pod.Spec.Containers[0].Command[4], "PLAN=mig-plan-cold /usr/bin/targeted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestThePodSpecMatchesTheGoldenFile(t *testing.T) {
+	tests := []struct {
+		name   string
+		file   string
+		cfg    Config
+		spec   podSpec
+		labels map[string]string
+	}{
+		{"the default pod", "pod-default.yaml", Config{},
+			podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/"},
+			map[string]string{LabelGathering: "7"}},
+		{"a pod on a named node with host network and since", "pod-node-since.yaml",
+			Config{HostNetwork: true, NodeSelector: map[string]string{"node-role.kubernetes.io/worker": ""}, VolumePercentage: 80},
+			podSpec{image: "quay.io/a/b:1", command: "PLAN=x /usr/bin/targeted", sourceDir: "/out", nodeName: "worker-0", opts: PodOptions{Since: "2h0m0s"}},
+			nil},
+		{"a pod on selected nodes with since-time", "pod-selector-since-time.yaml",
+			Config{NodeSelector: map[string]string{"node-role.kubernetes.io/worker": ""}},
+			podSpec{image: "quay.io/a/b:1", command: "/usr/bin/gather", sourceDir: "/must-gather", opts: PodOptions{SinceTime: "2026-01-01T00:00:00Z"}},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := New(nil, nil, nil, nil, tt.cfg, nil)
+			got, err := yaml.Marshal(g.newPod(tt.spec, tt.labels))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tt.file)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("pod (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTheCreatedPodIsTheGoldenOne(t *testing.T) {
+	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
+	job := newTestJob(t, mustgather.Gathering{})
+	g := c.gatherer(testConfig())
+	if err := g.Gather(context.Background(), job.Job); err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	obj, err := c.kube.Tracker().Get(podsGVR, "openshift-must-gather-1", "must-gather-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := g.newPod(podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/"}, nil)
+	if diff := cmp.Diff(want.Spec, obj.(*corev1.Pod).Spec); diff != "" {
+		t.Errorf("pod spec (-want +got):\n%s", diff)
+	}
+}
+
+func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
+	const good, bad = "quay.io/a/good:1", "quay.io/a/bad:1"
+	tests := []struct {
+		name      string
+		behave    map[string]behaviour
+		gathering mustgather.Gathering
+		wantErr   []string
+		wantFiles []string
+		wantLog   []string
+	}{
+		{
+			name:      "a gather that exits with an error",
+			behave:    map[string]behaviour{forkliftImage: {exitCode: 2, message: "line one\noc: command not found", files: map[string]string{"partial.txt": "x"}}},
+			wantErr:   []string{"pod must-gather-1: gather for image " + forkliftImage + " exited with code 2 (oc: command not found)"},
+			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/partial.txt"},
+		},
+		{
+			name: "two images of which one cannot be pulled",
+			behave: map[string]behaviour{
+				good: {files: map[string]string{"ok.txt": "ok"}},
+				bad:  {pullError: true},
+			},
+			gathering: mustgather.Gathering{Image: good + ", " + bad},
+			wantErr:   []string{"image quay.io/a/bad:1 cannot be pulled (gave up after 300ms): ImagePullBackOff: Failed to pull image \"quay.io/a/bad:1\": manifest unknown"},
+			wantFiles: []string{"quay-io-a-good-1-sha256-5eed/gather.logs", "quay-io-a-good-1-sha256-5eed/ok.txt"},
+			wantLog:   []string{"EVENT Warning Failed: Failed to pull image \"quay.io/a/bad:1\": manifest unknown", "nothing to copy: the copy container is not running"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, tt.behave)
+			job := newTestJob(t, tt.gathering)
+			err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
+			t.Logf("error: %v\nlog:\n%s", err, job.log)
+			if err == nil {
+				t.Fatal("Gather succeeded")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q has more than one line", err)
+			}
+			var got []string
+			for name := range job.files(t) {
+				got = append(got, name)
+			}
+			slices.Sort(got)
+			if diff := cmp.Diff(tt.wantFiles, got); diff != "" {
+				t.Errorf("archive (-want +got):\n%s", diff)
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(job.log.String(), w) {
+					t.Errorf("log does not say %q:\n%s", w, job.log)
+				}
+			}
+			cleanedUp(t, c)
+		})
+	}
+}
+
+func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
+	tests := []struct {
+		name string
+		// stopWhen is what the test waits for before it stops the job.
+		stopWhen  func(c *fakeCluster) <-chan string
+		cause     error
+		behaviour behaviour
+		wantFiles []string
+		wantExec  bool
+		wantLog   string
+	}{
+		{
+			name:      "a timeout while the gather runs",
+			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
+			cause:     fmt.Errorf("%w after 10m", runner.ErrTimedOut),
+			behaviour: behaviour{hang: true, lines: []string{"working"}, files: map[string]string{"namespaces/a.yaml": "a"}},
+			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
+			wantExec:  true,
+			wantLog:   "gather stopped before it finished: timed out after 10m",
+		},
+		{
+			name:     "a timeout before any pod started",
+			stopWhen: nil,
+			cause:    fmt.Errorf("%w after 1s", runner.ErrTimedOut),
+			wantLog:  "pod for plug-in image " + forkliftImage + " not started: timed out after 1s",
+		},
+		{
+			name:      "a shutdown while the image is pulled",
+			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsCreated },
+			cause:     runner.ErrShutdown,
+			behaviour: behaviour{pullError: true},
+			wantLog:   "nothing to copy: the copy container is not running",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, map[string]behaviour{forkliftImage: tt.behaviour})
+			job := newTestJob(t, mustgather.Gathering{})
+			cfg := testConfig()
+			cfg.ImagePullGrace = time.Hour
+			if tt.stopWhen == nil {
+				job.stop(tt.cause)
+			} else {
+				ch := tt.stopWhen(c)
+				go func() {
+					receive(t, ch, "the moment to stop")
+					job.stop(tt.cause)
+				}()
+			}
+			err := c.gatherer(cfg).Gather(context.Background(), job.Job)
+			t.Logf("error: %v\nlog:\n%s", err, job.log)
+			if !errors.Is(err, tt.cause) {
+				t.Fatalf("error %v does not wrap %v", err, tt.cause)
+			}
+			var got []string
+			for name := range job.files(t) {
+				got = append(got, name)
+			}
+			slices.Sort(got)
+			if diff := cmp.Diff(tt.wantFiles, got); diff != "" {
+				t.Errorf("archive (-want +got):\n%s", diff)
+			}
+			execs := c.execCalls()
+			if tt.wantExec {
+				want := []execCall{{Pod: "must-gather-1", Container: "copy", Command: copyStoppedCommand("/must-gather/")}}
+				if diff := cmp.Diff(want, execs); diff != "" {
+					t.Errorf("exec (-want +got):\n%s", diff)
+				}
+			} else if len(execs) != 0 {
+				t.Errorf("exec calls %v, want none", execs)
+			}
+			if !strings.Contains(job.log.String(), tt.wantLog) {
+				t.Errorf("log does not say %q:\n%s", tt.wantLog, job.log)
+			}
+			cleanedUp(t, c)
+		})
+	}
+}
+
+func TestACopyCutShortByTheEndOfItsContextFailsAndStillCleansUp(t *testing.T) {
+	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {execBlock: true}})
+	job := newTestJob(t, mustgather.Gathering{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		receive(t, c.execStarted, "the copy")
+		cancel()
+	}()
+	err := c.gatherer(testConfig()).Gather(ctx, job.Job)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if !strings.Contains(err.Error(), "copy output") {
+		t.Errorf("error %q does not name the copy", err)
+	}
+	if err := job.aw.Close(); err == nil {
+		t.Error("the archive closed cleanly after a copy broke off in the middle of a file")
+	}
+	cleanedUp(t, c)
+}
+
+func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
+	tests := []struct {
+		name      string
+		gathering mustgather.Gathering
+		react     func(c *fakeCluster)
+		wantErr   string
+		wantIs    error
+	}{
+		{
+			name:      "an unknown node name",
+			gathering: mustgather.Gathering{NodeName: "worker-9"},
+			wantErr:   `node "worker-9" not found`,
+			wantIs:    mustgather.ErrInvalid,
+		},
+		{
+			name:      "an image stream that does not exist",
+			gathering: mustgather.Gathering{ImageStream: "openshift/nope:latest"},
+			wantErr:   "resolve image stream openshift/nope:latest",
+		},
+		{
+			name: "a binding that cannot be created",
+			react: func(c *fakeCluster) {
+				c.kube.PrependReactor("create", "clusterrolebindings", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(rbacv1.Resource("clusterrolebindings"), "", errors.New("no bind permission"))
+				})
+			},
+			wantErr: "create clusterrolebinding for namespace openshift-must-gather-1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
+			if tt.react != nil {
+				tt.react(c)
+			}
+			job := newTestJob(t, tt.gathering)
+			err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one that says %q", err, tt.wantErr)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %v is not %v", err, tt.wantIs)
+			}
+			if !strings.Contains(job.log.String(), tt.wantErr) {
+				t.Errorf("log does not say %q:\n%s", tt.wantErr, job.log)
+			}
+			cleanedUp(t, c)
+		})
+	}
+}
+
+func TestImagesComeFromTheGathering(t *testing.T) {
+	const streamImage = "image-registry.openshift-image-registry.svc:5000/openshift/must-gather@sha256:abc"
+	tests := []struct {
+		name      string
+		gathering mustgather.Gathering
+		want      []string
+	}{
+		{"no image runs the default image", mustgather.Gathering{}, []string{forkliftImage}},
+		{"a list of images runs each once", mustgather.Gathering{Image: "quay.io/a/b:1, quay.io/c/d:2,quay.io/a/b:1"}, []string{"quay.io/a/b:1", "quay.io/c/d:2"}},
+		{"an image stream runs the image its tag points at", mustgather.Gathering{ImageStream: "openshift/must-gather:latest"}, []string{streamImage}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, nil)
+			ist := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
+				"metadata": map[string]any{"name": "must-gather:latest", "namespace": "openshift"},
+				"image":    map[string]any{"dockerImageReference": streamImage},
+			}}
+			if _, err := c.dyn.Resource(imageStreamTags).Namespace("openshift").Create(context.Background(), ist, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.gatherer(testConfig()).resolveImages(context.Background(), tt.gathering)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("images (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPodsWaitForTheServiceAccount(t *testing.T) {
+	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
+	refused := 0
+	c.kube.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if refused < 2 {
+			refused++
+			return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "",
+				fmt.Errorf("error looking up service account %s/default: serviceaccount \"default\" not found", a.GetNamespace()))
+		}
+		return false, nil, nil
+	})
+	job := newTestJob(t, mustgather.Gathering{})
+	if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	if refused != 2 {
+		t.Errorf("pod creation refused %d times, want 2", refused)
+	}
+	cleanedUp(t, c)
+}
+
+func TestAPodIsPinnedToTheGatheringsNode(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-0"}}
+	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}}, node)
+	job := newTestJob(t, mustgather.Gathering{NodeName: "worker-0"})
+	if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	obj, err := c.kube.Tracker().Get(podsGVR, "openshift-must-gather-1", "must-gather-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.(*corev1.Pod).Spec.NodeName; got != "worker-0" {
+		t.Errorf("pod on node %q, want worker-0", got)
+	}
+}
+
+func TestTheGatheringsSinceReachesTheImage(t *testing.T) {
+	tests := []struct {
+		name string
+		g    mustgather.Gathering
+		env  corev1.EnvVar
+	}{
+		{"since", mustgather.Gathering{Since: "90m"}, corev1.EnvVar{Name: "MUST_GATHER_SINCE", Value: "1h30m0s"}},
+		{"since-time", mustgather.Gathering{SinceTime: "2026-01-01T00:00:00Z"}, corev1.EnvVar{Name: "MUST_GATHER_SINCE_TIME", Value: "2026-01-01T00:00:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" becomes "+tt.env.Name, func(t *testing.T) {
+			c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
+			job := newTestJob(t, tt.g)
+			if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
+				t.Fatalf("Gather: %v", err)
+			}
+			obj, err := c.kube.Tracker().Get(podsGVR, "openshift-must-gather-1", "must-gather-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := obj.(*corev1.Pod).Spec.Containers[0].Env
+			if !slices.Contains(env, tt.env) {
+				t.Errorf("gather container env %v lacks %v", env, tt.env)
+			}
+		})
+	}
+}
+
+func TestPodOptionsAreValidated(t *testing.T) {
+	tests := []struct {
+		name string
+		in   PodOptions
+		want PodOptions
+		err  bool
+	}{
+		{"since is written as oc writes it", PodOptions{Since: "90m"}, PodOptions{Since: "1h30m0s"}, false},
+		{"since-time passes as it is", PodOptions{SinceTime: "2026-01-01T00:00:00Z"}, PodOptions{SinceTime: "2026-01-01T00:00:00Z"}, false},
+		{"both are refused", PodOptions{Since: "1h", SinceTime: "2026-01-01T00:00:00Z"}, PodOptions{}, true},
+		{"a since that is not a duration is refused", PodOptions{Since: "yesterday"}, PodOptions{}, true},
+		{"a since-time that is not RFC 3339 is refused", PodOptions{SinceTime: "2026-01-01"}, PodOptions{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.in.normalize()
+			if tt.err {
+				if !errors.Is(err, mustgather.ErrInvalid) {
+					t.Errorf("error %v, want ErrInvalid", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTheEndOfAGatherComesFromThePodNotFromItsLogStream(t *testing.T) {
+	lines := []string{"one", "two", "three", "four"}
+	tests := []struct {
+		name    string
+		b       behaviour
+		wantLog string
+	}{
+		{"a stream cut while the gather runs is opened again without repeating lines", behaviour{lines: lines, logCut: 2}, ""},
+		{"a stream that stays open after the gather ended is left after the drain time", behaviour{lines: lines, logNeverEnds: true}, "log still open 300ms after the gather ended"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, map[string]behaviour{forkliftImage: tt.b})
+			job := newTestJob(t, mustgather.Gathering{})
+			cfg := testConfig()
+			cfg.LogDrain = 300 * time.Millisecond
+			if err := c.gatherer(cfg).Gather(context.Background(), job.Job); err != nil {
+				t.Fatalf("Gather: %v", err)
+			}
+			var pod []string
+			for _, l := range job.log.Lines() {
+				if text, ok := strings.CutPrefix(l, "[must-gather-1] POD "); ok {
+					pod = append(pod, text)
+				}
+			}
+			if diff := cmp.Diff(lines, pod); diff != "" {
+				t.Errorf("log lines (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff("one\ntwo\nthree\nfour\n", job.files(t)[forkliftDir+"/gather.logs"]); diff != "" {
+				t.Errorf("gather.logs (-want +got):\n%s", diff)
+			}
+			if !strings.Contains(job.log.String(), tt.wantLog) {
+				t.Errorf("log does not say %q:\n%s", tt.wantLog, job.log)
+			}
+		})
+	}
+}
+
+func TestNoMoreThanMaxParallelPodsRunAtOnce(t *testing.T) {
+	images := []string{"quay.io/a/one:1", "quay.io/a/two:1", "quay.io/a/three:1"}
+	behave := map[string]behaviour{}
+	for _, img := range images {
+		behave[img] = behaviour{files: map[string]string{"f": img}}
+	}
+	c := newFakeCluster(t, behave)
+	job := newTestJob(t, mustgather.Gathering{Image: strings.Join(images, ",")})
+	cfg := testConfig()
+	cfg.MaxParallel = 1
+	if err := c.gatherer(cfg).Gather(context.Background(), job.Job); err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	// With one at a time, each pod is created after the one before it
+	// was copied.
+	var events []string
+	for _, l := range job.log.Lines() {
+		switch {
+		case strings.Contains(l, "pod for plug-in image"):
+			events = append(events, "created "+l[strings.LastIndex(l, " image ")+7:strings.LastIndex(l, " created")])
+		case strings.HasSuffix(l, "gather output copied"):
+			events = append(events, "copied")
+		}
+	}
+	want := []string{"created quay.io/a/one:1", "copied", "created quay.io/a/two:1", "copied", "created quay.io/a/three:1", "copied"}
+	if diff := cmp.Diff(want, events); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	if got := len(job.files(t)); got != 6 {
+		t.Errorf("%d files in the archive, want 6 (a file and gather.logs per image)", got)
+	}
+}

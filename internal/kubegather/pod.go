@@ -1,0 +1,434 @@
+package kubegather
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// podRun is one image's pod.
+type podRun struct {
+	r      *run
+	image  string
+	name   string
+	prefix string // "[<pod>]"
+	dir    string // source dir in the pod
+
+	// last is the latest state of the pod seen.
+	lastMu sync.Mutex
+	last   *corev1.Pod
+
+	logMu   sync.Mutex
+	gathLog bytes.Buffer // the gather container's log for gather.logs
+	cut     int64        // bytes of it not kept
+}
+
+// runPod runs image's pod to its end and copies its output. ctx lasts
+// longer than work, which ends when the job must stop.
+func (r *run) runPod(ctx, work context.Context, image string) error {
+	mg := r.job.Gathering
+	command := strings.TrimSpace(mg.Command)
+	if command == "" {
+		command = r.g.cfg.DefaultCommand
+	}
+	dir := mg.SourceDir
+	if strings.TrimSpace(dir) == "" {
+		dir = r.g.cfg.DefaultSourceDir
+	}
+	spec := podSpec{image: image, command: command, sourceDir: dir, nodeName: mg.NodeName, opts: r.opts}
+	pod, err := r.createPod(work, r.g.newPod(spec, r.labels()))
+	if err != nil {
+		if work.Err() != nil {
+			r.interrupt()
+			r.out.printf(gatheringPrefix, "pod for plug-in image %s not created: %v", image, context.Cause(work))
+			return nil
+		}
+		r.out.printf(gatheringPrefix, "pod for plug-in image %s not created: %v", image, err)
+		return fmt.Errorf("create pod for image %s: %w", image, err)
+	}
+	p := &podRun{r: r, image: image, name: pod.Name, prefix: "[" + pod.Name + "]", dir: dir, last: pod}
+	log := r.log.With("pod", pod.Name, "image", image)
+	log.Info("pod created")
+	r.out.printf(p.prefix, "pod for plug-in image %s created", image)
+
+	gatherErr := p.waitAndFollow(work)
+	if gatherErr != nil {
+		r.out.printf(p.prefix, "%v", gatherErr)
+	}
+	copyErr := p.copyOutput(ctx)
+	if copyErr != nil {
+		r.out.printf(p.prefix, "gather output not copied: %v", copyErr)
+		copyErr = fmt.Errorf("pod %s: copy output: %w", pod.Name, copyErr)
+	}
+	if gatherErr != nil || copyErr != nil {
+		log.Warn("pod failed", "gather", gatherErr, "copy", copyErr)
+	}
+	return joinErrors([]error{gatherErr, copyErr})
+}
+
+// createPod creates pod, waiting for the namespace's default
+// ServiceAccount: admission refuses pods until the controller has made it.
+func (r *run) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	for {
+		created, err := r.g.kube.CoreV1().Pods(r.ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err == nil {
+			return created, nil
+		}
+		if !apierrors.IsForbidden(err) || !strings.Contains(strings.ToLower(err.Error()), "service account") {
+			return nil, err
+		}
+		r.log.Debug("service account not there yet", "err", err)
+		if !sleep(ctx, r.g.cfg.PollInterval/5) {
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+func (p *podRun) setLast(pod *corev1.Pod) {
+	p.lastMu.Lock()
+	p.last = pod
+	p.lastMu.Unlock()
+}
+
+func (p *podRun) lastPod() *corev1.Pod {
+	p.lastMu.Lock()
+	defer p.lastMu.Unlock()
+	return p.last
+}
+
+// waitAndFollow waits for the gather to start, follows its log and waits
+// for it to end. It returns the gather's failure; it returns nil when work
+// ended first, having noted the interruption.
+func (p *podRun) waitAndFollow(work context.Context) error {
+	cfg := p.r.g.cfg
+	var pullFailingSince time.Time
+	err := p.r.g.watchPod(work, p.r.ns, p.name, func(pod *corev1.Pod) (bool, error) {
+		p.setLast(pod)
+		if err := podFailed(pod); err != nil {
+			return true, err
+		}
+		st := containerStatus(pod, gatherContainer)
+		if st == nil {
+			return false, nil
+		}
+		switch {
+		case st.State.Running != nil || st.State.Terminated != nil:
+			return true, nil
+		case st.State.Waiting != nil && pullFails(st.State.Waiting.Reason):
+			w := st.State.Waiting
+			// Real time, not g.now: this measures a wait.
+			now := time.Now()
+			if pullFailingSince.IsZero() {
+				pullFailingSince = now
+			}
+			if fatalWaiting[w.Reason] || now.Sub(pullFailingSince) >= cfg.ImagePullGrace {
+				return true, fmt.Errorf("pod %s: image %s cannot be pulled (gave up after %s): %s: %s",
+					p.name, p.image, cfg.ImagePullGrace, w.Reason, w.Message)
+			}
+		default:
+			pullFailingSince = time.Time{}
+		}
+		return false, nil
+	})
+	if work.Err() != nil {
+		p.r.interrupt()
+		p.r.out.printf(p.prefix, "gather did not start: %v", context.Cause(work))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	// Follow the log until the gather container has terminated and the
+	// log had LogDrain to reach its end, or until work ends.
+	followCtx, stopFollowing := context.WithCancel(work)
+	defer stopFollowing()
+	gatherDone := make(chan struct{})
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		p.follow(followCtx, gatherDone)
+	}()
+
+	var terminated *corev1.ContainerStateTerminated
+	err = p.r.g.watchPod(work, p.r.ns, p.name, func(pod *corev1.Pod) (bool, error) {
+		p.setLast(pod)
+		if st := containerStatus(pod, gatherContainer); st != nil && st.State.Terminated != nil {
+			terminated = st.State.Terminated
+			return true, nil
+		}
+		return false, podFailed(pod)
+	})
+	close(gatherDone)
+	if terminated != nil {
+		select {
+		case <-followed:
+		case <-time.After(cfg.LogDrain):
+			p.r.out.printf(p.prefix, "log still open %s after the gather ended; not following it further", cfg.LogDrain)
+		case <-work.Done():
+		}
+	}
+	stopFollowing()
+	<-followed
+
+	switch {
+	case terminated != nil && terminated.ExitCode == 0:
+		p.r.out.printf(p.prefix, "gather completed")
+		return nil
+	case terminated != nil:
+		return fmt.Errorf("pod %s: gather for image %s exited with code %d%s", p.name, p.image, terminated.ExitCode, describeTermination(terminated))
+	case work.Err() != nil:
+		p.r.interrupt()
+		p.r.out.printf(p.prefix, "gather stopped before it finished: %v", context.Cause(work))
+		return nil
+	}
+	return err
+}
+
+func describeTermination(t *corev1.ContainerStateTerminated) string {
+	var parts []string
+	if t.Reason != "" && t.Reason != "Error" && t.Reason != "Completed" {
+		parts = append(parts, t.Reason)
+	}
+	if msg := strings.TrimSpace(t.Message); msg != "" {
+		// The message falls back to the log's tail: keep its last line.
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		parts = append(parts, msg)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ": ") + ")"
+}
+
+// Waiting reasons of a container whose image does not come; the fatal
+// ones never will.
+var (
+	pullWaiting = map[string]bool{
+		"ErrImagePull": true, "ImagePullBackOff": true, "RegistryUnavailable": true,
+		"SignatureValidationFailed": true, "CreateContainerConfigError": true, "CreateContainerError": true,
+	}
+	fatalWaiting = map[string]bool{"InvalidImageName": true, "ErrImageNeverPull": true}
+)
+
+func pullFails(reason string) bool { return pullWaiting[reason] || fatalWaiting[reason] }
+
+// podFailed returns why pod can no longer gather, or nil.
+func podFailed(pod *corev1.Pod) error {
+	if pod.DeletionTimestamp != nil {
+		return fmt.Errorf("pod %s is being deleted", pod.Name)
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		msg := strings.TrimSpace(pod.Status.Reason + ": " + pod.Status.Message)
+		return fmt.Errorf("pod %s failed: %s", pod.Name, strings.Trim(msg, ": "))
+	}
+	return nil
+}
+
+// maxLine caps a line of the gather's log; longer ones are split.
+const maxLine = 64 << 10
+
+// follow copies the gather container's log into the job's log, line by
+// line, until ctx ends or gatherDone is closed and a stream opened after it
+// has been read. A stream that ends while the gather still runs (the API
+// server cuts long requests) is opened again and the lines already seen
+// are skipped; that the stream ended says nothing about the gather.
+func (p *podRun) follow(ctx context.Context, gatherDone <-chan struct{}) {
+	seen := 0
+	for {
+		// Once the gather has ended, its log is whole: one more read is
+		// the last one needed.
+		last := isClosed(gatherDone)
+		rc, err := p.r.g.logs.Follow(ctx, p.r.ns, p.name, gatherContainer)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.r.log.Debug("follow log", "pod", p.name, "err", err)
+		} else {
+			seen = p.copyLines(rc, seen)
+			rc.Close()
+		}
+		if last || !sleep(ctx, p.r.g.cfg.PollInterval/5) {
+			return
+		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// copyLines writes the lines of r after the first skip ones, and returns
+// how many lines r had.
+func (p *podRun) copyLines(r io.Reader, skip int) int {
+	br := bufio.NewReaderSize(r, maxLine)
+	n := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			n++
+			if n > skip {
+				text := strings.TrimRight(string(line), "\r\n")
+				p.r.out.line(p.prefix, "POD", text)
+				p.keepLog(text)
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return n
+		}
+	}
+}
+
+// keepLog keeps a line of the gather's log for gather.logs, up to the
+// limit.
+func (p *podRun) keepLog(line string) {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	if p.gathLog.Len()+len(line)+1 > p.r.g.cfg.GatherLogLimit {
+		p.cut += int64(len(line) + 1)
+		return
+	}
+	p.gathLog.WriteString(line)
+	p.gathLog.WriteByte('\n')
+}
+
+func (p *podRun) gatherLog() []byte {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	b := bytes.Clone(p.gathLog.Bytes())
+	if p.cut > 0 {
+		b = fmt.Appendf(b, "[must-gather-functions] log cut: %d more bytes were not kept\n", p.cut)
+	}
+	return b
+}
+
+// copyOutput streams the source dir out of the copy container into the
+// archive, under a directory named after the image, and adds the gather's
+// log as gather.logs beside it. It runs under ctx, which outlives a
+// stopped job.
+func (p *podRun) copyOutput(ctx context.Context) error {
+	pod := p.lastPod()
+	st := containerStatus(pod, copyContainer)
+	if st == nil || st.State.Running == nil {
+		p.r.out.printf(p.prefix, "nothing to copy: the copy container is not running")
+		return nil
+	}
+	gst := containerStatus(pod, gatherContainer)
+	finished := gst != nil && gst.State.Terminated != nil
+	cmd := copyCommand(p.dir)
+	if !finished {
+		cmd = copyStoppedCommand(p.dir)
+	}
+
+	p.r.archiveMu.Lock()
+	defer p.r.archiveMu.Unlock()
+	dir := p.r.dirName(pod, p.image)
+	p.r.out.printf(p.prefix, "copying gather output into %s/", dir)
+
+	pr, pw := io.Pipe()
+	var stderr limitedBuffer
+	stderr.limit = 16 << 10
+	execDone := make(chan error, 1)
+	go func() {
+		err := p.r.g.exec.Exec(ctx, p.r.ns, p.name, copyContainer, cmd, pw, &stderr)
+		if err != nil {
+			pw.CloseWithError(err)
+		} else {
+			pw.Close()
+		}
+		execDone <- err
+	}()
+	addErr := p.r.job.Archive.AddTar(ctx, dir, pr)
+	if addErr == nil {
+		// tar pads its stream past the end marker; let it finish.
+		_, addErr = io.Copy(io.Discard, pr)
+	}
+	pr.CloseWithError(errors.New("archive stopped reading"))
+	execErr := <-execDone
+
+	for line := range strings.SplitSeq(strings.TrimSpace(stderr.String()), "\n") {
+		if line != "" {
+			p.r.out.printf(p.prefix, "copy: %s", line)
+		}
+	}
+	if code, ok := exitCode(execErr); ok && code == 1 && addErr == nil {
+		// GNU tar: some files changed while they were read; the
+		// stream is whole.
+		execErr = nil
+	}
+	logErr := p.r.job.Archive.AddBytes(dir+"/gather.logs", p.gatherLog(), p.r.g.now())
+	switch {
+	case execErr != nil && addErr != nil && !errors.Is(addErr, execErr):
+		return fmt.Errorf("%w (archive: %v)", execErr, addErr)
+	case execErr != nil:
+		return execErr
+	case addErr != nil:
+		return addErr
+	case logErr != nil:
+		return fmt.Errorf("add gather.logs: %w", logErr)
+	}
+	p.r.out.printf(p.prefix, "gather output copied")
+	return nil
+}
+
+// exitCode returns the exit status carried by an exec error.
+func exitCode(err error) (int, bool) {
+	var e interface{ ExitStatus() int }
+	if errors.As(err, &e) {
+		return e.ExitStatus(), true
+	}
+	return 0, false
+}
+
+// limitedBuffer keeps the first limit bytes written to it. It is safe for
+// concurrent use.
+type limitedBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	limit int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.limit - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// sleep waits for d or ctx, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
