@@ -1,0 +1,84 @@
+package recorder_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/functions/recorder"
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+func TestTheRecorderAppliesNewEventsAndIgnoresOldOnes(t *testing.T) {
+	ctx := context.Background()
+	js, err := jetstream.New(testenv.Conn(t, testenv.NATS(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := jsstore.New(ctx, js, jsstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	rec := recorder.New(store, nil, reg)
+	g, err := store.Create(ctx, mustgather.NewGathering(mustgather.Request{Timeout: "1m"}, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	steps := []struct {
+		name    string
+		u       mustgather.Update
+		wantErr error
+		status  mustgather.Status
+		output  string
+	}{
+		{"the first update applies", mustgather.Update{ID: g.ID, Seq: 1, Status: mustgather.StatusInProgress, Time: at}, nil, mustgather.StatusInProgress, ""},
+		{"progress applies", mustgather.Update{ID: g.ID, Seq: 3, Status: mustgather.StatusInProgress, Time: at, ExecOutput: "b"}, nil, mustgather.StatusInProgress, "b"},
+		{"a late older update is ignored", mustgather.Update{ID: g.ID, Seq: 2, Status: mustgather.StatusInProgress, Time: at, ExecOutput: "a"}, nil, mustgather.StatusInProgress, "b"},
+		{"completion applies", mustgather.Update{ID: g.ID, Seq: 4, Status: mustgather.StatusCompleted, Time: at, ExecOutput: "c", ArchiveName: "x.tar.gz", ArchiveSize: 3}, nil, mustgather.StatusCompleted, "c"},
+		{"a later failure does not undo completion", mustgather.Update{ID: g.ID, Seq: 5, Status: mustgather.StatusError, Time: at, ExecOutput: "d", Reason: "d"}, nil, mustgather.StatusCompleted, "c"},
+		{"an update of an unknown gathering is dropped", mustgather.Update{ID: 999, Seq: 1, Status: mustgather.StatusInProgress, Time: at}, nil, mustgather.StatusCompleted, "c"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			e, err := eventing.NewStatus(st.u, eventing.SourceRunner)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rec.Handle(ctx, e); !errors.Is(err, st.wantErr) {
+				t.Fatalf("Handle: %v", err)
+			}
+			got, err := store.Get(ctx, g.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != st.status || got.ExecOutput != st.output {
+				t.Errorf("record %s %q, want %s %q", got.Status, got.ExecOutput, st.status, st.output)
+			}
+		})
+	}
+	bad, _ := eventing.NewRequested(g)
+	if err := rec.Handle(ctx, bad); !errors.Is(err, eventing.ErrMalformed) {
+		t.Errorf("a requested event: %v, want ErrMalformed", err)
+	}
+	want := `
+# HELP mustgather_recorder_events_total Status events handled, by result: applied, stale (ignored) or dropped.
+# TYPE mustgather_recorder_events_total counter
+mustgather_recorder_events_total{result="applied"} 3
+mustgather_recorder_events_total{result="dropped"} 2
+mustgather_recorder_events_total{result="stale"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "mustgather_recorder_events_total"); err != nil {
+		t.Error(err)
+	}
+}
