@@ -37,7 +37,7 @@ build: ## Build the binary into bin/.
 	$(GO) build -trimpath -o bin/must-gather-functions ./cmd/must-gather-functions
 
 .PHONY: tools
-tools: $(MINIO_BIN) ## Install the pinned test tools (MinIO) into the cache folder.
+tools: $(MINIO_BIN) kube-tools ## Install the pinned test tools (MinIO, kube-apiserver, etcd, kwok) into the cache folder.
 
 $(MINIO_BIN):
 	@echo "building MinIO $(MINIO_VERSION) into $(dir $@) (first time only; takes minutes)"
@@ -79,3 +79,60 @@ bench: tools ## Benchmarks: API with 10,000 records, archive streaming vs raw Pu
 .PHONY: clean
 clean: ## Remove build output and the local data folder of `make run`.
 	rm -rf bin data
+
+# The Kubernetes control plane that internal/testenv runs for tests:
+# kube-apiserver and etcd are built from tools/kube (its own modules, so the
+# project does not depend on k8s.io/kubernetes); keep the versions in step
+# with tools/kube/go.mod, tools/kube/cmd/etcd/go.mod and internal/testenv
+# (TestKubeVersionsMatchTheBuild checks).
+KUBE_VERSION := v1.37.2
+KUBE_APISERVER_BIN := $(TOOLS_DIR)/kube/$(KUBE_VERSION)/kube-apiserver
+# What Kubernetes' own build sets, so that /version tells v1.37.2, not v0.0.0-master.
+KUBE_VERSION_PKG := k8s.io/component-base/version
+KUBE_VERSION_LDFLAGS := -X $(KUBE_VERSION_PKG).gitVersion=$(KUBE_VERSION) \
+  -X $(KUBE_VERSION_PKG).gitMajor=$(patsubst v%,%,$(word 1,$(subst ., ,$(KUBE_VERSION)))) \
+  -X $(KUBE_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))) \
+  -X $(KUBE_VERSION_PKG).gitTreeState=clean
+ETCD_VERSION := v3.6.16
+ETCD_BIN := $(TOOLS_DIR)/etcd/$(ETCD_VERSION)/etcd
+KWOK_VERSION := v0.8.0
+KWOK_BIN := $(TOOLS_DIR)/kwok/$(KWOK_VERSION)/kwok
+
+# kwok's own stage and CRD manifests, taken from its module at the same
+# version, next to the binary.
+KWOK_MANIFESTS := $(TOOLS_DIR)/kwok/$(KWOK_VERSION)/manifests
+KWOK_MANIFEST_FILES := stage/node/fast/node-initialize.yaml stage/pod/fast/pod-ready.yaml stage/pod/fast/pod-delete.yaml \
+  crd/bases/kwok.x-k8s.io_clusterexecs.yaml crd/bases/kwok.x-k8s.io_clusterlogs.yaml
+
+export KUBE_APISERVER_BIN ETCD_BIN KWOK_BIN KWOK_MANIFESTS
+
+.PHONY: kube-tools
+kube-tools: $(KUBE_APISERVER_BIN) $(ETCD_BIN) $(KWOK_BIN) $(KWOK_MANIFESTS)/.complete ## Build kube-apiserver, etcd and kwok into the cache folder (first time ~15 min).
+
+$(KWOK_MANIFESTS)/.complete:
+	@mkdir -p $(dir $(KWOK_MANIFESTS))
+	@src=$$($(GO) mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  test -n "$$src" && tmp=$$(mktemp -d $(KWOK_MANIFESTS).tmp.XXXXXX) && \
+	  for f in $(KWOK_MANIFEST_FILES); do cp "$$src/kustomize/$$f" $$tmp/ || exit 1; done && \
+	  chmod u+w $$tmp/* && touch $$tmp/.complete && rm -rf $(KWOK_MANIFESTS) && mv $$tmp $(KWOK_MANIFESTS)
+
+$(KUBE_APISERVER_BIN):
+	@echo "building kube-apiserver $(KUBE_VERSION) into $(dir $@) (first time only; takes ~10 minutes)"
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d $(abspath $(dir $@))/.tmp.XXXXXX) && \
+	  $(GO) -C tools/kube build -trimpath -ldflags="-s -w $(KUBE_VERSION_LDFLAGS)" -o $$tmp/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver && \
+	  mv $$tmp/kube-apiserver $@ && rmdir $$tmp
+
+$(ETCD_BIN):
+	@echo "building etcd $(ETCD_VERSION) into $(dir $@) (first time only)"
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d $(abspath $(dir $@))/.tmp.XXXXXX) && \
+	  $(GO) -C tools/kube/cmd/etcd build -trimpath -ldflags="-s -w" -o $$tmp/etcd . && \
+	  mv $$tmp/etcd $@ && rmdir $$tmp
+
+$(KWOK_BIN):
+	@echo "building kwok $(KWOK_VERSION) into $(dir $@) (first time only; takes minutes)"
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d $(abspath $(dir $@))/.tmp.XXXXXX) && \
+	  GOBIN=$$tmp $(GO) install -trimpath -ldflags="-s -w" sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION) && \
+	  mv $$tmp/kwok $@ && rmdir $$tmp

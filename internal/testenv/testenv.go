@@ -75,15 +75,20 @@ func MinIOBinary() string {
 	if p := os.Getenv("MINIO_BIN"); p != "" {
 		return p
 	}
-	dir := os.Getenv("MGF_TOOLS_DIR")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		dir = filepath.Join(cache, "must-gather-functions")
+	return filepath.Join(toolsDir(), "minio", MinIOVersion, "minio")
+}
+
+// toolsDir returns the cache folder that `make tools` installs into:
+// $MGF_TOOLS_DIR, or must-gather-functions in the user's cache folder.
+func toolsDir() string {
+	if dir := os.Getenv("MGF_TOOLS_DIR"); dir != "" {
+		return dir
 	}
-	return filepath.Join(dir, "minio", MinIOVersion, "minio")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	return filepath.Join(cache, "must-gather-functions")
 }
 
 // S3 is a running MinIO server.
