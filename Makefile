@@ -57,6 +57,10 @@ test: tools ## Run every test with -race against real NATS and MinIO.
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 
+.PHONY: e2e
+e2e: tools ## The whole system (api, runner with the Kubernetes gatherer, recorder, MinIO) against a real kube-apiserver with kwok.
+	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestKube' ./cmd/... ./internal/testenv
+
 .PHONY: fuzz
 fuzz: ## Fuzz the request decoder for FUZZTIME (default 30s).
 	$(GO) test ./functions/api -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(or $(FUZZTIME),30s)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/process"
@@ -46,8 +44,6 @@ func newGatherer(cfg config, useKube bool, log *slog.Logger) (runner.Gatherer, f
 		log.Warn("runner uses the process gatherer: gatherings run their command with /bin/sh on this machine; this mode is for development")
 		return &process.Gatherer{TempDir: cfg.ProcessTempDir}, nil, nil
 	}
-	// client-go logs through klog; send it to our logger.
-	klog.SetSlogLogger(log.With("component", "client-go"))
 	clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes gatherer: %w", err)

@@ -9,11 +9,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"k8s.io/klog/v2"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg, err := loadConfig(os.Args, os.Getenv); err == nil {
+		// client-go logs through klog, a global: route it into our log
+		// once, before anything runs (run itself changes no globals).
+		klog.SetSlogLogger(newLogger(cfg, os.Stderr).With("component", "client-go"))
+	}
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "must-gather-functions:", err)
 		os.Exit(1)

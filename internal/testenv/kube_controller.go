@@ -231,6 +231,9 @@ func (c *kubeController) syncPod(ctx context.Context, key string) error {
 	if pod.Spec.NodeName != "" {
 		return nil
 	}
+	if img := unpullable(pod); img != "" {
+		return c.failPull(ctx, pod, img)
+	}
 	binding := &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, UID: pod.UID},
 		Target:     corev1.ObjectReference{Kind: "Node", Name: c.k.Node},
@@ -239,6 +242,48 @@ func (c *kubeController) syncPod(ctx context.Context, key string) error {
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return nil // bound already, or gone
 	}
+	return err
+}
+
+// UnpullableRegistry is a registry that no image can be pulled from: a pod
+// with a container image from it is never bound to the node; the test
+// environment instead reports, as a kubelet would, that its image cannot be
+// pulled (container waiting with ErrImagePull and a Warning event).
+const UnpullableRegistry = "unpullable.invalid/"
+
+func unpullable(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		if strings.HasPrefix(c.Image, UnpullableRegistry) {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// failPull reports, once, that pod's image cannot be pulled.
+func (c *kubeController) failPull(ctx context.Context, pod *corev1.Pod, image string) error {
+	if len(pod.Status.ContainerStatuses) > 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("Failed to pull image %q: rpc error: code = NotFound desc = %s: not found", image, image)
+	for _, ctr := range pod.Spec.Containers {
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: ctr.Name, Image: ctr.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}},
+		})
+	}
+	pod.Status.Phase = corev1.PodPending
+	if _, err := c.k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	now := metav1.Now()
+	_, err := c.k.client.CoreV1().Events(pod.Namespace).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: pod.Name + "-"},
+		InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
+		Type:           corev1.EventTypeWarning, Reason: "Failed", Message: msg,
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		Source: corev1.EventSource{Component: "kubelet", Host: c.k.Node},
+	}, metav1.CreateOptions{})
 	return err
 }
 
