@@ -159,11 +159,12 @@ func TestConsumerAcknowledgesRetriesAndDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cons, err := js.Consumer(ctx, "EVENTS", "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Consume creates the consumer in its own goroutine: look it up afresh.
 	waitFor(t, "all events handled and acknowledged", func() bool {
+		cons, err := js.Consumer(ctx, "EVENTS", "test")
+		if err != nil {
+			return false
+		}
 		info, err := cons.Info(ctx)
 		if err != nil {
 			return false
