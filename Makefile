@@ -71,14 +71,20 @@ lint: $(GOLANGCI_BIN) ## go vet and golangci-lint.
 	$(GOLANGCI_BIN) run ./...
 
 .PHONY: bench
-bench: tools ## Benchmarks: API with 10,000 records, archive streaming vs raw PutObject (each in its own process for peak RSS).
+bench: tools ## Benchmarks: API with 10,000 records; archive streaming and exec copy (1 GiB) vs raw PutObject, each in its own process for peak RSS.
 	$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./internal/jsstore ./functions/api
 	$(GO) test -run '^$$' -bench 'BenchmarkArchiveStream/pipeline' -benchtime 3x $(BENCH_FLAGS) ./internal/s3store | tee /tmp/mgf-bench-pipeline.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkArchiveStream/raw' -benchtime 3x $(BENCH_FLAGS) ./internal/s3store | tee /tmp/mgf-bench-raw.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkCopyFromExec/exec-pipeline' -benchtime 2x $(BENCH_FLAGS) ./internal/kubegather | tee /tmp/mgf-bench-exec.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkCopyFromExec/raw-putobject' -benchtime 2x $(BENCH_FLAGS) ./internal/kubegather | tee /tmp/mgf-bench-exec-raw.txt
 	@awk '/^BenchmarkArchiveStream/ {for (i = 1; i <= NF; i++) if ($$(i+1) == "MB/s") mbs[FILENAME] = $$i} \
 	  END {p = mbs["/tmp/mgf-bench-pipeline.txt"]; r = mbs["/tmp/mgf-bench-raw.txt"]; \
 	  if (r > 0) printf "archive streaming: pipeline %.1f MB/s, raw PutObject %.1f MB/s, ratio %.2f\n", p, r, p / r}' \
 	  /tmp/mgf-bench-pipeline.txt /tmp/mgf-bench-raw.txt
+	@awk '/^BenchmarkCopyFromExec/ {for (i = 1; i <= NF; i++) if ($$(i+1) == "MB/s") mbs[FILENAME] = $$i} \
+	  END {p = mbs["/tmp/mgf-bench-exec.txt"]; r = mbs["/tmp/mgf-bench-exec-raw.txt"]; \
+	  if (r > 0) printf "exec copy: tar over exec to S3 %.1f MB/s, raw PutObject %.1f MB/s, ratio %.2f\n", p, r, p / r}' \
+	  /tmp/mgf-bench-exec.txt /tmp/mgf-bench-exec-raw.txt
 
 .PHONY: clean
 clean: ## Remove build output and the local data folder of `make run`.

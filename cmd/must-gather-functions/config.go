@@ -49,6 +49,7 @@ type config struct {
 
 	RunnerConcurrency int           // RUNNER_CONCURRENCY
 	FinishGrace       time.Duration // RUNNER_FINISH_GRACE
+	CopyTimeout       time.Duration // RUNNER_COPY_TIMEOUT
 	RequeueAfter      time.Duration // RUNNER_REQUEUE_AFTER
 	PendingTimeout    time.Duration // RUNNER_PENDING_TIMEOUT
 	ReapInterval      time.Duration // RUNNER_REAP_INTERVAL
@@ -109,6 +110,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 
 		RunnerConcurrency: e.int("RUNNER_CONCURRENCY", 4),
 		FinishGrace:       e.duration("RUNNER_FINISH_GRACE", 60*time.Second),
+		CopyTimeout:       e.duration("RUNNER_COPY_TIMEOUT", 10*time.Minute),
 		RequeueAfter:      e.duration("RUNNER_REQUEUE_AFTER", 30*time.Second),
 		PendingTimeout:    e.duration("RUNNER_PENDING_TIMEOUT", 30*time.Minute),
 		ReapInterval:      e.duration("RUNNER_REAP_INTERVAL", 15*time.Second),

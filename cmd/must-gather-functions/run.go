@@ -142,6 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		rcfg := runner.DefaultConfig()
 		rcfg.DefaultTimeout = cfg.DefaultTimeout
 		rcfg.FinishGrace = cfg.FinishGrace
+		rcfg.CopyTimeout = cfg.CopyTimeout
 		rcfg.RequeueAfter = cfg.RequeueAfter
 		rcfg.PendingTimeout = cfg.PendingTimeout
 		rcfg.ReapInterval = cfg.ReapInterval

@@ -61,9 +61,13 @@ type Config struct {
 	// LeaseRenew is how often a running gathering's lease is renewed; it
 	// must be well below the lease TTL.
 	LeaseRenew time.Duration
-	// FinishGrace is how long, after a gathering is told to stop, its
+	// FinishGrace is how long, after the runner is told to shut down, a
 	// gatherer and upload may go on to archive what was gathered.
 	FinishGrace time.Duration
+	// CopyTimeout bounds, beyond the gathering's timeout, everything after
+	// the gather: copying, archiving, uploading and cleaning up. It is the
+	// hard end of a gathering, so that no stuck stream keeps it in progress.
+	CopyTimeout time.Duration
 	// RequeueAfter: a gathering still new this long after it was created
 	// has its requested event published again.
 	RequeueAfter time.Duration
@@ -83,6 +87,7 @@ func DefaultConfig() Config {
 		LogLimit:         32 << 20,
 		LeaseRenew:       10 * time.Second,
 		FinishGrace:      60 * time.Second,
+		CopyTimeout:      10 * time.Minute,
 		RequeueAfter:     30 * time.Second,
 		PendingTimeout:   30 * time.Minute,
 		ReapInterval:     15 * time.Second,
@@ -160,16 +165,26 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logg
 	defer r.m.running.Dec()
 
 	// work outlives ctx by FinishGrace so that a stopped gathering is still
-	// archived and reported.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	// archived and reported, and ends at the latest CopyTimeout after the
+	// gathering's timeout.
+	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
+	work, cancelWork := context.WithTimeoutCause(context.WithoutCancel(ctx), timeout+r.cfg.CopyTimeout,
+		fmt.Errorf("%w: copying what was gathered did not end within %s after the timeout", ErrTimedOut, r.cfg.CopyTimeout))
 	defer cancelWork()
+	// The final status and the lease release get time of their own, even
+	// when work has run out.
+	afterWork := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FinishGrace)
+	}
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.FinishGrace, cancelWork) })
 	defer stopAfter()
 
 	stopLease := r.keepLease(work, g.ID, log)
 	defer func() {
 		stopLease()
-		if err := r.d.Leases.Release(work, g.ID); err != nil {
+		rctx, cancel := afterWork()
+		defer cancel()
+		if err := r.d.Leases.Release(rctx, g.ID); err != nil {
 			log.Warn("release lease", "err", err)
 		}
 	}()
@@ -179,7 +194,6 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logg
 	rep.send(work, mustgather.Update{Status: mustgather.StatusInProgress})
 	log.Info("gathering started", "timeout", g.Timeout, "image", g.Image, "command", g.Command)
 
-	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
 	// stop is not a child of ctx: its cause must say why it stopped, and a
 	// cancelled parent would only say "context canceled".
 	stop, cancelStop := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -196,25 +210,27 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logg
 	progressDone()
 
 	tail, _ := out.Tail()
-	final := mustgather.Update{ExecOutput: tail}
+	end := mustgather.Update{ExecOutput: tail}
 	if uerr == nil {
-		final.ArchiveName, final.ArchiveSize = name, size
+		end.ArchiveName, end.ArchiveSize = name, size
 	}
 	switch {
 	case gerr == nil && uerr == nil:
-		final.Status = mustgather.StatusCompleted
+		end.Status = mustgather.StatusCompleted
 		log.Info("gathering completed", "archive", name, "size", size, "took", r.d.Now().Sub(started))
 	default:
-		final.Status = mustgather.StatusError
-		final.Reason = reason(gerr, uerr)
+		end.Status = mustgather.StatusError
+		end.Reason = reason(gerr, uerr)
 		if uerr != nil {
 			// The gatherer's error is in the output already.
-			final.ExecOutput = appendLine(tail, "error: "+uerr.Error(), r.cfg.OutputTail)
+			end.ExecOutput = appendLine(tail, "error: "+uerr.Error(), r.cfg.OutputTail)
 		}
-		log.Warn("gathering failed", "reason", final.Reason, "archived", uerr == nil)
+		log.Warn("gathering failed", "reason", end.Reason, "archived", uerr == nil)
 	}
-	rep.send(work, final)
-	r.m.finished.WithLabelValues(string(final.Status)).Inc()
+	fctx, cancelFinal := afterWork()
+	defer cancelFinal()
+	rep.send(fctx, end)
+	r.m.finished.WithLabelValues(string(end.Status)).Inc()
 	r.m.duration.Observe(r.d.Now().Sub(started).Seconds())
 	if uerr == nil {
 		r.m.archiveBytes.Add(float64(size))

@@ -427,3 +427,31 @@ func TestTheReaperRequeuesAndThenFailsGatheringsNoRunnerTook(t *testing.T) {
 		t.Errorf("republished event subject (-want +got):\n%s", diff)
 	}
 }
+
+// stuckGatherer stands for a copy stream that never ends: it ignores Stop
+// and returns only when its context ends.
+type stuckGatherer struct{}
+
+func (stuckGatherer) Gather(ctx context.Context, job runner.Job) error {
+	fmt.Fprintln(job.Log, "copying forever")
+	<-ctx.Done()
+	return context.Cause(ctx)
+}
+
+func TestAGathererThatNeverReturnsEndsInErrorAfterTheCopyTimeout(t *testing.T) {
+	e := newEnv(t, func(c *runner.Config) { c.CopyTimeout = time.Second })
+	stuck := runner.New(e.cfg, runner.Deps{
+		Store: e.store, Leases: e.store, Archives: e.archives, Events: e.bus, Gatherer: stuckGatherer{},
+	})
+	g, ev := e.create(t, mustgather.Request{Command: "x", Timeout: "1s"})
+	if err := stuck.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitEnded(t, g.ID)
+	if got.Status != mustgather.StatusError || !strings.Contains(got.ExecOutput, "did not end within 1s after the timeout") {
+		t.Errorf("%s\n%s", got.Status, got.ExecOutput)
+	}
+	if held, err := e.store.Held(context.Background(), g.ID); err != nil || held {
+		t.Errorf("lease still held: %v %v", held, err)
+	}
+}

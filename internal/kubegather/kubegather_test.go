@@ -26,6 +26,7 @@ import (
 
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 	// connections through klog.
 	klog.LogToStderr(false)
 	klog.SetOutput(io.Discard)
-	os.Exit(m.Run())
+	testenv.Main(m) // stops the MinIO that the benchmarks start
 }
 
 const (

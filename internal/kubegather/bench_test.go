@@ -1,0 +1,202 @@
+package kubegather
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubev2v/must-gather-functions/internal/archive"
+	"github.com/kubev2v/must-gather-functions/internal/s3store"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+// BenchmarkCopyFromExec measures the copy of a gathering's output: tar over
+// exec into the copy container of a pod on a real kube-apiserver (kwok runs
+// the tar locally), re-packed by archive.Writer.AddTar and uploaded through
+// an io.Pipe into MinIO (s3store.Put), against raw minio-go PutObject of the
+// same files without exec or re-packing. The output is MGF_BENCH_COPY_MIB
+// MiB (default 1024) of poorly compressible data in 4 MiB files.
+//
+// peak-RSS-MiB is the peak resident set of the whole test process; run each
+// sub-benchmark in its own process (make bench does).
+func BenchmarkCopyFromExec(b *testing.B) {
+	if testing.Short() {
+		b.Skip("copies a GiB")
+	}
+	mib := 1024
+	if v, err := strconv.Atoi(os.Getenv("MGF_BENCH_COPY_MIB")); err == nil && v > 0 {
+		mib = v
+	}
+	const fileSize = 4 << 20
+	files := mib * (1 << 20) / fileSize
+	total := int64(files) * fileSize
+	ctx := context.Background()
+
+	m := testenv.MinIO(b)
+	bucket := testenv.Name("bench")
+	store, err := s3store.New(ctx, s3store.Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Bucket: bucket, Region: "us-east-1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	k := testenv.KubeCluster(b)
+	client, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}}, metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod, err := client.CoreV1().Pods(ns.Name).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "must-gather-bench"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: gatherContainer, Image: "quay.io/kubev2v/forklift-must-gather:latest"},
+			{Name: copyContainer, Image: "quay.io/kubev2v/forklift-must-gather:latest"},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	k.WaitPod(b, func(p *corev1.Pod) bool { return p.Name == pod.Name && p.Status.Phase == corev1.PodRunning })
+	root := k.PodDir(ns.Name, pod.Name)
+	for i := range files {
+		writeRandomFile(b, filepath.Join(root, fmt.Sprintf("namespaces/ns-%d/logs/file-%03d.log", i%16, i)), fileSize, uint64(i))
+	}
+	exec, err := NewExecutor(k.Admin)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("exec-pipeline", func(b *testing.B) {
+		b.SetBytes(total)
+		for i := 0; b.Loop(); i++ {
+			key := fmt.Sprintf("pipeline/%d.tar.gz", i)
+			pr, pw := io.Pipe()
+			uploaded := make(chan error, 1)
+			go func() {
+				_, err := store.Put(ctx, key, pr)
+				pr.CloseWithError(err)
+				uploaded <- err
+			}()
+			aw := archive.NewWriter(pw)
+			tr, tw := io.Pipe()
+			execDone := make(chan error, 1)
+			go func() {
+				err := exec.Exec(ctx, ns.Name, pod.Name, copyContainer, []string{"tar", "cf", "-", "-C", "/must-gather", "."}, tw, io.Discard)
+				tw.CloseWithError(err)
+				execDone <- err
+			}()
+			err := aw.AddTar(ctx, "quay-io-kubev2v-forklift-must-gather-latest", tr)
+			if err == nil {
+				// tar pads its stream past the end marker, as the gatherer knows.
+				_, err = io.Copy(io.Discard, tr)
+			}
+			if err == nil {
+				err = aw.Close()
+			}
+			pw.CloseWithError(err)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := <-execDone; err != nil {
+				b.Fatal(err)
+			}
+			if err := <-uploaded; err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			_ = store.Delete(ctx, key)
+			b.StartTimer()
+		}
+		reportPeakRSS(b)
+	})
+
+	b.Run("raw-putobject", func(b *testing.B) {
+		raw, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""), Region: "us-east-1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(total)
+		for i := 0; b.Loop(); i++ {
+			key := fmt.Sprintf("raw/%d.bin", i)
+			r := &filesReader{root: root, n: files}
+			if _, err := raw.PutObject(ctx, bucket, key, r, -1, minio.PutObjectOptions{PartSize: s3store.DefaultPartSize}); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			_ = raw.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{})
+			b.StartTimer()
+		}
+		reportPeakRSS(b)
+	})
+}
+
+func writeRandomFile(b *testing.B, path string, size int64, seed uint64) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = io.CopyN(f, rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}), size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// filesReader reads the benchmark's files one after the other.
+type filesReader struct {
+	root string
+	n, i int
+	f    *os.File
+}
+
+func (r *filesReader) Read(p []byte) (int, error) {
+	for {
+		if r.f == nil {
+			if r.i == r.n {
+				return 0, io.EOF
+			}
+			f, err := os.Open(filepath.Join(r.root, fmt.Sprintf("namespaces/ns-%d/logs/file-%03d.log", r.i%16, r.i)))
+			if err != nil {
+				return 0, err
+			}
+			r.f, r.i = f, r.i+1
+		}
+		n, err := r.f.Read(p)
+		if err == io.EOF {
+			r.f.Close()
+			r.f = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func reportPeakRSS(b *testing.B) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+}
