@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -273,4 +275,49 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// ReportPeakRSS reports the peak resident set size of the whole test
+// process so far (getrusage ru_maxrss) as peak-RSS-MiB. It only grows, so
+// run each benchmark to be measured in its own process.
+func ReportPeakRSS(b *testing.B) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB") // KiB on Linux
+}
+
+// Files returns a reader of the files at paths, one after the other, each
+// opened only when its turn comes.
+func Files(paths []string) io.Reader { return &files{paths: paths} }
+
+type files struct {
+	paths []string
+	f     *os.File
+}
+
+func (r *files) Read(p []byte) (int, error) {
+	for {
+		if r.f == nil {
+			if len(r.paths) == 0 {
+				return 0, io.EOF
+			}
+			f, err := os.Open(r.paths[0])
+			if err != nil {
+				return 0, err
+			}
+			r.f, r.paths = f, r.paths[1:]
+		}
+		n, err := r.f.Read(p)
+		if err == io.EOF {
+			r.f.Close()
+			r.f = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubev2v/must-gather-functions/internal/ctxio"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -94,7 +95,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	if err != nil {
 		return 0, fmt.Errorf("dirstore: put %s: %w", key, err)
 	}
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := io.Copy(f, ctxio.Reader(ctx, r))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -250,17 +251,3 @@ type archive struct {
 
 func (a *archive) Size() int64        { return a.size }
 func (a *archive) ModTime() time.Time { return a.modTime }
-
-// ctxReader stops reading once ctx is done, so that a Put whose reader
-// never ends on its own can still be cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}

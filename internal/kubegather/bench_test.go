@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubev2v/must-gather-functions/internal/archive"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
@@ -72,8 +72,10 @@ func BenchmarkCopyFromExec(b *testing.B) {
 	}
 	k.WaitPod(b, func(p *corev1.Pod) bool { return p.Name == pod.Name && p.Status.Phase == corev1.PodRunning })
 	root := k.PodDir(ns.Name, pod.Name)
-	for i := range files {
-		writeRandomFile(b, filepath.Join(root, fmt.Sprintf("namespaces/ns-%d/logs/file-%03d.log", i%16, i)), fileSize, uint64(i))
+	paths := make([]string, files)
+	for i := range paths {
+		paths[i] = filepath.Join(root, fmt.Sprintf("namespaces/ns-%d/logs/file-%03d.log", i%16, i))
+		writeRandomFile(b, paths[i], fileSize, uint64(i))
 	}
 	exec, err := NewExecutor(k.Admin)
 	if err != nil {
@@ -121,7 +123,7 @@ func BenchmarkCopyFromExec(b *testing.B) {
 			_ = store.Delete(ctx, key)
 			b.StartTimer()
 		}
-		reportPeakRSS(b)
+		archivetest.ReportPeakRSS(b)
 	})
 
 	b.Run("raw-putobject", func(b *testing.B) {
@@ -132,7 +134,7 @@ func BenchmarkCopyFromExec(b *testing.B) {
 		b.SetBytes(total)
 		for i := 0; b.Loop(); i++ {
 			key := fmt.Sprintf("raw/%d.bin", i)
-			r := &filesReader{root: root, n: files}
+			r := archivetest.Files(paths)
 			if _, err := raw.PutObject(ctx, bucket, key, r, -1, minio.PutObjectOptions{PartSize: s3store.DefaultPartSize}); err != nil {
 				b.Fatal(err)
 			}
@@ -140,7 +142,7 @@ func BenchmarkCopyFromExec(b *testing.B) {
 			_ = raw.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{})
 			b.StartTimer()
 		}
-		reportPeakRSS(b)
+		archivetest.ReportPeakRSS(b)
 	})
 }
 
@@ -159,44 +161,4 @@ func writeRandomFile(b *testing.B, path string, size int64, seed uint64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-}
-
-// filesReader reads the benchmark's files one after the other.
-type filesReader struct {
-	root string
-	n, i int
-	f    *os.File
-}
-
-func (r *filesReader) Read(p []byte) (int, error) {
-	for {
-		if r.f == nil {
-			if r.i == r.n {
-				return 0, io.EOF
-			}
-			f, err := os.Open(filepath.Join(r.root, fmt.Sprintf("namespaces/ns-%d/logs/file-%03d.log", r.i%16, r.i)))
-			if err != nil {
-				return 0, err
-			}
-			r.f, r.i = f, r.i+1
-		}
-		n, err := r.f.Read(p)
-		if err == io.EOF {
-			r.f.Close()
-			r.f = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func reportPeakRSS(b *testing.B) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
 }

@@ -7,12 +7,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/kubev2v/must-gather-functions/internal/archive"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 )
 
 const (
@@ -59,14 +59,14 @@ func BenchmarkArchiveStream(b *testing.B) {
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(size)/float64(total), "stored/input")
-		reportPeakRSS(b)
+		archivetest.ReportPeakRSS(b)
 	})
 
 	b.Run("raw", func(b *testing.B) {
 		b.SetBytes(total)
 		for i := 0; b.Loop(); i++ {
 			key := fmt.Sprintf("raw/%d.bin", i)
-			_, err := s.client.PutObject(ctx, s.bucket, key, &treeReader{dir: dir}, -1,
+			_, err := s.client.PutObject(ctx, s.bucket, key, archivetest.Files(treeFiles(dir)), -1,
 				minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream"})
 			if err != nil {
 				b.Fatal(err)
@@ -75,17 +75,8 @@ func BenchmarkArchiveStream(b *testing.B) {
 			_ = s.Delete(ctx, key)
 			b.StartTimer()
 		}
-		reportPeakRSS(b)
+		archivetest.ReportPeakRSS(b)
 	})
-}
-
-// reportPeakRSS reports the process's peak resident set size so far.
-func reportPeakRSS(b *testing.B) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB") // KiB on Linux
 }
 
 // benchTree writes benchFiles files of pseudo-random bytes into a temporary
@@ -115,34 +106,11 @@ func benchTree(b *testing.B) string {
 	return dir
 }
 
-// treeReader reads the files of benchTree one after the other.
-type treeReader struct {
-	dir  string
-	next int
-	f    *os.File
-}
-
-func (t *treeReader) Read(p []byte) (int, error) {
-	for {
-		if t.f == nil {
-			if t.next == benchFiles {
-				return 0, io.EOF
-			}
-			f, err := os.Open(filepath.Join(t.dir, fmt.Sprintf("ns-%d", t.next%8), fmt.Sprintf("file-%02d.bin", t.next)))
-			if err != nil {
-				return 0, err
-			}
-			t.f, t.next = f, t.next+1
-		}
-		n, err := t.f.Read(p)
-		if err == io.EOF {
-			t.f.Close()
-			t.f = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
+// treeFiles lists the files of benchTree in order.
+func treeFiles(dir string) []string {
+	paths := make([]string, benchFiles)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("ns-%d", i%8), fmt.Sprintf("file-%02d.bin", i))
 	}
+	return paths
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/kubev2v/must-gather-functions/internal/ctxio"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -159,7 +160,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("s3store: put %s: %w", key, err)
 	}
-	info, err := s.client.PutObject(ctx, s.bucket, key, ctxReader{ctx, r}, -1, minio.PutObjectOptions{
+	info, err := s.client.PutObject(ctx, s.bucket, key, ctxio.Reader(ctx, r), -1, minio.PutObjectOptions{
 		PartSize:    s.partSize,
 		ContentType: "application/gzip",
 	})
@@ -263,17 +264,3 @@ type object struct {
 
 func (a *object) Size() int64        { return a.size }
 func (a *object) ModTime() time.Time { return a.modTime }
-
-// ctxReader stops reading once ctx is done: minio-go fills a whole part
-// before it next looks at ctx, which a reader that never ends would prevent.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
