@@ -223,3 +223,35 @@ func keysOf(m map[string]string) []string {
 	}
 	return k
 }
+
+// TestTheWholeSystemGathersFromTheClusterOfKUBECONFIG runs against a real
+// cluster, when there is one: KUBECONFIG names it, and
+// MUST_GATHER_E2E_IMAGE (default UBI 9, which has bash and tar) is an image
+// its nodes can pull.
+func TestTheWholeSystemGathersFromTheClusterOfKUBECONFIG(t *testing.T) {
+	kubeconfig := os.Getenv("KUBECONFIG")
+	if kubeconfig == "" {
+		t.Skip("KUBECONFIG is not set: no real cluster to gather from (make e2e covers a local kube-apiserver)")
+	}
+	image := os.Getenv("MUST_GATHER_E2E_IMAGE")
+	if image == "" {
+		image = "registry.access.redhat.com/ubi9/ubi:latest"
+	}
+	s := start(t, t.TempDir(), map[string]string{"GATHERER": "kube", "KUBECONFIG": kubeconfig})
+	body := fmt.Sprintf(`{"image": %q, "command": "mkdir -p /must-gather/e2e && echo gathered > /must-gather/e2e/result.txt && echo done", "timeout": "5m"}`, image)
+	g := s.post(t, "application/json", strings.NewReader(body))
+	done := s.waitEndedWithin(t, g.ID, 6*time.Minute)
+	if done.Status != "completed" {
+		t.Fatalf("%s\n%s", done.Status, done.ExecOutput)
+	}
+	files := s.download(t, done)
+	found := false
+	for name, content := range files {
+		if strings.HasSuffix(name, "/e2e/result.txt") && content == "gathered\n" {
+			found = true
+		}
+	}
+	if !found || !strings.Contains(files["must-gather.logs"], "done") {
+		t.Errorf("archive holds %v", keysOf(files))
+	}
+}

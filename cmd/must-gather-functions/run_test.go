@@ -130,7 +130,12 @@ func (s *system) get(t *testing.T, ref string) (gathering, int) {
 
 func (s *system) waitEnded(t *testing.T, id uint64) gathering {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	return s.waitEndedWithin(t, id, 60*time.Second)
+}
+
+func (s *system) waitEndedWithin(t *testing.T, id uint64, within time.Duration) gathering {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		g, code := s.get(t, fmt.Sprint(id))
 		if code == http.StatusOK && (g.Status == "completed" || g.Status == "error") {
