@@ -1,10 +1,8 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -166,25 +165,7 @@ func (s *system) download(t *testing.T, g gathering) map[string]string {
 	if resp.ContentLength != g.ArchiveSize {
 		t.Errorf("Content-Length %d, archive-size %d", resp.ContentLength, g.ArchiveSize)
 	}
-	zr, err := gzip.NewReader(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, _ := io.ReadAll(tr)
-			files[h.Name] = string(b)
-		}
-	}
+	return archivetest.ReadTarGz(t, resp.Body)
 }
 
 const gatherCommand = `mkdir -p namespaces/openshift-mtv/crs && echo "kind: Plan" > namespaces/openshift-mtv/crs/plan.yaml && echo "gathered plan"`

@@ -1,11 +1,8 @@
 package runner_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +20,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/functions/recorder"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 	"github.com/kubev2v/must-gather-functions/internal/dirstore"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -130,26 +128,7 @@ func (e *env) readArchive(t *testing.T, g mustgather.Gathering) map[string]strin
 	if a.Size() != g.ArchiveSize {
 		t.Errorf("archive size %d, record says %d", a.Size(), g.ArchiveSize)
 	}
-	zr, err := gzip.NewReader(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, _ := io.ReadAll(tr)
-			files[h.Name] = string(b)
-		}
-	}
-	return files
+	return archivetest.ReadTarGz(t, a)
 }
 
 // statusTypes returns the types of the status events of a gathering, in

@@ -4,7 +4,9 @@
 package archivetest
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -319,5 +321,33 @@ func (r *files) Read(p []byte) (int, error) {
 			err = nil
 		}
 		return n, err
+	}
+}
+
+// ReadTarGz reads a gzip-compressed tar from r and returns its regular
+// files by name with their contents. It fails the test on a broken stream.
+func ReadTarGz(t testing.TB, r io.Reader) map[string]string {
+	t.Helper()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	files := map[string]string{}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			c, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[hdr.Name] = string(c)
+		}
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -28,6 +26,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/kubev2v/must-gather-functions/internal/archive"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 )
 
 // execServer is an API server that only serves exec in pod ns/p, over
@@ -339,26 +338,5 @@ func TestTheRealLogFollowerReportsAMissingPod(t *testing.T) {
 
 func readTarGz(t *testing.T, b []byte) map[string]string {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string]string{}
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			c, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files[hdr.Name] = string(c)
-		}
-	}
+	return archivetest.ReadTarGz(t, bytes.NewReader(b))
 }
