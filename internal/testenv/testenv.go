@@ -177,6 +177,7 @@ func tryMinIO(bin, dir string) (*S3, error) {
 	)
 	cmd.Stdout = &out
 	cmd.Stderr = &out
+	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
