@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 )
 
 // config is every setting, read once from the environment. Each field
@@ -58,6 +60,7 @@ type config struct {
 	Gatherer          string            // GATHERER: auto, kube or process
 	Kubeconfig        string            // KUBECONFIG
 	KubeContexts      []string          // KUBE_CONTEXTS
+	Servers           []string          // the server names of KUBE_CONTEXTS
 	DefaultImage      string            // MUST_GATHER_IMAGE
 	NamespacePrefix   string            // MUST_GATHER_NAMESPACE_PREFIX
 	NodeSelector      map[string]string // MUST_GATHER_NODE_SELECTOR
@@ -182,6 +185,13 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.RunnerConcurrency < 1 {
 		e.errs = append(e.errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))
+	}
+	if entries, err := kubegather.ParseContexts(c.KubeContexts); err != nil {
+		e.errs = append(e.errs, fmt.Errorf("KUBE_CONTEXTS: %w", err))
+	} else {
+		for _, en := range entries {
+			c.Servers = append(c.Servers, en.Server)
+		}
 	}
 	if c.Gatherer != "auto" && c.Gatherer != "kube" && c.Gatherer != "process" {
 		e.errs = append(e.errs, fmt.Errorf("GATHERER: %q is not auto, kube or process", c.Gatherer))

@@ -5,26 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/process"
 )
-
-// serverNames returns the names a request's server may take: the names of
-// the KUBE_CONTEXTS entries ("name=context" or "context").
-func serverNames(contexts []string) []string {
-	var names []string
-	for _, e := range contexts {
-		name, _, _ := strings.Cut(strings.TrimSpace(e), "=")
-		if name = strings.TrimSpace(name); name != "" {
-			names = append(names, name)
-		}
-	}
-	return names
-}
 
 // useKube decides between the Kubernetes and the process gatherer.
 func (c config) useKube(getenv func(string) string) bool {

@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Logger: log.With("function", "api"), Store: store, Archives: archives, Events: bus,
 			Policy: mustgather.Policy{
 				DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout, TargetNamespace: cfg.TargetNS,
-				Servers: serverNames(cfg.KubeContexts),
+				Servers: cfg.Servers,
 			},
 			Ready: ready, Registry: reg,
 		})

@@ -366,3 +366,20 @@ func TestTheFunctionsRunAsSeparateProcessesOnExternalNATSAndS3(t *testing.T) {
 		t.Errorf("worker metrics lack the finished gathering:\n%.2000s", body)
 	}
 }
+
+func TestServerNamesComeFromKUBE_CONTEXTS(t *testing.T) {
+	cfg, err := loadConfig([]string{"x"}, func(k string) string {
+		return map[string]string{"KUBE_CONTEXTS": "prod=admin@prod, staging ,"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Servers, ","); got != "prod,staging" {
+		t.Errorf("servers %q, want prod,staging", got)
+	}
+	if _, err := loadConfig([]string{"x"}, func(k string) string {
+		return map[string]string{"KUBE_CONTEXTS": "=ctx"}[k]
+	}); err == nil || !strings.Contains(err.Error(), "KUBE_CONTEXTS") {
+		t.Errorf("a malformed entry: %v", err)
+	}
+}

@@ -126,7 +126,40 @@ func LoadClusters(kubeconfigPath string, contexts []string) (map[string]*rest.Co
 		}
 		out[""] = cfg
 	}
-	for _, entry := range contexts {
+	entries, err := ParseContexts(contexts)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if _, dup := out[e.Server]; dup {
+			return nil, fmt.Errorf("cluster %q named twice", e.Server)
+		}
+		cfg, err := build(e.Context)
+		if err != nil {
+			return nil, err
+		}
+		out[e.Server] = cfg
+	}
+	if len(out) == 0 {
+		return nil, ErrNoCluster
+	}
+	for _, cfg := range out {
+		rest.AddUserAgent(cfg, ManagedBy)
+	}
+	return out, nil
+}
+
+// ContextEntry is one configured cluster: a server name a request may use
+// and the kubeconfig context it stands for.
+type ContextEntry struct {
+	Server, Context string
+}
+
+// ParseContexts reads entries of the form "context" or "server=context";
+// blank entries are skipped.
+func ParseContexts(entries []string) ([]ContextEntry, error) {
+	var out []ContextEntry
+	for _, entry := range entries {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
 			continue
@@ -139,20 +172,7 @@ func LoadClusters(kubeconfigPath string, contexts []string) (map[string]*rest.Co
 		if name == "" || context == "" {
 			return nil, fmt.Errorf("cluster %q: want context or server=context", entry)
 		}
-		if _, dup := out[name]; dup && name != "" {
-			return nil, fmt.Errorf("cluster %q named twice", name)
-		}
-		cfg, err := build(context)
-		if err != nil {
-			return nil, err
-		}
-		out[name] = cfg
-	}
-	if len(out) == 0 {
-		return nil, ErrNoCluster
-	}
-	for _, cfg := range out {
-		rest.AddUserAgent(cfg, ManagedBy)
+		out = append(out, ContextEntry{Server: name, Context: context})
 	}
 	return out, nil
 }
