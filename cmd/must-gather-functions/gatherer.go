@@ -23,12 +23,14 @@ func (c config) useKube(getenv func(string) string) bool {
 	return getenv("KUBERNETES_SERVICE_HOST") != "" || c.Kubeconfig != "" || len(c.KubeContexts) > 0
 }
 
-// newGatherer returns the runner's Gatherer and, for clusters, a sweep
-// function that deletes leftovers of crashed runners.
+// newGatherer returns the runner's Gatherer and a sweep function that
+// deletes leftovers of crashed runners: namespaces in the clusters, or the
+// processes and folders the process gatherer's gatherings left.
 func newGatherer(cfg config, useKube bool, log *slog.Logger) (runner.Gatherer, func(context.Context) error, error) {
 	if !useKube {
 		log.Warn("runner uses the process gatherer: gatherings run their command with /bin/sh on this machine; this mode is for development")
-		return &process.Gatherer{TempDir: cfg.ProcessTempDir}, nil, nil
+		g := &process.Gatherer{TempDir: cfg.ProcessTempDir, Logger: log}
+		return g, g.Sweep, nil
 	}
 	clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
 	if err != nil {

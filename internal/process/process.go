@@ -5,14 +5,23 @@
 // The command runs with /bin/sh -c in a fresh temporary directory, exported
 // as MUST_GATHER_DIR, which becomes the archive's root. It runs in its own
 // process group, and the whole group is killed on timeout and shutdown.
+//
+// A runner that is killed outright (kill -9, out of memory) cannot do that.
+// On Linux the command's shell then gets SIGKILL from the kernel (a
+// parent-death signal), and every process a gathering starts carries an
+// environment variable naming the runner process that owns it; Sweep kills
+// the processes and removes the output folders whose owner is gone.
 package process
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +42,14 @@ type Gatherer struct {
 	// KillGrace is how long a stopped command's process group has between
 	// SIGTERM and SIGKILL; default 5s.
 	KillGrace time.Duration
+	// Logger receives what Sweep cleans up; default slog.Default().
+	Logger *slog.Logger
 }
+
+// ownerEnv names the environment variable that marks every process a
+// gathering starts with the runner process that owns it. Children inherit
+// it, so Sweep finds the whole tree even after its shell is gone.
+const ownerEnv = "MUST_GATHER_OWNER"
 
 var _ runner.Gatherer = (*Gatherer)(nil)
 
@@ -48,17 +64,31 @@ func (p *Gatherer) Gather(ctx context.Context, job runner.Job) error {
 		grace = 5 * time.Second
 	}
 	command := strings.TrimSpace(job.Gathering.Command)
+	if image := imageOf(job.Gathering.Image, job.Gathering.ImageStream); image != "" {
+		if command == "" {
+			return fmt.Errorf("the process gatherer runs `command` on this machine and ignores %s; send a command, or configure a Kubernetes cluster (KUBECONFIG) to run images", image)
+		}
+		fmt.Fprintf(job.Log, "[must-gather-functions] the process gatherer ignores %s and runs the command on this machine\n", image)
+	}
 	if command == "" {
 		command = DefaultCommand
 		if _, err := os.Stat(DefaultCommand); err != nil {
 			return fmt.Errorf("no command given and the default %s is not on this machine; send a command", DefaultCommand)
 		}
 	}
-	dir, err := os.MkdirTemp(p.TempDir, fmt.Sprintf("must-gather-%d-", job.Gathering.ID))
+	// The folder's name and the marker say which process owns them, so
+	// that a later Sweep can tell a crashed runner's leftovers from the
+	// work of a live one sharing this machine and TempDir.
+	pattern := fmt.Sprintf("must-gather-%d-", job.Gathering.ID)
+	self, ownerErr := selfOwner()
+	if ownerErr == nil {
+		pattern = folderPattern(job.Gathering.ID.String(), self)
+	}
+	dir, err := os.MkdirTemp(p.TempDir, pattern)
 	if err != nil {
 		return fmt.Errorf("make output directory: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	defer removeAll(dir)
 
 	cmd := exec.CommandContext(job.Stop, shell, "-c", command)
 	cmd.Dir = dir
@@ -71,9 +101,12 @@ func (p *Gatherer) Gather(ctx context.Context, job runner.Job) error {
 		"MUST_GATHER_DIR=" + dir,
 		"MUST_GATHER_ID=" + job.Gathering.ID.String(),
 	}
+	if ownerErr == nil {
+		cmd.Env = append(cmd.Env, ownerEnv+"="+self.String())
+	}
 	cmd.Stdout = job.Log
 	cmd.Stderr = job.Log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error {
 		// Ask the whole group to stop, then make sure it does.
 		pgid := cmd.Process.Pid
@@ -85,7 +118,7 @@ func (p *Gatherer) Gather(ctx context.Context, job runner.Job) error {
 	cmd.WaitDelay = grace + time.Second
 
 	fmt.Fprintf(job.Log, "[must-gather-functions] running %q in %s\n", command, dir)
-	runErr := cmd.Run()
+	runErr := run(cmd)
 	if cmd.Process != nil {
 		// Leave no stray member of the group behind, whatever happened.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -105,6 +138,71 @@ func (p *Gatherer) Gather(ctx context.Context, job runner.Job) error {
 		return errors.Join(runErr, fmt.Errorf("archive output: %w", err))
 	}
 	return runErr
+}
+
+// Sweep kills the processes that gatherings of runner processes no longer
+// alive left running, and removes their output folders from TempDir. It
+// never touches the gatherings of a live process, this one or another
+// sharing the machine and TempDir. The runner calls it at start and then
+// periodically. On systems other than Linux it does nothing.
+func (p *Gatherer) Sweep(ctx context.Context) error {
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := p.TempDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	return sweep(ctx, dir, log)
+}
+
+// imageOf names the image a gathering asks for, or returns "".
+func imageOf(image, imageStream string) string {
+	switch {
+	case image != "":
+		return fmt.Sprintf("image %q", image)
+	case imageStream != "":
+		return fmt.Sprintf("image-stream %q", imageStream)
+	}
+	return ""
+}
+
+// owner names a runner process: its pid, its start time in clock ticks
+// after boot (so that a recycled pid is not taken for it) and the inode of
+// its pid namespace (so that a process seen through another container's
+// /proc is never judged by ours).
+type owner struct {
+	pid   int
+	start uint64
+	ns    uint64
+}
+
+// String returns the form used in the marker and folder names.
+func (o owner) String() string { return fmt.Sprintf("%d-%d-%d", o.pid, o.start, o.ns) }
+
+// folderPattern is the os.MkdirTemp pattern of a gathering's output folder;
+// ownedFolder reads the owner back.
+func folderPattern(id string, o owner) string {
+	return "must-gather-" + id + "-owner-" + o.String() + "-"
+}
+
+// removeAll removes dir even when the command left folders in it without
+// write permission.
+func removeAll(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
 }
 
 func envOr(key, def string) string {
