@@ -4,8 +4,9 @@
 //
 // Every event is CloudEvents 1.0 with JSON data. Its subject is the
 // gathering id, and its id is derived from the gathering id and the
-// update's sequence number, so that publishing the same event twice gives
-// the same id and the broker can drop the copy.
+// update's sequence number (and, for a final status, the status), so that
+// publishing the same event twice gives the same id and the broker can drop
+// the copy.
 package eventing
 
 import (
@@ -105,8 +106,12 @@ func NewStatus(u mustgather.Update, source string) (cloudevents.Event, error) {
 		return e, err
 	}
 	id := fmt.Sprintf("gathering-%d-%d", u.ID, u.Seq)
-	if source == SourceReaper {
-		id += "-reaped"
+	if u.Status.Terminal() {
+		// A final status is decided in the store before it is published,
+		// and published again by the reaper if its publisher died: its id
+		// depends on the decision alone, not on who publishes it, and never
+		// equals the id of a progress event with the same Seq.
+		id += "-" + string(u.Status)
 	}
 	e.SetID(id)
 	e.SetType(typ)

@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		rec := recorder.New(store, log.With("function", "recorder"), reg)
 		recorders.Go(func() {
 			errc <- bus.Consume(recorderCtx, natsbus.ConsumerConfig{
-				Durable: "recorder", Filter: bus.StatusSubject(0), MaxAckPending: 64, Logger: log.With("function", "recorder"),
+				Durable: "recorder", Filter: bus.StatusSubject(0), Concurrency: 64, Logger: log.With("function", "recorder"),
 			}, rec.Handle)
 		})
 	}
@@ -162,7 +162,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 		runners.Go(func() {
 			errc <- bus.Consume(runnerCtx, natsbus.ConsumerConfig{
-				Durable: "runner", Filter: bus.RequestedSubject(), MaxAckPending: cfg.RunnerConcurrency, Logger: rlog,
+				Durable: "runner", Filter: bus.RequestedSubject(), Concurrency: cfg.RunnerConcurrency, AckWait: cfg.LeaseTTL, Logger: rlog,
 			}, run.Handle)
 		})
 		runners.Go(func() { run.RunReaper(runnerCtx) })
@@ -244,7 +244,12 @@ func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (nc *nats.Co
 		nats.Name("must-gather-functions"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			// A nil error is the connection closing on shutdown.
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
 	if cfg.NATSCreds != "" {

@@ -9,12 +9,18 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
-// Reap looks once at every unfinished gathering and makes sure it will end:
+// Reap looks once at every unsettled gathering and makes sure it will end:
 //   - new and older than RequeueAfter: its requested event is published
 //     again (the id makes the broker drop it if the first one is still
 //     there, and the claim keeps it from running twice);
 //   - new and older than PendingTimeout: it fails, as no runner took it;
-//   - inprogress with no lease: its runner died, so it fails.
+//   - inprogress with no lease: its runner died, so it fails;
+//   - ended but not settled: whoever ended it died before announcing it, so
+//     its final status event is published again.
+//
+// A failure is written to the record by compare-and-set on the revision the
+// reaper read, so it never overwrites a final status, or a claim, that came
+// in between; only a failure that was written is announced.
 func (r *Runner) Reap(ctx context.Context) error {
 	ids, err := r.d.Store.Unfinished(ctx)
 	if err != nil {
@@ -59,23 +65,53 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 		if !held {
 			return r.fail(ctx, g, "the runner stopped before the gathering finished")
 		}
+	default:
+		r.m.reaped.WithLabelValues("announced").Inc()
+		r.announce(ctx, g.Final())
 	}
 	return nil
 }
 
+// fail ends g in error if its record has not changed since g was read, and
+// then announces it. An archive a dead runner may have stored under the
+// gathering's name belongs to no record, so it is removed.
 func (r *Runner) fail(ctx context.Context, g mustgather.Gathering, why string) error {
-	r.d.Logger.Warn("reaper fails gathering", "gathering", g.ID, "status", g.Status, "reason", why)
-	r.m.reaped.WithLabelValues("failed").Inc()
 	u := mustgather.Update{
 		ID: g.ID, Seq: g.Seq + 1, Status: mustgather.StatusError, Time: r.d.Now(),
 		ExecOutput: appendLine(g.ExecOutput, "error: "+why, r.cfg.OutputTail),
 		Reason:     why,
 	}
-	if err := r.d.ReaperEvents.Updated(ctx, u); err != nil {
+	_, err := r.d.Store.ApplyAt(ctx, u, g.Revision)
+	if errors.Is(err, mustgather.ErrStale) {
+		// Claimed, renewed or ended since it was read: look again next time.
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("fail gathering %d: %w", g.ID, err)
 	}
+	r.d.Logger.Warn("reaper failed gathering", "gathering", g.ID, "was", g.Status, "reason", why)
+	r.m.reaped.WithLabelValues("failed").Inc()
+	if g.Status == mustgather.StatusInProgress {
+		key := mustgather.ArchiveKey(g.ID, mustgather.ArchiveName(g.ID, g.CustomName))
+		if err := r.d.Archives.Delete(ctx, key); err != nil {
+			r.d.Logger.Warn("remove the archive of a failed gathering", "gathering", g.ID, "err", err)
+		}
+	}
+	r.announce(ctx, u)
 	return nil
 }
+
+// announce publishes a final status the reaper recorded or found
+// unannounced, giving up after a while so that one pass cannot hang on an
+// outage; the next pass tries again.
+func (r *Runner) announce(ctx context.Context, u mustgather.Update) {
+	ctx, cancel := context.WithTimeout(ctx, announceTimeout)
+	defer cancel()
+	announce(ctx, r.d.Store, r.d.ReaperEvents, u, r.d.Logger.With("gathering", u.ID))
+}
+
+// announceTimeout bounds how long the reaper tries to publish one event.
+const announceTimeout = 10 * time.Second
 
 // RunReaper reaps at once and then every ReapInterval until ctx ends.
 func (r *Runner) RunReaper(ctx context.Context) {

@@ -3,14 +3,23 @@
 // Gatherer under the gathering's timeout, streams the result as tar.gz into
 // the archive store, and reports every state change as a status event. A
 // reaper finishes gatherings whose runner died.
+//
+// A final status is decided in the store before it is announced: the
+// runner and the reaper each write it to the gathering's record by
+// compare-and-set, and only the one whose write wins publishes its event.
+// The runner holds its lease until its final status is in the record, so
+// the reaper never fails a gathering whose runner finished it, and a
+// finished gathering is never contradicted by a later final status.
 package runner
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -131,7 +140,7 @@ func New(cfg Config, d Deps) *Runner {
 }
 
 // Handle takes one gathering.requested event. It returns nil once the
-// gathering has ended and its final status is published, or when another
+// gathering has ended and its final status is recorded, or when another
 // delivery already claimed it; an error asks for the event again.
 func (r *Runner) Handle(ctx context.Context, e cloudevents.Event) error {
 	req, err := eventing.ParseRequested(e)
@@ -140,26 +149,60 @@ func (r *Runner) Handle(ctx context.Context, e cloudevents.Event) error {
 	}
 	log := r.d.Logger.With("gathering", req.ID)
 	// Hold the lease before claiming, so that the reaper never sees a
-	// claimed gathering without one.
-	if err := r.d.Leases.Hold(ctx, req.ID); err != nil {
-		return fmt.Errorf("lease gathering %d: %w", req.ID, err)
+	// claimed gathering without one. The lease names this run alone, so
+	// that a redelivery never renews or releases the lease of a run that is
+	// under way, or of one that died.
+	holder := newHolder()
+	switch err := r.d.Leases.Hold(ctx, req.ID, holder); {
+	case errors.Is(err, mustgather.ErrLeaseHeld):
+		return r.leasedElsewhere(ctx, req.ID, log)
+	case err != nil:
+		return err
 	}
 	g, err := r.d.Store.Claim(ctx, req.ID, r.d.Now())
-	switch {
-	case errors.Is(err, mustgather.ErrAlreadyClaimed), errors.Is(err, mustgather.ErrNotFound):
-		log.Info("gathering not run again", "reason", err)
-		return nil
-	case err != nil:
-		_ = r.d.Leases.Release(context.WithoutCancel(ctx), req.ID)
-		return fmt.Errorf("claim gathering %d: %w", req.ID, err)
+	if err != nil {
+		if rerr := r.d.Leases.Release(context.WithoutCancel(ctx), req.ID, holder); rerr != nil {
+			log.Warn("release lease", "err", rerr)
+		}
+		if errors.Is(err, mustgather.ErrAlreadyClaimed) || errors.Is(err, mustgather.ErrNotFound) {
+			log.Info("gathering not run again", "reason", err)
+			return nil
+		}
+		return err
 	}
-	r.run(ctx, g, log)
+	r.run(ctx, g, holder, log)
 	return nil
 }
 
+// leasedElsewhere decides what to do with a requested event whose gathering
+// another run holds the lease on: nothing if that run claimed it; if it is
+// still new (its runner died between lease and claim), ask for the event
+// again, after that lease has lapsed.
+func (r *Runner) leasedElsewhere(ctx context.Context, id mustgather.ID, log *slog.Logger) error {
+	g, err := r.d.Store.Get(ctx, id)
+	switch {
+	case errors.Is(err, mustgather.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case g.Status != mustgather.StatusNew:
+		log.Info("gathering not run again", "reason", "another run holds its lease", "status", g.Status)
+		return nil
+	}
+	return fmt.Errorf("gathering %d is new but another run holds its lease; try again when it lapses", id)
+}
+
+// newHolder returns a name for one run's lease: unique, and saying which
+// process holds it.
+func newHolder() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:12])
+}
+
 // run carries a claimed gathering to its end. Nothing here returns early
-// without a final status: every path ends in completed or error.
-func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logger) {
+// without a final status: every path ends in completed or error, recorded
+// in the store before the lease is released.
+func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string, log *slog.Logger) {
 	started := r.d.Now()
 	r.m.running.Inc()
 	defer r.m.running.Dec()
@@ -179,12 +222,12 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logg
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.FinishGrace, cancelWork) })
 	defer stopAfter()
 
-	stopLease := r.keepLease(work, g.ID, log)
+	stopLease := r.keepLease(work, g.ID, holder, log)
 	defer func() {
 		stopLease()
 		rctx, cancel := afterWork()
 		defer cancel()
-		if err := r.d.Leases.Release(rctx, g.ID); err != nil {
+		if err := r.d.Leases.Release(rctx, g.ID, holder); err != nil {
 			log.Warn("release lease", "err", err)
 		}
 	}()
@@ -214,26 +257,89 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, log *slog.Logg
 	if uerr == nil {
 		end.ArchiveName, end.ArchiveSize = name, size
 	}
-	switch {
-	case gerr == nil && uerr == nil:
+	if gerr == nil && uerr == nil {
 		end.Status = mustgather.StatusCompleted
-		log.Info("gathering completed", "archive", name, "size", size, "took", r.d.Now().Sub(started))
-	default:
+	} else {
 		end.Status = mustgather.StatusError
 		end.Reason = reason(gerr, uerr)
 		if uerr != nil {
 			// The gatherer's error is in the output already.
 			end.ExecOutput = appendLine(tail, "error: "+uerr.Error(), r.cfg.OutputTail)
 		}
-		log.Warn("gathering failed", "reason", end.Reason, "archived", uerr == nil)
 	}
 	fctx, cancelFinal := afterWork()
 	defer cancelFinal()
-	rep.send(fctx, end)
+	if !r.finish(fctx, rep, end, log) {
+		return
+	}
+	if end.Status == mustgather.StatusCompleted {
+		log.Info("gathering completed", "archive", name, "size", size, "took", r.d.Now().Sub(started))
+	} else {
+		log.Warn("gathering failed", "reason", end.Reason, "archived", uerr == nil)
+	}
 	r.m.finished.WithLabelValues(string(end.Status)).Inc()
 	r.m.duration.Observe(r.d.Now().Sub(started).Seconds())
 	if uerr == nil {
 		r.m.archiveBytes.Add(float64(size))
+	}
+}
+
+// finish records the gathering's final status, then announces it and
+// settles the gathering. It reports whether this run's status is the one
+// recorded. When the reaper recorded another final status first, this
+// run's archive belongs to no record and is removed.
+func (r *Runner) finish(ctx context.Context, rep *reporter, end mustgather.Update, log *slog.Logger) bool {
+	end = rep.stamp(end)
+	got, err := r.record(ctx, end, log)
+	ours := err == nil || errors.Is(err, mustgather.ErrStale) && got.Seq == end.Seq && got.Status == end.Status
+	switch {
+	case ours:
+		announce(ctx, r.d.Store, r.d.Events, end, log)
+		return true
+	case errors.Is(err, mustgather.ErrStale), errors.Is(err, mustgather.ErrNotFound):
+		log.Warn("gathering already ended; this run's result is dropped", "status", got.Status, "reason", got.Reason, "err", err)
+		r.m.finished.WithLabelValues("superseded").Inc()
+		if end.ArchiveName != "" && got.ArchiveName != end.ArchiveName {
+			if err := r.d.Archives.Delete(ctx, mustgather.ArchiveKey(end.ID, end.ArchiveName)); err != nil {
+				log.Error("remove the archive of a superseded run", "archive", end.ArchiveName, "err", err)
+			}
+		}
+	default:
+		log.Error("final status not recorded; the reaper will end the gathering", "status", end.Status, "err", err)
+	}
+	return false
+}
+
+// record writes u to the store, retrying failures other than a stale update
+// with a back-off until ctx ends. ErrStale with the gathering holding u
+// means an earlier attempt wrote it and only its answer was lost.
+func (r *Runner) record(ctx context.Context, u mustgather.Update, log *slog.Logger) (mustgather.Gathering, error) {
+	delay := 100 * time.Millisecond
+	for {
+		g, err := r.d.Store.Apply(ctx, u)
+		if err == nil || errors.Is(err, mustgather.ErrStale) || errors.Is(err, mustgather.ErrNotFound) {
+			return g, err
+		}
+		log.Warn("record final status; retrying", "status", u.Status, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return g, err
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// announce publishes the final status event of u, already recorded, and
+// settles the gathering. If it cannot, the gathering stays unsettled and
+// the reaper publishes the event again.
+func announce(ctx context.Context, store mustgather.Store, events mustgather.Events, u mustgather.Update, log *slog.Logger) {
+	if err := publish(ctx, events, u, log); err != nil {
+		log.Warn("final status event not published; the reaper will publish it", "status", u.Status, "err", err)
+		return
+	}
+	if err := store.Settle(ctx, u.ID); err != nil {
+		log.Warn("settle gathering; the reaper will", "err", err)
 	}
 }
 
@@ -299,7 +405,7 @@ func appendLine(tail, line string, max int) string {
 }
 
 // keepLease renews the gathering's lease until the returned func is called.
-func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, log *slog.Logger) (stop func()) {
+func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, holder string, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -311,7 +417,7 @@ func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, log *slog.Logg
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := r.d.Leases.Hold(ctx, id); err != nil && ctx.Err() == nil {
+				if err := r.d.Leases.Hold(ctx, id, holder); err != nil && ctx.Err() == nil {
 					log.Warn("renew lease", "err", err)
 				}
 			}
@@ -348,8 +454,7 @@ func (r *Runner) reportProgress(ctx context.Context, rep *reporter, out *outputL
 	return func() { cancel(); <-done }
 }
 
-// reporter numbers a gathering's updates and publishes them, retrying a
-// failed publish so that the final status is not lost to a short outage.
+// reporter numbers a gathering's updates and publishes them.
 type reporter struct {
 	r   *Runner
 	id  mustgather.ID
@@ -357,26 +462,43 @@ type reporter struct {
 	log *slog.Logger
 }
 
-func (p *reporter) send(ctx context.Context, u mustgather.Update) {
+// stamp gives u the gathering's id, the next sequence number and the time.
+func (p *reporter) stamp(u mustgather.Update) mustgather.Update {
 	p.seq++
 	u.ID, u.Seq, u.Time = p.id, p.seq, p.r.d.Now()
+	return u
+}
+
+// send publishes an inprogress update. The first, the start, is retried
+// like a final status; a later one is best effort, as the next one carries
+// the same output.
+func (p *reporter) send(ctx context.Context, u mustgather.Update) {
+	u = p.stamp(u)
+	if u.Seq > 1 {
+		if err := p.r.d.Events.Updated(ctx, u); err != nil {
+			p.log.Warn("publish progress", "err", err)
+		}
+		return
+	}
+	if err := publish(ctx, p.r.d.Events, u, p.log); err != nil {
+		p.log.Warn("start not published", "err", err)
+	}
+}
+
+// publish publishes u, retrying a failed publish with a back-off until ctx
+// ends, so that a status is not lost to a short outage.
+func publish(ctx context.Context, events mustgather.Events, u mustgather.Update, log *slog.Logger) error {
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := p.r.d.Events.Updated(ctx, u)
+		err := events.Updated(ctx, u)
 		if err == nil {
-			return
+			return nil
 		}
-		// Progress is best effort; the next one carries the same output.
-		if u.Status == mustgather.StatusInProgress && u.Seq > 1 {
-			p.log.Warn("publish progress", "err", err)
-			return
-		}
-		p.log.Warn("publish status; retrying", "status", u.Status, "attempt", attempt, "err", err)
+		log.Warn("publish status; retrying", "status", u.Status, "attempt", attempt, "err", err)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			p.log.Error("status not published; the reaper will finish the gathering", "status", u.Status, "err", err)
-			return
+			return err
 		}
 		delay = min(delay*2, 5*time.Second)
 	}

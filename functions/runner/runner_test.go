@@ -2,12 +2,14 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,6 +44,22 @@ type env struct {
 
 func newEnv(t *testing.T, mutate func(*runner.Config)) *env {
 	t.Helper()
+	e := newEnvWithoutRecorder(t, mutate)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.bus.Consume(rctx, natsbus.ConsumerConfig{Durable: "recorder", Filter: e.bus.StatusSubject(0), Concurrency: 16},
+			recorder.New(e.store, nil, nil).Handle)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// newEnvWithoutRecorder is newEnv with no recorder: status events stay in
+// the stream, as when the recorder lags far behind.
+func newEnvWithoutRecorder(t *testing.T, mutate func(*runner.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	nc := testenv.Conn(t, testenv.NATS(t))
 	js, err := jetstream.New(nc)
@@ -73,14 +91,6 @@ func newEnv(t *testing.T, mutate func(*runner.Config)) *env {
 		ReaperEvents: bus.WithSource(eventing.SourceReaper),
 		Gatherer:     &process.Gatherer{TempDir: t.TempDir(), KillGrace: 200 * time.Millisecond},
 	})
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = bus.Consume(rctx, natsbus.ConsumerConfig{Durable: "recorder", Filter: bus.StatusSubject(0), MaxAckPending: 16},
-			recorder.New(store, nil, nil).Handle)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
 	return e
 }
 
@@ -346,7 +356,7 @@ func TestTheReaperFinishesGatheringsWhoseRunnerIsGone(t *testing.T) {
 	}
 	// A claimed gathering whose runner lives: lease held.
 	alive, _ := e.create(t, mustgather.Request{Command: "true"})
-	if err := e.store.Hold(ctx, alive.ID); err != nil {
+	if err := e.store.Hold(ctx, alive.ID, "a-live-runner"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Claim(ctx, alive.ID, time.Now()); err != nil {
@@ -432,5 +442,206 @@ func TestAGathererThatNeverReturnsEndsInErrorAfterTheCopyTimeout(t *testing.T) {
 	}
 	if held, err := e.store.Held(context.Background(), g.ID); err != nil || held {
 		t.Errorf("lease still held: %v %v", held, err)
+	}
+}
+
+func TestTheReaperNeverFailsAGatheringItsRunnerFinishedHoweverFarTheRecorderLags(t *testing.T) {
+	ctx := context.Background()
+	// No recorder at all: none of the runner's status events is applied.
+	e := newEnvWithoutRecorder(t, nil)
+	g, ev := e.create(t, mustgather.Request{Command: "echo gathered > out.txt"})
+	if err := e.runner.Handle(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	// The lease is released: a reaper pass now sees no lease.
+	if held, err := e.store.Held(ctx, g.ID); err != nil || held {
+		t.Fatalf("lease after the gathering ended: %v %v", held, err)
+	}
+	if err := e.runner.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.store.Get(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != mustgather.StatusCompleted {
+		t.Fatalf("status %s after a reaper pass, want completed:\n%s", got.Status, got.ExecOutput)
+	}
+	if files := e.readArchive(t, got); files["out.txt"] != "gathered\n" {
+		t.Errorf("archive files: %v", keys(files))
+	}
+	if diff := cmp.Diff([]string{"completed"}, finalTypes(t, e, g.ID)); diff != "" {
+		t.Errorf("final status events (-want +got):\n%s", diff)
+	}
+	if ids, err := e.store.Unfinished(ctx); err != nil || len(ids) != 0 {
+		t.Errorf("unsettled after the end was announced: %v %v", ids, err)
+	}
+}
+
+// finalTypes returns the types of the final status events of a gathering,
+// in stream order.
+func finalTypes(t *testing.T, e *env, id mustgather.ID) []string {
+	t.Helper()
+	var finals []string
+	for _, typ := range e.statusTypes(t, id) {
+		if typ == "completed" || typ == "failed" {
+			finals = append(finals, typ)
+		}
+	}
+	return finals
+}
+
+// lapsingLeases takes a lease and then stops renewing it, as a runner cut
+// off from NATS would.
+type lapsingLeases struct {
+	mustgather.Leases
+	taken atomic.Bool
+}
+
+func (l *lapsingLeases) Hold(ctx context.Context, id mustgather.ID, holder string) error {
+	if l.taken.Swap(true) {
+		return nil
+	}
+	return l.Leases.Hold(ctx, id, holder)
+}
+
+// gateGatherer writes a file and then waits for open to be closed.
+type gateGatherer struct {
+	started chan struct{}
+	open    chan struct{}
+}
+
+func (g gateGatherer) Gather(ctx context.Context, job runner.Job) error {
+	close(g.started)
+	<-g.open
+	return job.Archive.AddBytes("late.txt", []byte("late\n"), time.Now())
+}
+
+func TestARunWhoseLeaseLapsedCannotOverwriteTheReapersFailureNorLeaveItsArchive(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	gate := gateGatherer{started: make(chan struct{}), open: make(chan struct{})}
+	stalled := runner.New(e.cfg, runner.Deps{
+		Store: e.store, Leases: &lapsingLeases{Leases: e.store}, Archives: e.archives, Events: e.bus, Gatherer: gate,
+	})
+	g, ev := e.create(t, mustgather.Request{Command: "x"})
+	done := make(chan error, 1)
+	go func() { done <- stalled.Handle(ctx, ev) }()
+	<-gate.started
+	testenv.Eventually(t, 10*time.Second, "the lease to lapse", func() bool {
+		held, err := e.store.Held(ctx, g.ID)
+		return err == nil && !held
+	})
+	if err := e.runner.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	failed := e.waitEnded(t, g.ID)
+	if failed.Status != mustgather.StatusError {
+		t.Fatalf("status after the reaper: %s", failed.Status)
+	}
+	close(gate.open)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.store.Get(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != mustgather.StatusError || got.ArchiveName != "" || !strings.Contains(got.ExecOutput, "the runner stopped before the gathering finished") {
+		t.Errorf("after the stalled run ended: %s, archive %q:\n%s", got.Status, got.ArchiveName, got.ExecOutput)
+	}
+	key := mustgather.ArchiveKey(g.ID, mustgather.ArchiveName(g.ID, g.CustomName))
+	if _, err := e.archives.Open(ctx, key); !errors.Is(err, mustgather.ErrNotFound) {
+		t.Errorf("the stalled run's archive is still stored: %v", err)
+	}
+	if diff := cmp.Diff([]string{"failed"}, finalTypes(t, e, g.ID)); diff != "" {
+		t.Errorf("final status events (-want +got):\n%s", diff)
+	}
+}
+
+func TestARedeliveredEventLeavesTheLeaseOfAnotherRunAlone(t *testing.T) {
+	ctx := context.Background()
+	leaseRevision := func(t *testing.T, e *env, id mustgather.ID) uint64 {
+		t.Helper()
+		kv, err := e.js.KeyValue(ctx, "l")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry, err := kv.Get(ctx, id.String())
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return entry.Revision()
+	}
+	t.Run("a lease the dead run still holds is not renewed", func(t *testing.T) {
+		e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour })
+		g, ev := e.create(t, mustgather.Request{Command: "true"})
+		if err := e.store.Hold(ctx, g.ID, "a-dead-run"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Claim(ctx, g.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		before := leaseRevision(t, e, g.ID)
+		if err := e.runner.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if after := leaseRevision(t, e, g.ID); after != before {
+			t.Errorf("lease revision %d after the redelivery, was %d: it was renewed, so the dead run's gathering fails later", after, before)
+		}
+	})
+	t.Run("a lease taken for a gathering already claimed is released at once", func(t *testing.T) {
+		e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour })
+		g, ev := e.create(t, mustgather.Request{Command: "true"})
+		if _, err := e.store.Claim(ctx, g.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.runner.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if held, err := e.store.Held(ctx, g.ID); err != nil || held {
+			t.Errorf("lease held after the redelivery found the gathering claimed: %v %v", held, err)
+		}
+	})
+	t.Run("a gathering still new under another run's lease is asked for again", func(t *testing.T) {
+		e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour })
+		g, ev := e.create(t, mustgather.Request{Command: "true"})
+		if err := e.store.Hold(ctx, g.ID, "a-run-that-died-before-its-claim"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.runner.Handle(ctx, ev); err == nil {
+			t.Error("Handle acknowledged a gathering that nobody runs")
+		}
+		if cur, _ := e.store.Get(ctx, g.ID); cur.Status != mustgather.StatusNew {
+			t.Errorf("status %s, want new", cur.Status)
+		}
+	})
+}
+
+func TestTheReaperAnnouncesAnEndWhosePublisherDied(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvWithoutRecorder(t, nil)
+	g, _ := e.create(t, mustgather.Request{Command: "true"})
+	if _, err := e.store.Claim(ctx, g.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Recorded, then the process died before publishing and settling.
+	end := mustgather.Update{ID: g.ID, Seq: 2, Status: mustgather.StatusCompleted, Time: time.Now(), ArchiveName: "a.tar.gz", ArchiveSize: 10}
+	if _, err := e.store.Apply(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := e.runner.Reap(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{"completed"}, e.statusTypes(t, g.ID)); diff != "" {
+		t.Errorf("status events (-want +got):\n%s", diff)
+	}
+	if ids, err := e.store.Unfinished(ctx); err != nil || len(ids) != 0 {
+		t.Errorf("unsettled after the reaper announced it: %v %v", ids, err)
 	}
 }

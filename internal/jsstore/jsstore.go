@@ -7,16 +7,19 @@
 //	meta.last-id      the last id handed out, in decimal
 //	g.<id>            the gathering, as JSON, with the Seq of its last update
 //	name.<b64(name)>  the id of the newest gathering with that custom-name
-//	open.<id>         present while the gathering may not have ended
+//	open.<id>         present until the gathering is settled: it has ended
+//	                  and its final status event is published
 //
 // Every change of meta.last-id, g.<id> and name.<...> is a compare-and-set on
 // the key's revision, retried on conflict, so that several processes can
 // share a bucket without losing an update and without any state in memory.
 // b64 is base64.RawURLEncoding, whose alphabet is valid in a key.
 //
-// The leases bucket holds one key per leased gathering id. The bucket's TTL
-// removes a key that has not been written for that long, which is how a
-// lease lapses when its runner stops renewing it.
+// The leases bucket holds one key per leased gathering id, whose value names
+// the holder; taking, renewing and releasing are compare-and-set on it, so
+// a runner never touches another's lease. The bucket's TTL removes a key
+// that has not been written for that long, which is how a lease lapses when
+// its runner stops renewing it.
 package jsstore
 
 import (
@@ -152,23 +155,25 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// record is the stored form of a gathering. Gathering.Seq is not part of
-// the API object, so it is kept beside it.
+// record is the stored form of a gathering. Gathering.Seq and Reason are
+// not part of the API object, so they are kept beside it.
 type record struct {
 	Gathering mustgather.Gathering `json:"gathering"`
 	Seq       uint64               `json:"seq"`
+	Reason    string               `json:"reason,omitempty"`
 }
 
 func encode(g mustgather.Gathering) ([]byte, error) {
-	return json.Marshal(record{Gathering: g, Seq: g.Seq})
+	return json.Marshal(record{Gathering: g, Seq: g.Seq, Reason: g.Reason})
 }
 
-func decode(data []byte) (mustgather.Gathering, error) {
+// decode reads a record stored at revision rev.
+func decode(data []byte, rev uint64) (mustgather.Gathering, error) {
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil {
 		return mustgather.Gathering{}, fmt.Errorf("decode record: %w", err)
 	}
-	r.Gathering.Seq = r.Seq
+	r.Gathering.Seq, r.Gathering.Reason, r.Gathering.Revision = r.Seq, r.Reason, rev
 	return r.Gathering, nil
 }
 
@@ -246,9 +251,11 @@ func (s *Store) Create(ctx context.Context, g mustgather.Gathering) (mustgather.
 	}
 	// A failed write keeps its entry in the unfinished index: the write may
 	// have succeeded with only its acknowledgement lost.
-	if _, err := s.kv.Create(ctx, recordKey(id), data); err != nil {
+	rev, err := s.kv.Create(ctx, recordKey(id), data)
+	if err != nil {
 		return mustgather.Gathering{}, fmt.Errorf("create gathering %d: %w", id, err)
 	}
+	g.Revision = rev
 	if g.CustomName != "" {
 		if err := s.indexName(ctx, g.CustomName, id); err != nil {
 			return mustgather.Gathering{}, fmt.Errorf("create gathering %d: index custom-name: %w", id, err)
@@ -291,7 +298,7 @@ func (s *Store) load(ctx context.Context, id mustgather.ID) (mustgather.Gatherin
 	if err != nil {
 		return mustgather.Gathering{}, 0, err
 	}
-	g, err := decode(e.Value())
+	g, err := decode(e.Value(), e.Revision())
 	return g, e.Revision(), err
 }
 
@@ -332,35 +339,70 @@ func (s *Store) GetByName(ctx context.Context, name string) (mustgather.Gatherin
 }
 
 // List returns the gatherings that match f, ordered by id; with f.Limit > 0
-// only the f.Limit of them with the highest ids. It reads every record
-// through one watcher, which streams the latest value of each key, rather
-// than asking for the records one by one.
+// only the f.Limit of them with the highest ids. It holds every gathering
+// created before the call began.
+//
+// It reads every record through one watcher, which streams the latest
+// value of each key, rather than asking for the records one by one. A
+// watcher is not a snapshot: a record rewritten while it runs can be left
+// out of what it delivers before it says it is done. So List reads the last
+// id handed out first, and gets each id up to it that the watcher delivered
+// neither as a record nor as deleted, one by one: a few, even under load.
 //
 // Decoding JSON, not reading, bounds how fast a long list is made, so List
 // decodes in parallel, and in full only the records it returns: a filter is
 // tested on the custom-name and status alone, and the Limit is applied
 // before the full decode.
 func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gathering, error) {
+	last, err := s.lastID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list gatherings: %w", err)
+	}
+	type entry struct {
+		data []byte
+		rev  uint64
+	}
 	// A record written while the watcher runs may come twice; the later
 	// value is the newer one.
-	raw := make(map[mustgather.ID][]byte)
-	err := eachLatest(ctx, s.kv, prefixRecord+"*", func(e jetstream.KeyValueEntry) error {
+	raw := make(map[mustgather.ID]entry)
+	deleted := make(map[mustgather.ID]bool)
+	err = eachLatest(ctx, s.kv, prefixRecord+"*", true, func(e jetstream.KeyValueEntry) error {
 		id, ok := mustgather.ParseID(strings.TrimPrefix(e.Key(), prefixRecord))
 		if !ok {
 			return fmt.Errorf("key %s does not name an id", e.Key())
 		}
-		raw[id] = e.Value()
+		if e.Operation() != jetstream.KeyValuePut {
+			delete(raw, id)
+			deleted[id] = true
+			return nil
+		}
+		delete(deleted, id)
+		raw[id] = entry{e.Value(), e.Revision()}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list gatherings: %w", err)
+	}
+	for id := mustgather.ID(1); id <= last; id++ {
+		if _, ok := raw[id]; ok || deleted[id] {
+			continue
+		}
+		e, err := s.kv.Get(ctx, recordKey(id))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+			// Deleted, or an id whose creator died before writing it.
+		case err != nil:
+			return nil, fmt.Errorf("list gatherings: get %d: %w", id, err)
+		default:
+			raw[id] = entry{e.Value(), e.Revision()}
+		}
 	}
 	ids := slices.Sorted(maps.Keys(raw))
 	if f.CustomName != "" || f.Status != "" {
 		keep := make([]bool, len(ids))
 		err := parallel(len(ids), func(i int) error {
 			var err error
-			keep[i], err = match(f, raw[ids[i]])
+			keep[i], err = match(f, raw[ids[i]].data)
 			if err != nil {
 				return fmt.Errorf("gathering %d: %w", ids[i], err)
 			}
@@ -383,7 +425,8 @@ func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gat
 	list := make([]mustgather.Gathering, len(ids))
 	err = parallel(len(ids), func(i int) error {
 		var err error
-		list[i], err = decode(raw[ids[i]])
+		e := raw[ids[i]]
+		list[i], err = decode(e.data, e.rev)
 		if err != nil {
 			return fmt.Errorf("gathering %d: %w", ids[i], err)
 		}
@@ -393,6 +436,22 @@ func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gat
 		return nil, fmt.Errorf("list gatherings: %w", err)
 	}
 	return list, nil
+}
+
+// lastID returns the last id handed out, or 0 when there is none.
+func (s *Store) lastID(ctx context.Context) (mustgather.ID, error) {
+	e, err := s.kv.Get(ctx, keyLastID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", keyLastID, err)
+	}
+	last, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s holds %q: %w", keyLastID, e.Value(), err)
+	}
+	return mustgather.ID(last), nil
 }
 
 // match reports whether the record passes the field tests of f, decoding
@@ -451,7 +510,7 @@ func (s *Store) Claim(ctx context.Context, id mustgather.ID, now time.Time) (mus
 		if err != nil {
 			return err
 		}
-		if err := s.update(ctx, c, rev); err != nil {
+		if c.Revision, err = s.update(ctx, c, rev); err != nil {
 			return err
 		}
 		out = c
@@ -467,46 +526,63 @@ func (s *Store) Claim(ctx context.Context, id mustgather.ID, now time.Time) (mus
 // updates end at the one with the highest Seq whatever order they arrive
 // in. An update the gathering already holds, an older one, or any update to
 // an ended gathering is ignored: Apply returns the gathering as it is and an
-// error wrapping mustgather.ErrStale. Once the gathering has ended it is
-// dropped from Unfinished; a stale update to an ended gathering that is
-// still listed there (the process died in between) drops it too.
+// error wrapping mustgather.ErrStale. An ended gathering stays in
+// Unfinished until Settle.
 func (s *Store) Apply(ctx context.Context, u mustgather.Update) (mustgather.Gathering, error) {
 	var out mustgather.Gathering
 	err := retry(ctx, func() error {
-		g, rev, err := s.load(ctx, u.ID)
-		out = g
-		if err != nil {
-			return err
-		}
-		next, err := g.Apply(u)
-		if err != nil {
-			return err
-		}
-		if err := s.update(ctx, next, rev); err != nil {
-			return err
-		}
-		out = next
-		return nil
+		var err error
+		out, err = s.applyAt(ctx, u, 0)
+		return err
 	})
-	if errors.Is(err, mustgather.ErrStale) && out.Status.Terminal() {
-		if cerr := s.closeIfOpen(ctx, out.ID); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}
 	if err != nil {
 		return out, fmt.Errorf("apply update %d to gathering %d: %w", u.Seq, u.ID, err)
-	}
-	if out.Status.Terminal() {
-		if err := s.kv.Delete(ctx, openKey(out.ID)); err != nil {
-			return out, fmt.Errorf("apply update %d to gathering %d: drop from unfinished: %w", u.Seq, u.ID, err)
-		}
 	}
 	return out, nil
 }
 
-// closeIfOpen drops id from the unfinished index if it is there. Reading
-// first keeps repeated stale updates from writing a delete marker each.
-func (s *Store) closeIfOpen(ctx context.Context, id mustgather.ID) error {
+// ApplyAt applies u only if the record is still at revision rev: one
+// compare-and-set, not retried. When the record has changed it returns the
+// gathering as it is now and an error wrapping mustgather.ErrStale.
+func (s *Store) ApplyAt(ctx context.Context, u mustgather.Update, rev uint64) (mustgather.Gathering, error) {
+	out, err := s.applyAt(ctx, u, rev)
+	if conflict(err) {
+		// Read what won, for the caller to see.
+		if now, _, lerr := s.load(ctx, u.ID); lerr == nil {
+			out = now
+		}
+		err = mustgather.ErrStale
+	}
+	if err != nil {
+		return out, fmt.Errorf("apply update %d to gathering %d at revision %d: %w", u.Seq, u.ID, rev, err)
+	}
+	return out, nil
+}
+
+// applyAt loads the record, applies u, and writes it back over the
+// revision it read; with rev > 0, only if that is rev. It returns the
+// gathering as it was read when u does not apply.
+func (s *Store) applyAt(ctx context.Context, u mustgather.Update, rev uint64) (mustgather.Gathering, error) {
+	g, cur, err := s.load(ctx, u.ID)
+	if err != nil {
+		return g, err
+	}
+	if rev != 0 && cur != rev {
+		return g, mustgather.ErrStale
+	}
+	next, err := g.Apply(u)
+	if err != nil {
+		return g, err
+	}
+	if next.Revision, err = s.update(ctx, next, cur); err != nil {
+		return g, err
+	}
+	return next, nil
+}
+
+// Settle drops id from the unfinished index. Reading first keeps repeated
+// calls from writing a delete marker each.
+func (s *Store) Settle(ctx context.Context, id mustgather.ID) error {
 	_, err := s.kv.Get(ctx, openKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
@@ -515,29 +591,30 @@ func (s *Store) closeIfOpen(ctx context.Context, id mustgather.ID) error {
 		err = s.kv.Delete(ctx, openKey(id))
 	}
 	if err != nil {
-		return fmt.Errorf("drop gathering %d from unfinished: %w", id, err)
+		return fmt.Errorf("settle gathering %d: %w", id, err)
 	}
 	return nil
 }
 
-// update writes g over the record at revision rev; it fails with
-// jetstream.ErrKeyRevisionMismatch when another writer got there first.
-func (s *Store) update(ctx context.Context, g mustgather.Gathering, rev uint64) error {
+// update writes g over the record at revision rev and returns the new
+// revision; it fails with jetstream.ErrKeyRevisionMismatch when another
+// writer got there first.
+func (s *Store) update(ctx context.Context, g mustgather.Gathering, rev uint64) (uint64, error) {
 	data, err := encode(g)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = s.kv.Update(ctx, recordKey(g.ID), data, rev)
-	return err
+	return s.kv.Update(ctx, recordKey(g.ID), data, rev)
 }
 
-// Unfinished returns, in order, the ids of gatherings that may not have
-// ended. It reads only the small index of unfinished gatherings. The list
-// may hold an id that has ended (see Apply), or, if a process died between
-// writing the index and the record, an id that Get does not find.
+// Unfinished returns, in order, the ids of gatherings that are not
+// settled. It reads only the small index of unfinished gatherings. The list
+// may hold an id that has ended and not yet been settled, or, if a process
+// died between writing the index and the record, an id that Get does not
+// find.
 func (s *Store) Unfinished(ctx context.Context) ([]mustgather.ID, error) {
 	var ids []mustgather.ID
-	err := eachLatest(ctx, s.kv, prefixOpen+"*", func(e jetstream.KeyValueEntry) error {
+	err := eachLatest(ctx, s.kv, prefixOpen+"*", false, func(e jetstream.KeyValueEntry) error {
 		id, ok := mustgather.ParseID(strings.TrimPrefix(e.Key(), prefixOpen))
 		if !ok {
 			return fmt.Errorf("key %s does not name an id", e.Key())
@@ -557,9 +634,13 @@ func (s *Store) Unfinished(ctx context.Context) ([]mustgather.ID, error) {
 var errWatcherClosed = errors.New("watcher closed before the last key")
 
 // eachLatest calls fn with the latest value of every key that matches
-// keys, skipping deleted keys, and returns when all have been delivered.
-func eachLatest(ctx context.Context, kv jetstream.KeyValue, keys string, fn func(jetstream.KeyValueEntry) error, opts ...jetstream.WatchOpt) error {
-	w, err := kv.Watch(ctx, keys, append(opts, jetstream.IgnoreDeletes())...)
+// keys, and returns when all have been delivered. Deleted keys are skipped
+// unless withDeletes is set, when fn gets their delete markers.
+func eachLatest(ctx context.Context, kv jetstream.KeyValue, keys string, withDeletes bool, fn func(jetstream.KeyValueEntry) error, opts ...jetstream.WatchOpt) error {
+	if !withDeletes {
+		opts = append(opts, jetstream.IgnoreDeletes())
+	}
+	w, err := kv.Watch(ctx, keys, opts...)
 	if err != nil {
 		return err
 	}
@@ -595,19 +676,47 @@ func stopWatcher(w jetstream.KeyWatcher) {
 	}()
 }
 
-// Hold takes or renews the lease on id: it lapses LeaseTTL after the last
-// Hold.
-func (s *Store) Hold(ctx context.Context, id mustgather.ID) error {
-	if _, err := s.leases.Put(ctx, id.String(), nil); err != nil {
+// Hold takes the lease on id for holder, or renews it if holder has it: it
+// then lapses LeaseTTL later. It returns an error wrapping
+// mustgather.ErrLeaseHeld when another holder has it.
+func (s *Store) Hold(ctx context.Context, id mustgather.ID, holder string) error {
+	key := id.String()
+	err := retry(ctx, func() error {
+		e, err := s.leases.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			_, err = s.leases.Create(ctx, key, []byte(holder))
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != holder {
+			return mustgather.ErrLeaseHeld
+		}
+		_, err = s.leases.Update(ctx, key, []byte(holder), e.Revision())
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("hold lease on gathering %d: %w", id, err)
 	}
 	return nil
 }
 
-// Release drops the lease on id. Releasing a lease that is not held is not
-// an error.
-func (s *Store) Release(ctx context.Context, id mustgather.ID) error {
-	if err := s.leases.Delete(ctx, id.String()); err != nil {
+// Release drops the lease on id if holder has it. Releasing a lease that is
+// not held, or held by another, changes nothing and is not an error.
+func (s *Store) Release(ctx context.Context, id mustgather.ID, holder string) error {
+	key := id.String()
+	err := retry(ctx, func() error {
+		e, err := s.leases.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil || string(e.Value()) != holder {
+			return err
+		}
+		return s.leases.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	})
+	if err != nil {
 		return fmt.Errorf("release lease on gathering %d: %w", id, err)
 	}
 	return nil

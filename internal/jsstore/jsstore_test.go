@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -237,7 +238,10 @@ func TestStoreSurvivesRestart(t *testing.T) {
 		t.Fatalf("Claim: %v", err)
 	}
 	c = mustApply(t, st, mustgather.Update{ID: c.ID, Seq: 1, Status: mustgather.StatusCompleted, Time: time.Now(), ArchiveName: "c.tar.gz", ArchiveSize: 42})
-	if err := st.Hold(ctx, b.ID); err != nil {
+	if err := st.Settle(ctx, c.ID); err != nil {
+		t.Fatalf("Settle: %v", err)
+	}
+	if err := st.Hold(ctx, b.ID, "runner-1"); err != nil {
 		t.Fatalf("Hold: %v", err)
 	}
 
@@ -518,7 +522,7 @@ func TestApply(t *testing.T) {
 				{u: progress(2, "late"), wantErr: mustgather.ErrStale},
 				{u: completed(3), wantErr: mustgather.ErrStale},
 			},
-			want: mustgather.Gathering{Status: mustgather.StatusError, Seq: 1, UpdatedAt: mustgather.Timestamp{Time: at(1)}, ExecOutput: "failed"},
+			want: mustgather.Gathering{Status: mustgather.StatusError, Seq: 1, UpdatedAt: mustgather.Timestamp{Time: at(1)}, ExecOutput: "failed", Reason: "failed"},
 		},
 		{
 			name:  "a change to new is an illegal transition",
@@ -547,7 +551,7 @@ func TestApply(t *testing.T) {
 			}
 			want := g
 			want.Status, want.Seq, want.ExecOutput = tc.want.Status, tc.want.Seq, tc.want.ExecOutput
-			want.ArchiveName, want.ArchiveSize = tc.want.ArchiveName, tc.want.ArchiveSize
+			want.ArchiveName, want.ArchiveSize, want.Reason = tc.want.ArchiveName, tc.want.ArchiveSize, tc.want.Reason
 			if !tc.want.UpdatedAt.IsZero() {
 				want.UpdatedAt = tc.want.UpdatedAt
 			}
@@ -555,7 +559,8 @@ func TestApply(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(want, got); diff != "" {
+			// Each write moves the revision on; the steps checked it.
+			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(mustgather.Gathering{}, "Revision")); diff != "" {
 				t.Errorf("gathering after the updates (-want +got):\n%s", diff)
 			}
 		})
@@ -655,8 +660,16 @@ func TestUnfinished(t *testing.T) {
 
 	mustApply(t, st, mustgather.Update{ID: 1, Seq: 1, Status: mustgather.StatusCompleted, Time: time.Now()})
 	mustApply(t, st, mustgather.Update{ID: 4, Seq: 2, Status: mustgather.StatusError, Time: time.Now()})
+	if diff := cmp.Diff([]mustgather.ID{1, 2, 3, 4}, unfinished()); diff != "" {
+		t.Errorf("Unfinished after two ended, before they are settled (-want +got):\n%s", diff)
+	}
+	for _, id := range []mustgather.ID{1, 4, 4} {
+		if err := st.Settle(ctx, id); err != nil {
+			t.Fatalf("Settle(%d): %v", id, err)
+		}
+	}
 	if diff := cmp.Diff([]mustgather.ID{2, 3}, unfinished()); diff != "" {
-		t.Errorf("Unfinished after two ended (-want +got):\n%s", diff)
+		t.Errorf("Unfinished after two were settled (-want +got):\n%s", diff)
 	}
 
 	if _, err := st.Apply(ctx, mustgather.Update{ID: 1, Seq: 2, Status: mustgather.StatusInProgress, Time: time.Now()}); !errors.Is(err, mustgather.ErrStale) {
@@ -665,23 +678,101 @@ func TestUnfinished(t *testing.T) {
 	if diff := cmp.Diff([]mustgather.ID{2, 3}, unfinished()); diff != "" {
 		t.Errorf("Unfinished after a stale update (-want +got):\n%s", diff)
 	}
+}
 
-	t.Run("a stale update drops an ended gathering left in the index", func(t *testing.T) {
-		// As if the process had died between ending gathering 1 and
-		// dropping it from the index.
-		if _, err := st.kv.Put(ctx, openKey(1), nil); err != nil {
-			t.Fatal(err)
+func TestApplyAtWritesOnlyOverTheRevisionItWasGiven(t *testing.T) {
+	t.Parallel()
+	st := newStore(t, jetStream(t, testenv.NATS(t)), Config{})
+	ctx := t.Context()
+	read := mustCreate(t, st, gathering("a"))
+	claimed, err := st.Claim(ctx, read.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claimed.Revision <= read.Revision {
+		t.Fatalf("revision after Claim %d, not above %d", claimed.Revision, read.Revision)
+	}
+	fail := mustgather.Update{ID: read.ID, Seq: 1, Status: mustgather.StatusError, Time: time.Now(), Reason: "no runner"}
+
+	// Decided on the gathering as it was before the claim: refused.
+	got, err := st.ApplyAt(ctx, fail, read.Revision)
+	if !errors.Is(err, mustgather.ErrStale) {
+		t.Fatalf("ApplyAt an old revision: error = %v, want ErrStale", err)
+	}
+	if diff := cmp.Diff(claimed, got); diff != "" {
+		t.Errorf("ApplyAt an old revision returns the gathering as it is (-want +got):\n%s", diff)
+	}
+	if now, _ := st.Get(ctx, read.ID); now.Status != mustgather.StatusInProgress {
+		t.Errorf("status after a refused ApplyAt = %s, want inprogress", now.Status)
+	}
+
+	// Decided on the gathering as it is: written, with its reason.
+	got, err = st.ApplyAt(ctx, fail, claimed.Revision)
+	if err != nil {
+		t.Fatalf("ApplyAt the current revision: %v", err)
+	}
+	stored, err := st.Get(ctx, read.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, stored); diff != "" {
+		t.Errorf("stored gathering differs from what ApplyAt returned (-returned +stored):\n%s", diff)
+	}
+	if stored.Status != mustgather.StatusError || stored.Reason != "no runner" || stored.Seq != 1 {
+		t.Errorf("after ApplyAt: status %s, reason %q, seq %d", stored.Status, stored.Reason, stored.Seq)
+	}
+}
+
+func TestListHoldsEveryGatheringWhileRecordsAreRewritten(t *testing.T) {
+	t.Parallel()
+	st := newStore(t, jetStream(t, testenv.NATS(t)), Config{})
+	ctx := t.Context()
+	const records = 300
+	for range records {
+		mustCreate(t, st, gathering(""))
+	}
+	// Writers rewrite records as the recorder does under load, each its
+	// own stripe of ids, so every record moves to the stream's tail again
+	// and again while the lists run.
+	stop := make(chan struct{})
+	var writers sync.WaitGroup
+	defer func() { close(stop); writers.Wait() }()
+	for w := range 4 {
+		writers.Go(func() {
+			for seq := uint64(1); ; seq++ {
+				for id := mustgather.ID(w + 1); id <= records; id += 4 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					u := mustgather.Update{ID: id, Seq: seq, Status: mustgather.StatusInProgress, Time: time.Now(), ExecOutput: strings.Repeat("x", int(seq%64))}
+					if _, err := st.Apply(ctx, u); err != nil {
+						t.Errorf("Apply: %v", err)
+						return
+					}
+				}
+			}
+		})
+	}
+	short := 0
+	for range 40 {
+		list, err := st.List(ctx, mustgather.Filter{})
+		if err != nil {
+			t.Fatalf("List: %v", err)
 		}
-		if diff := cmp.Diff([]mustgather.ID{1, 2, 3}, unfinished()); diff != "" {
-			t.Fatalf("Unfinished with a leftover (-want +got):\n%s", diff)
+		if len(list) != records {
+			short++
 		}
-		if _, err := st.Apply(ctx, mustgather.Update{ID: 1, Seq: 9, Status: mustgather.StatusError, Time: time.Now()}); !errors.Is(err, mustgather.ErrStale) {
-			t.Fatalf("Apply to an ended gathering: error = %v, want ErrStale", err)
+		for i, g := range list {
+			if g.ID != mustgather.ID(i+1) {
+				t.Fatalf("list[%d] is gathering %d; the list skips or repeats ids", i, g.ID)
+			}
 		}
-		if diff := cmp.Diff([]mustgather.ID{2, 3}, unfinished()); diff != "" {
-			t.Errorf("Unfinished after the stale update (-want +got):\n%s", diff)
-		}
-	})
+	}
+	if short > 0 {
+		t.Errorf("%d of 40 lists left out gatherings that exist", short)
+	}
 }
 
 func TestLeases(t *testing.T) {
@@ -703,7 +794,7 @@ func TestLeases(t *testing.T) {
 		if held(t, st, 7) {
 			t.Fatal("Held before Hold = true")
 		}
-		if err := st.Hold(ctx, 7); err != nil {
+		if err := st.Hold(ctx, 7, "a"); err != nil {
 			t.Fatalf("Hold: %v", err)
 		}
 		if !held(t, st, 7) {
@@ -712,21 +803,44 @@ func TestLeases(t *testing.T) {
 		if held(t, st, 8) {
 			t.Error("Held of another id = true")
 		}
-		if err := st.Release(ctx, 7); err != nil {
+		if err := st.Release(ctx, 7, "a"); err != nil {
 			t.Fatalf("Release: %v", err)
 		}
 		if held(t, st, 7) {
 			t.Error("Held after Release = true")
 		}
-		if err := st.Release(ctx, 7); err != nil {
+		if err := st.Release(ctx, 7, "a"); err != nil {
 			t.Errorf("Release of a released lease: %v", err)
+		}
+		if err := st.Hold(ctx, 7, "b"); err != nil {
+			t.Errorf("Hold of a released lease by another holder: %v", err)
+		}
+	})
+
+	t.Run("another holder can neither take, renew nor release a lease", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t, js, Config{})
+		if err := st.Hold(ctx, 9, "first"); err != nil {
+			t.Fatalf("Hold: %v", err)
+		}
+		if err := st.Hold(ctx, 9, "second"); !errors.Is(err, mustgather.ErrLeaseHeld) {
+			t.Errorf("Hold by a second holder: error = %v, want ErrLeaseHeld", err)
+		}
+		if err := st.Release(ctx, 9, "second"); err != nil {
+			t.Errorf("Release by a second holder: %v", err)
+		}
+		if !held(t, st, 9) {
+			t.Error("a second holder's Release dropped the first holder's lease")
+		}
+		if err := st.Hold(ctx, 9, "first"); err != nil {
+			t.Errorf("renewal by the holder: %v", err)
 		}
 	})
 
 	t.Run("a lease nobody renews lapses", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t, js, Config{LeaseTTL: time.Second})
-		if err := st.Hold(ctx, 1); err != nil {
+		if err := st.Hold(ctx, 1, "a"); err != nil {
 			t.Fatalf("Hold: %v", err)
 		}
 		start := time.Now()
@@ -746,7 +860,7 @@ func TestLeases(t *testing.T) {
 		defer tick.Stop()
 		end := time.Now().Add(2500 * time.Millisecond)
 		for time.Now().Before(end) {
-			if err := st.Hold(ctx, 1); err != nil {
+			if err := st.Hold(ctx, 1, "a"); err != nil {
 				t.Fatalf("Hold: %v", err)
 			}
 			if !held(t, st, 1) {

@@ -20,10 +20,14 @@ var (
 	ErrAlreadyClaimed = errors.New("gathering already claimed")
 	// ErrStale is returned by Gathering.Apply and Store.Apply when an update is
 	// older than, or the same as, what the gathering already holds, or when
-	// the gathering has already ended. Such an update is ignored.
+	// the gathering has already ended, and by Store.ApplyAt when the record
+	// changed since it was read. Such an update is ignored.
 	ErrStale = errors.New("stale update")
 	// ErrTransition is returned for a status change the state machine forbids.
 	ErrTransition = errors.New("illegal status transition")
+	// ErrLeaseHeld is returned by Leases.Hold when another holder has the
+	// lease.
+	ErrLeaseHeld = errors.New("lease held by another runner")
 )
 
 // FieldError names the request field that is invalid and why. It wraps

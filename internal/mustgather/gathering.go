@@ -85,6 +85,12 @@ type Gathering struct {
 	// Seq is the sequence number of the last Update applied; it is stored
 	// with the gathering but not part of the API object.
 	Seq uint64 `json:"-"`
+	// Reason says why an ended gathering failed, as its last Update said;
+	// stored, not part of the API object.
+	Reason string `json:"-"`
+	// Revision is the store's version of the record when it was read, for
+	// compare-and-set (Store.ApplyAt); it is not stored.
+	Revision uint64 `json:"-"`
 }
 
 // NewGathering returns the gathering a validated request starts, with status
@@ -152,11 +158,22 @@ func (g Gathering) Apply(u Update) (Gathering, error) {
 		g.UpdatedAt = Timestamp{u.Time}
 	}
 	g.ExecOutput = u.ExecOutput
+	g.Reason = u.Reason
 	if u.ArchiveName != "" {
 		g.ArchiveName = u.ArchiveName
 		g.ArchiveSize = u.ArchiveSize
 	}
 	return g, nil
+}
+
+// Final returns the update that g's final status was set by, so that its
+// final status event can be published again. It is meaningful only for a
+// gathering that has ended.
+func (g Gathering) Final() Update {
+	return Update{
+		ID: g.ID, Seq: g.Seq, Status: g.Status, Time: g.UpdatedAt.Time, ExecOutput: g.ExecOutput,
+		ArchiveName: g.ArchiveName, ArchiveSize: g.ArchiveSize, Reason: g.Reason,
+	}
 }
 
 // Claim returns g moved from new to inprogress at now, or ErrAlreadyClaimed

@@ -24,10 +24,19 @@ type Store interface {
 	Claim(ctx context.Context, id ID, now time.Time) (Gathering, error)
 	// Apply applies u to its gathering; ErrStale means it was ignored.
 	Apply(ctx context.Context, u Update) (Gathering, error)
-	// Unfinished returns the ids of gatherings that may not have ended yet
-	// (new or inprogress), so that a reaper can finish those whose runner is
-	// gone without scanning every record. It may return ids that have ended.
+	// ApplyAt applies u only if the gathering's record is still at revision
+	// rev (Gathering.Revision as the caller read it), so that a decision made
+	// on what the caller read cannot overwrite a change made since: it
+	// returns ErrStale when the record has changed.
+	ApplyAt(ctx context.Context, u Update, rev uint64) (Gathering, error)
+	// Unfinished returns the ids of gatherings that are not settled: new,
+	// inprogress, or ended with their final status event perhaps not yet
+	// published. A reaper finishes those whose runner is gone without
+	// scanning every record. It may return ids that have been settled.
 	Unfinished(ctx context.Context) ([]ID, error)
+	// Settle drops an ended gathering from Unfinished. Whoever ends a
+	// gathering calls it once the final status event is published.
+	Settle(ctx context.Context, id ID) error
 }
 
 // Filter selects gatherings for Store.List. Zero values select everything.
@@ -44,12 +53,14 @@ func (f Filter) Match(g Gathering) bool {
 }
 
 // Leases records which gatherings a live runner is working on. A lease
-// lapses by itself when its holder stops renewing it.
+// lapses by itself when its holder stops renewing it. Each lease names its
+// holder, so that a runner never renews or releases another's lease.
 type Leases interface {
-	// Hold takes or renews the lease on id.
-	Hold(ctx context.Context, id ID) error
-	// Release drops the lease on id.
-	Release(ctx context.Context, id ID) error
+	// Hold takes the lease on id for holder, or renews it if holder has it.
+	// It returns ErrLeaseHeld when another holder has it.
+	Hold(ctx context.Context, id ID, holder string) error
+	// Release drops the lease on id if holder has it.
+	Release(ctx context.Context, id ID, holder string) error
 	// Held reports whether a lease on id is in force.
 	Held(ctx context.Context, id ID) (bool, error)
 }

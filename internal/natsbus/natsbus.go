@@ -193,7 +193,14 @@ type ConsumerConfig struct {
 	Durable string
 	// Filter is the subject to consume, e.g. Bus.RequestedSubject().
 	Filter string
-	// MaxAckPending bounds how many events are handled at once.
+	// Concurrency bounds how many events this process handles at once; it
+	// fetches an event only when a handler is free, so it never holds more
+	// than this many unacknowledged. Default 1.
+	Concurrency int
+	// MaxAckPending bounds the unacknowledged events of the consumer across
+	// every process that shares it. Keep it well above the sum of their
+	// Concurrency: the events a dead process held stay unacknowledged until
+	// AckWait, and must not hold up the others. Default 1000.
 	MaxAckPending int
 	// AckWait is how long a message may go unacknowledged before it is
 	// redelivered; the consumer extends it with InProgress while a handler
@@ -207,12 +214,14 @@ type ConsumerConfig struct {
 }
 
 // Consume handles the events of a durable consumer until ctx ends, then
-// waits for handlers under way to return. At most MaxAckPending run at
-// once, each in its own goroutine with a context that is cancelled when
-// ctx ends.
+// waits for handlers under way to return. At most Concurrency run at once,
+// each in its own goroutine with a context that is cancelled when ctx ends.
 func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
+	}
 	if c.MaxAckPending <= 0 {
-		c.MaxAckPending = 1
+		c.MaxAckPending = 1000
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
@@ -236,7 +245,7 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", c.Durable, err)
 	}
-	slots := make(chan struct{}, c.MaxAckPending)
+	slots := make(chan struct{}, c.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

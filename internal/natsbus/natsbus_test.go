@@ -125,7 +125,7 @@ func TestConsumerAcknowledgesRetriesAndDrops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- bus.Consume(ctx, natsbus.ConsumerConfig{
-			Durable: "test", Filter: bus.StatusSubject(0), MaxAckPending: 4,
+			Durable: "test", Filter: bus.StatusSubject(0), Concurrency: 4,
 			BackOff: []time.Duration{10 * time.Millisecond},
 		}, func(ctx context.Context, e cloudevents.Event) error {
 			mu.Lock()
@@ -215,5 +215,79 @@ func TestALongHandlerIsNotRedeliveredWhileItWorks(t *testing.T) {
 	<-handled
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
+	srv := testenv.NATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func() *natsbus.Bus {
+		js, err := jetstream.New(testenv.Conn(t, srv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", Subject: "mg"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bus
+	}
+	// The consumer's AckWait is far longer than the test waits below, so
+	// only events nobody holds can reach the live process in time.
+	cfg := natsbus.ConsumerConfig{Durable: "runner", Filter: "mg.requested", Concurrency: 4, AckWait: time.Minute}
+
+	// A process takes as many events as it may handle and dies holding
+	// them: its connection closes with none acknowledged.
+	deadNC := testenv.Conn(t, srv)
+	deadJS, err := jetstream.New(deadNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := natsbus.New(ctx, deadJS, natsbus.Config{Stream: "EVENTS", Subject: "mg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held atomic.Int32
+	stuck := make(chan struct{})
+	deadCtx, stopDead := context.WithCancel(ctx)
+	deadDone := make(chan struct{})
+	defer func() { close(stuck); <-deadDone }()
+	go func() {
+		defer close(deadDone)
+		_ = dead.Consume(deadCtx, cfg, func(ctx context.Context, e cloudevents.Event) error {
+			held.Add(1)
+			<-stuck
+			return nil
+		})
+	}()
+	pub := open()
+	for id := range mustgather.ID(4) {
+		if err := pub.Requested(ctx, gathering(id+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the process to hold 4 events", func() bool { return held.Load() == 4 })
+	deadNC.Close()
+	stopDead()
+
+	// A live process gets new events at once.
+	got := make(chan string, 8)
+	go func() {
+		_ = open().Consume(ctx, cfg, func(ctx context.Context, e cloudevents.Event) error {
+			got <- e.Subject()
+			return nil
+		})
+	}()
+	if err := pub.Requested(ctx, gathering(5)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "5" {
+			t.Errorf("live process got gathering %s first, want 5", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a new event waited behind the events a dead process held")
 	}
 }
