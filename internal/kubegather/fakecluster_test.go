@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -65,9 +66,11 @@ type fakeCluster struct {
 	wg      sync.WaitGroup
 
 	// podsRunning receives a pod's name once its gather runs and has
-	// written its log and files; podsCreated once it exists.
+	// written its log and files; podsCreated once it exists; podsEnded
+	// once its gather has terminated.
 	podsRunning chan string
 	podsCreated chan string
+	podsEnded   chan string
 	// execStarted receives a pod's name when a copy has begun streaming.
 	execStarted chan string
 }
@@ -101,6 +104,7 @@ func newFakeCluster(t *testing.T, behave map[string]behaviour, objects ...runtim
 		pods:        map[string]*fakePod{},
 		podsRunning: make(chan string, 16),
 		podsCreated: make(chan string, 16),
+		podsEnded:   make(chan string, 16),
 		execStarted: make(chan string, 16),
 	}
 	scheme := runtime.NewScheme()
@@ -233,6 +237,16 @@ func (c *fakeCluster) kubelet(p *fakePod) {
 	p.endLog()
 	done := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: p.b.exitCode, Message: p.b.message}}
 	setStatus(func(s *corev1.PodStatus) { s.ContainerStatuses = containers(done, running) })
+	c.podsEnded <- p.name
+}
+
+// silencePodWatches makes every watch of pods deliver nothing, as a watch
+// that lags behind the pod's changes: the gatherer learns of them only by
+// reading the pod.
+func (c *fakeCluster) silencePodWatches() {
+	c.kube.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		return true, watch.NewFake(), nil
+	})
 }
 
 // writeOutput writes b's files into dir, or a must-gather.tar.gz of them.

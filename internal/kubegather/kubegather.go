@@ -274,6 +274,11 @@ func (r *run) gather(ctx context.Context) error {
 	defer cancelWork(nil)
 	stopWork := context.AfterFunc(r.job.Stop, func() { cancelWork(context.Cause(r.job.Stop)) })
 	defer stopWork()
+	// AfterFunc calls its func in a goroutine of its own, even for a job
+	// stopped already: that one must not start anything at all.
+	if r.job.Stop.Err() != nil {
+		cancelWork(context.Cause(r.job.Stop))
+	}
 
 	images, err := r.g.resolveImages(work, r.job.Gathering)
 	if err != nil {

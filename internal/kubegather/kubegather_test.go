@@ -346,6 +346,7 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 		name string
 		// stopWhen is what the test waits for before it stops the job.
 		stopWhen  func(c *fakeCluster) <-chan string
+		react     func(c *fakeCluster)
 		cause     error
 		behaviour behaviour
 		wantFiles []string
@@ -357,6 +358,16 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
 			cause:     fmt.Errorf("%w after 10m", runner.ErrTimedOut),
 			behaviour: behaviour{hang: true, lines: []string{"working"}, files: map[string]string{"namespaces/a.yaml": "a"}},
+			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
+			wantExec:  true,
+			wantLog:   "gather stopped before it finished: timed out after 10m",
+		},
+		{
+			name:      "a timeout after the gather started, before the watch told of it",
+			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
+			react:     (*fakeCluster).silencePodWatches,
+			cause:     fmt.Errorf("%w after 10m", runner.ErrTimedOut),
+			behaviour: behaviour{hang: true, files: map[string]string{"namespaces/a.yaml": "a"}},
 			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
 			wantExec:  true,
 			wantLog:   "gather stopped before it finished: timed out after 10m",
@@ -378,6 +389,9 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newFakeCluster(t, map[string]behaviour{forkliftImage: tt.behaviour})
+			if tt.react != nil {
+				tt.react(c)
+			}
 			job := newTestJob(t, mustgather.Gathering{})
 			cfg := testConfig()
 			cfg.ImagePullGrace = time.Hour
@@ -418,6 +432,37 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 			cleanedUp(t, c)
 		})
 	}
+}
+
+func TestAGatherThatEndedJustBeforeTheStopIsCopiedWhole(t *testing.T) {
+	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {files: map[string]string{"namespaces/a.yaml": "a"}}})
+	c.silencePodWatches() // the watch never tells that the gather ended
+	job := newTestJob(t, mustgather.Gathering{})
+	go func() {
+		receive(t, c.podsEnded, "the end of the gather")
+		job.stop(fmt.Errorf("%w after 10m", runner.ErrTimedOut))
+	}()
+	err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
+	t.Logf("log:\n%s", job.log)
+	if err != nil {
+		t.Fatalf("Gather: %v, want nil: the gather had ended and its output was copied", err)
+	}
+	var got []string
+	for name := range job.files(t) {
+		got = append(got, name)
+	}
+	slices.Sort(got)
+	if diff := cmp.Diff([]string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"}, got); diff != "" {
+		t.Errorf("archive (-want +got):\n%s", diff)
+	}
+	want := []execCall{{Pod: "must-gather-1", Container: "copy", Command: copyCommand("/must-gather/")}}
+	if diff := cmp.Diff(want, c.execCalls()); diff != "" {
+		t.Errorf("exec (-want +got):\n%s", diff)
+	}
+	if log := job.log.String(); !strings.Contains(log, "gather completed") || strings.Contains(log, "gathering stopped") {
+		t.Errorf("log does not say the gather completed, or says it was stopped:\n%s", log)
+	}
+	cleanedUp(t, c)
 }
 
 func TestACopyCutShortByTheEndOfItsContextFailsAndStillCleansUp(t *testing.T) {

@@ -61,7 +61,7 @@ func (r *run) runPod(ctx, work context.Context, image string) error {
 	log.Info("pod created")
 	r.out.printf(p.prefix, "pod for plug-in image %s created", image)
 
-	gatherErr := p.waitAndFollow(work)
+	gatherErr := p.waitAndFollow(ctx, work)
 	if gatherErr != nil {
 		r.out.printf(p.prefix, "%v", gatherErr)
 	}
@@ -108,11 +108,52 @@ func (p *podRun) lastPod() *corev1.Pod {
 
 // waitAndFollow waits for the gather to start, follows its log and waits
 // for it to end. It returns the gather's failure; it returns nil when work
-// ended first, having noted the interruption.
-func (p *podRun) waitAndFollow(work context.Context) error {
+// ended first, having noted the interruption. ctx outlives work: it reads
+// the pod once more after a stop.
+func (p *podRun) waitAndFollow(ctx, work context.Context) error {
+	err := p.waitStart(work)
+	if err != nil && work.Err() == nil {
+		return err
+	}
+	var terminated *corev1.ContainerStateTerminated
+	if work.Err() == nil {
+		terminated, err = p.followToEnd(work)
+	}
+	if terminated == nil && work.Err() != nil {
+		// A stop and the pod's last change race: the gather may have
+		// started, or ended, after the watch last told of the pod. What
+		// the log says and what is copied follow the pod, not the watch.
+		p.refresh(ctx)
+		st := containerStatus(p.lastPod(), gatherContainer)
+		switch {
+		case st != nil && st.State.Terminated != nil:
+			terminated = st.State.Terminated
+		case st != nil && st.State.Running != nil:
+			p.r.interrupt()
+			p.r.out.printf(p.prefix, "gather stopped before it finished: %v", context.Cause(work))
+			return nil
+		default:
+			p.r.interrupt()
+			p.r.out.printf(p.prefix, "gather did not start: %v", context.Cause(work))
+			return nil
+		}
+	}
+	switch {
+	case terminated == nil:
+		return err
+	case terminated.ExitCode == 0:
+		p.r.out.printf(p.prefix, "gather completed")
+		return nil
+	}
+	return fmt.Errorf("pod %s: gather for image %s exited with code %d%s", p.name, p.image, terminated.ExitCode, describeTermination(terminated))
+}
+
+// waitStart waits until the gather container runs or has ended, and
+// returns why it never will, or work's cause.
+func (p *podRun) waitStart(work context.Context) error {
 	cfg := p.r.g.cfg
 	var pullFailingSince time.Time
-	err := p.r.g.watchPod(work, p.r.ns, p.name, func(pod *corev1.Pod) (bool, error) {
+	return p.r.g.watchPod(work, p.r.ns, p.name, func(pod *corev1.Pod) (bool, error) {
 		p.setLast(pod)
 		if err := podFailed(pod); err != nil {
 			return true, err
@@ -140,17 +181,13 @@ func (p *podRun) waitAndFollow(work context.Context) error {
 		}
 		return false, nil
 	})
-	if work.Err() != nil {
-		p.r.interrupt()
-		p.r.out.printf(p.prefix, "gather did not start: %v", context.Cause(work))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+}
 
-	// Follow the log until the gather container has terminated and the
-	// log had LogDrain to reach its end, or until work ends.
+// followToEnd follows the gather's log until the gather container has
+// terminated and the log had LogDrain to reach its end, or until work
+// ends. It returns the termination, or nil and why the pod cannot end
+// well.
+func (p *podRun) followToEnd(work context.Context) (*corev1.ContainerStateTerminated, error) {
 	followCtx, stopFollowing := context.WithCancel(work)
 	defer stopFollowing()
 	gatherDone := make(chan struct{})
@@ -161,7 +198,7 @@ func (p *podRun) waitAndFollow(work context.Context) error {
 	}()
 
 	var terminated *corev1.ContainerStateTerminated
-	err = p.r.g.watchPod(work, p.r.ns, p.name, func(pod *corev1.Pod) (bool, error) {
+	err := p.r.g.watchPod(work, p.r.ns, p.name, func(pod *corev1.Pod) (bool, error) {
 		p.setLast(pod)
 		if st := containerStatus(pod, gatherContainer); st != nil && st.State.Terminated != nil {
 			terminated = st.State.Terminated
@@ -173,26 +210,27 @@ func (p *podRun) waitAndFollow(work context.Context) error {
 	if terminated != nil {
 		select {
 		case <-followed:
-		case <-time.After(cfg.LogDrain):
-			p.r.out.printf(p.prefix, "log still open %s after the gather ended; not following it further", cfg.LogDrain)
+		case <-time.After(p.r.g.cfg.LogDrain):
+			p.r.out.printf(p.prefix, "log still open %s after the gather ended; not following it further", p.r.g.cfg.LogDrain)
 		case <-work.Done():
 		}
 	}
 	stopFollowing()
 	<-followed
+	return terminated, err
+}
 
-	switch {
-	case terminated != nil && terminated.ExitCode == 0:
-		p.r.out.printf(p.prefix, "gather completed")
-		return nil
-	case terminated != nil:
-		return fmt.Errorf("pod %s: gather for image %s exited with code %d%s", p.name, p.image, terminated.ExitCode, describeTermination(terminated))
-	case work.Err() != nil:
-		p.r.interrupt()
-		p.r.out.printf(p.prefix, "gather stopped before it finished: %v", context.Cause(work))
-		return nil
+// refresh reads the pod's current state into last. On failure last stays
+// what the watch saw.
+func (p *podRun) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, p.r.g.cfg.CleanupTimeout)
+	defer cancel()
+	pod, err := p.r.g.kube.CoreV1().Pods(p.r.ns).Get(ctx, p.name, metav1.GetOptions{})
+	if err != nil {
+		p.r.log.Warn("read pod after the stop; going by the last state seen", "pod", p.name, "err", err)
+		return
 	}
-	return err
+	p.setLast(pod)
 }
 
 func describeTermination(t *corev1.ContainerStateTerminated) string {
