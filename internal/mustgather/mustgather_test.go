@@ -33,6 +33,9 @@ func TestValidRequestsAreNormalized(t *testing.T) {
 			mustgather.Request{Image: "quay.io/a/b:1,localhost:5000/c@sha256:" + strings.Repeat("a", 64), Server: "prod", NodeName: "worker-0.example.com", SourceDir: "/must-gather/", Timeout: "10m"}},
 		{"an image stream", mustgather.Request{ImageStream: "openshift/must-gather:latest"}, mustgather.Request{ImageStream: "openshift/must-gather:latest", Timeout: "10m"}},
 		{"the maximum timeout", mustgather.Request{Timeout: "1h"}, mustgather.Request{Timeout: "1h"}},
+		{"a custom name in any script, with emoji",
+			mustgather.Request{CustomName: "план-ü-計画 🚀"},
+			mustgather.Request{CustomName: "план-ü-計画 🚀", Timeout: "10m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +71,20 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		{"an unknown server", mustgather.Request{Server: "https://evil.example.com"}, "server", `unknown server "https://evil.example.com"; known servers: prod`},
 		{"a custom name too long", mustgather.Request{CustomName: strings.Repeat("x", 254)}, "custom-name", "must be at most 253 bytes, got 254"},
 		{"a custom name with a newline", mustgather.Request{CustomName: "a\nb"}, "custom-name", "must not contain control characters"},
+		{"a custom name that is not UTF-8", mustgather.Request{CustomName: "plan\xff1"}, "custom-name", "must be valid UTF-8"},
+		{"a custom name with a right-to-left override", mustgather.Request{CustomName: "invoice\u202egpj.exe"}, "custom-name", invisible("U+202E")},
+		{"a custom name with a left-to-right embedding", mustgather.Request{CustomName: "a\u202ab"}, "custom-name", invisible("U+202A")},
+		{"a custom name with a first strong isolate", mustgather.Request{CustomName: "a\u2068b\u2069"}, "custom-name", invisible("U+2068")},
+		{"a custom name with a right-to-left mark", mustgather.Request{CustomName: "a\u200fb"}, "custom-name", invisible("U+200F")},
+		{"a custom name with an Arabic letter mark", mustgather.Request{CustomName: "a\u061cb"}, "custom-name", invisible("U+061C")},
+		{"a custom name with a zero-width space", mustgather.Request{CustomName: "plan\u200b1"}, "custom-name", invisible("U+200B")},
+		{"a custom name with a zero-width joiner", mustgather.Request{CustomName: "plan\u200d1"}, "custom-name", invisible("U+200D")},
+		{"a custom name with a word joiner", mustgather.Request{CustomName: "plan\u20601"}, "custom-name", invisible("U+2060")},
+		{"a custom name with a byte order mark inside", mustgather.Request{CustomName: "plan\ufeff1"}, "custom-name", invisible("U+FEFF")},
+		{"a custom name led by a byte order mark", mustgather.Request{CustomName: "\ufeffplan1"}, "custom-name", invisible("U+FEFF")},
+		{"a custom name with a soft hyphen", mustgather.Request{CustomName: "plan\u00ad1"}, "custom-name", invisible("U+00AD")},
+		{"a custom name with a tag character", mustgather.Request{CustomName: "plan\U000e00411"}, "custom-name", invisible("U+E0041")},
+		{"a custom name with a line separator", mustgather.Request{CustomName: "plan\u20281"}, "custom-name", invisible("U+2028")},
 		{"a command that is not UTF-8", mustgather.Request{Command: "\xff"}, "command", "must be valid UTF-8"},
 		{"a command with a NUL byte", mustgather.Request{Command: "a\x00b"}, "command", "must not contain control characters"},
 		{"a command too long", mustgather.Request{Command: strings.Repeat("x", 4097)}, "command", "must be at most 4096 bytes, got 4097"},
@@ -84,6 +101,12 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 			}
 		})
 	}
+}
+
+// invisible is the message for a custom-name that would not display as
+// what it holds.
+func invisible(char string) string {
+	return "must not contain invisible or bidirectional formatting characters; found " + char
 }
 
 func FuzzValidate(f *testing.F) {

@@ -135,7 +135,7 @@ func (r Request) Validate(p Policy) (Request, error) {
 	r.VM = strings.TrimSpace(r.VM)
 	r.Namespace = strings.TrimSpace(r.Namespace)
 
-	if err := checkText("custom-name", r.CustomName, MaxCustomNameLen, false); err != nil {
+	if err := checkName("custom-name", r.CustomName, MaxCustomNameLen); err != nil {
 		return r, err
 	}
 	if err := validateImages(r.Image); err != nil {
@@ -275,6 +275,23 @@ func checkText(field, v string, max int, multiline bool) error {
 		}
 		if unicode.IsControl(c) {
 			return fieldErr(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// checkName is checkText for a name that people read and pick from a
+// list. It also rejects what would make the name display as something else:
+// format characters (Unicode category Cf: bidirectional overrides, embeddings,
+// isolates and marks, zero-width spaces and joiners, the byte order mark,
+// soft hyphens, tags) and line and paragraph separators.
+func checkName(field, v string, max int) error {
+	if err := checkText(field, v, max, false); err != nil {
+		return err
+	}
+	for _, c := range v {
+		if unicode.In(c, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return fieldErr(field, "must not contain invisible or bidirectional formatting characters; found %U", c)
 		}
 	}
 	return nil
