@@ -14,19 +14,27 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
 // writeJSON writes v as indented JSON, which is how the seed's curl
-// examples show it.
+// examples show it. It leaves &, < and > as they are: the answers are read
+// by people and programs, never embedded in HTML, and a command such as
+// "a && b" should read as sent rather than as "a \u0026\u0026 b".
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil { // Encode ends the value with a newline
 		// Every type the API writes marshals; this is a programming error.
 		panic(fmt.Sprintf("api: encode %T: %v", v, err))
 	}
-	b = append(b, '\n')
+	b := buf.Bytes()
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -44,13 +52,34 @@ const (
 	mediaMultipart = "multipart/form-data"
 )
 
-// readBody reads the whole body of r, at most max bytes; a larger one is a
-// *http.MaxBytesError.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+// readBody reads the whole body of r: at most max bytes, a larger one is a
+// *http.MaxBytesError; within timeout from now, a slower one is a
+// *bodyError that times out. Any other failure to read is a *bodyError too:
+// the body was cut off or framed wrongly (a bad chunk), which only the
+// client can cause.
+func readBody(w http.ResponseWriter, r *http.Request, max int64, timeout time.Duration) ([]byte, error) {
 	if r.ContentLength > max {
 		return nil, &http.MaxBytesError{Limit: max}
 	}
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if r.ContentLength == 0 {
+		// No body. net/http already reads ahead on the connection for the
+		// next request; a deadline set now would cut that read off, and
+		// cancel the request's context, while the handler still works.
+		return nil, nil
+	}
+	// This replaces the server's ReadTimeout, which counts from the
+	// request's first byte, so that a stalled body ends when the API says.
+	// Once the body is read, net/http clears it for the next request. A
+	// writer that cannot set it (http.ErrNotSupported) leaves the server's.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, err
+	}
+	if err != nil {
+		return nil, &bodyError{err: err, timeout: timeout}
+	}
+	return body, nil
 }
 
 // decodeRequest decodes the Request in body, sent with the Content-Type
@@ -161,6 +190,9 @@ func decodeJSON(body []byte) (mustgather.Request, error) {
 		if raw[0] != '"' || json.Unmarshal(raw, &value) != nil {
 			return mustgather.Request{}, &mustgather.FieldError{Field: name, Message: "must be a string"}
 		}
+		if msg := notUTF8(raw); msg != "" {
+			return mustgather.Request{}, &mustgather.FieldError{Field: name, Message: msg}
+		}
 		f.req.Set(name, value)
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
@@ -170,6 +202,44 @@ func decodeJSON(body []byte) (mustgather.Request, error) {
 		return mustgather.Request{}, bodyErr("must hold one JSON object and nothing after it")
 	}
 	return f.req, nil
+}
+
+// notUTF8 says why the JSON string literal lit does not hold valid UTF-8,
+// or returns "" when it does. encoding/json turns invalid bytes, and \u
+// escapes of half a surrogate pair, into U+FFFD, which would change the
+// value without a word; the form decoders keep such bytes, for Validate to
+// reject, so JSON must not be more lenient.
+func notUTF8(lit []byte) string {
+	if !utf8.Valid(lit) {
+		return "must be valid UTF-8"
+	}
+	// lit is a valid literal: every \u has four hex digits after it.
+	for i := 0; i < len(lit); i++ {
+		if lit[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if lit[i] != 'u' {
+			continue
+		}
+		r := hexRune(lit[i+1 : i+5])
+		if !utf16.IsSurrogate(r) {
+			i += 4
+			continue
+		}
+		if i+11 < len(lit) && lit[i+5] == '\\' && lit[i+6] == 'u' &&
+			utf16.DecodeRune(r, hexRune(lit[i+7:i+11])) != utf8.RuneError {
+			i += 10
+			continue
+		}
+		return fmt.Sprintf("must be valid UTF-8; %s is half of a surrogate pair", lit[i-1:i+5])
+	}
+	return ""
+}
+
+func hexRune(hex []byte) rune {
+	n, _ := strconv.ParseUint(string(hex), 16, 32)
+	return rune(n)
 }
 
 func jsonErr(err error) error {

@@ -98,7 +98,22 @@ func newEnv(t testing.TB, opts ...func(*env, *Deps)) *env {
 		o(e, &d)
 	}
 	e.handler = NewServer(d)
-	e.srv = httptest.NewServer(e.handler)
+	// The server has the binary's limits (cmd/must-gather-functions/run.go),
+	// so that a test client meets the deadlines a real client meets, and
+	// net/http's own complaints land in the test's log.
+	e.srv = httptest.NewUnstartedServer(e.handler)
+	bodyTimeout := d.BodyTimeout
+	if bodyTimeout <= 0 {
+		bodyTimeout = DefaultBodyTimeout
+	}
+	e.srv.Config.ReadHeaderTimeout = 10 * time.Second
+	e.srv.Config.ReadTimeout = 10*time.Second + bodyTimeout
+	e.srv.Config.IdleTimeout = 2 * time.Minute
+	e.srv.Config.MaxHeaderBytes = 64 << 10
+	if d.Logger != nil {
+		e.srv.Config.ErrorLog = slog.NewLogLogger(d.Logger.Handler(), slog.LevelWarn)
+	}
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	return e
 }

@@ -3,8 +3,12 @@ package api
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"time"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
@@ -42,9 +46,49 @@ func (e *notCompletedError) Error() string {
 
 func (e *notCompletedError) Unwrap() error { return mustgather.ErrNotCompleted }
 
+// bodyError is a request body that could not be read: cut off before its
+// end, framed wrongly (a bad chunk), or not in full within the body
+// timeout. Only the client, or its connection, causes one.
+type bodyError struct {
+	err     error
+	timeout time.Duration
+}
+
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// answer is the status and body that tell the client what went wrong
+// without echoing the server's view of the connection.
+func (e *bodyError) answer() (int, errorBody) {
+	switch {
+	case errors.Is(e.err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, errorBody{Error: fmt.Sprintf("request body did not arrive in full within %s", e.timeout)}
+	case errors.Is(e.err, io.ErrUnexpectedEOF), errors.As(e.err, new(*net.OpError)):
+		return http.StatusBadRequest, errorBody{Field: "body", Error: "request body ended before it was complete"}
+	}
+	return http.StatusBadRequest, errorBody{Field: "body", Error: "malformed request body: " + e.err.Error()}
+}
+
+// contentError is an error answer that http.ServeContent chose for an
+// archive download: the status it wrote and what the request asked for.
+type contentError struct {
+	status int
+	id     mustgather.ID
+	rng    string // the Range header
+	size   int64  // the archive's size
+	text   string // what ServeContent would have written as text/plain
+}
+
+func (e *contentError) Error() string {
+	return fmt.Sprintf("serve archive of gathering %d: %d %s", e.id, e.status, e.text)
+}
+
 // httpError maps an error to the HTTP status and body the client gets. It
 // is the only place that knows which error means which status.
 func httpError(err error) (int, errorBody) {
+	if be, ok := errors.AsType[*bodyError](err); ok {
+		return be.answer()
+	}
 	if fe, ok := errors.AsType[*mustgather.FieldError](err); ok {
 		return http.StatusBadRequest, errorBody{Error: fe.Message, Field: fe.Field}
 	}
@@ -56,6 +100,15 @@ func httpError(err error) (int, errorBody) {
 	}
 	if nce, ok := errors.AsType[*notCompletedError](err); ok {
 		return http.StatusConflict, errorBody{Error: nce.Error(), Status: nce.g.Status}
+	}
+	if ce, ok := errors.AsType[*contentError](err); ok {
+		switch ce.status {
+		case http.StatusRequestedRangeNotSatisfiable:
+			return ce.status, errorBody{Error: fmt.Sprintf("range %q cannot be satisfied: the archive has %d bytes", clip(ce.rng), ce.size)}
+		case http.StatusPreconditionFailed:
+			return ce.status, errorBody{Error: "the archive does not meet the request's preconditions (If-Match, If-Unmodified-Since)"}
+		}
+		// Anything else (a seek that failed) is the server's.
 	}
 	switch {
 	case errors.Is(err, mustgather.ErrInvalid):
@@ -69,11 +122,18 @@ func httpError(err error) (int, errorBody) {
 }
 
 // respondErr answers r with err, logging the errors that are the server's
-// fault.
+// fault. A body that could not be read is the client's, and any client can
+// cause one at will: it is logged at debug only, and the connection, its
+// framing broken, is closed.
 func respondErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status, body := httpError(err)
 	if status >= 500 {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if _, ok := errors.AsType[*bodyError](err); ok {
+		log.DebugContext(r.Context(), "request body not read", "method", r.Method, "path", r.URL.Path,
+			"remote", r.RemoteAddr, "status", status, "err", err)
+		w.Header().Set("Connection", "close")
 	}
 	writeJSON(w, status, body)
 }

@@ -20,6 +20,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add("application/x-www-form-urlencoded", []byte("custom-name=plan1&command=PLAN%3Dplan1+%2Fusr%2Fbin%2Ftargeted"))
 	f.Add("multipart/form-data; boundary=b", []byte("--b\r\nContent-Disposition: form-data; name=\"timeout\"\r\n\r\n5m\r\n--b--\r\n"))
 	f.Add("", []byte(""))
+	f.Add("application/json", []byte(`{"custom-name": "\ud83d\ude80 \ud800 \u00e9", "command": "a && b"}`))
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		req, err := decodeRequest(contentType, body)
 		if err != nil {

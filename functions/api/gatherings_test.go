@@ -313,10 +313,39 @@ func TestDownloadStreamsTheArchive(t *testing.T) {
 			t.Errorf("status %d, %d bytes; want 206 with the last %d bytes", resp.status, len(resp.body), len(archive)-100)
 		}
 	})
-	t.Run("a Range past the end answers 416", func(t *testing.T) {
-		resp := e.do(http.MethodGet, "/must-gather/1/data", "", nil, "Range", fmt.Sprintf("bytes=%d-", len(archive)+10))
-		if resp.status != http.StatusRequestedRangeNotSatisfiable {
-			t.Errorf("status %d, want 416", resp.status)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		t.Run(method+" of a Range past the end answers 416 with a JSON error and the size", func(t *testing.T) {
+			rng := fmt.Sprintf("bytes=%d-", len(archive)+10)
+			resp := e.do(method, "/must-gather/1/data", "", nil, "Range", rng)
+			if resp.status != http.StatusRequestedRangeNotSatisfiable {
+				t.Fatalf("status %d, want 416: %s", resp.status, resp.body)
+			}
+			if got, want := resp.header.Get("Content-Range"), fmt.Sprintf("bytes */%d", len(archive)); got != want {
+				t.Errorf("Content-Range = %q, want %q", got, want)
+			}
+			if got := resp.header.Get("Content-Disposition"); got != "" {
+				t.Errorf("Content-Disposition = %q on an error, want none: curl -OJ would save the error as the archive", got)
+			}
+			if got := resp.header.Get("Content-Type"); got != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", got)
+			}
+			if method == http.MethodHead {
+				return
+			}
+			want := errorBody{Error: fmt.Sprintf("range %q cannot be satisfied: the archive has %d bytes", rng, len(archive))}
+			if diff := cmp.Diff(want, errorOf(t, resp)); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("a failed If-Match answers 412 with a JSON error", func(t *testing.T) {
+		resp := e.do(http.MethodGet, "/must-gather/1/data", "", nil, "If-Match", `"no-such-etag"`)
+		if resp.status != http.StatusPreconditionFailed {
+			t.Fatalf("status %d, want 412: %s", resp.status, resp.body)
+		}
+		want := errorBody{Error: "the archive does not meet the request's preconditions (If-Match, If-Unmodified-Since)"}
+		if diff := cmp.Diff(want, errorOf(t, resp)); diff != "" {
+			t.Errorf("body (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("HEAD answers the headers without a body", func(t *testing.T) {
@@ -474,6 +503,23 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 			400, errorBody{Field: "source-dir", Error: "must be an absolute path"}},
 		{"a control character in custom-name", "POST", "/must-gather", "application/json", `{"custom-name": "a\u0007b"}`,
 			400, errorBody{Field: "custom-name", Error: "must not contain control characters"}},
+		{"a custom-name that is not UTF-8 in JSON", "POST", "/must-gather", "application/json", "{\"custom-name\": \"plan\xff1\"}",
+			400, errorBody{Field: "custom-name", Error: "must be valid UTF-8"}},
+		{"a custom-name with half a surrogate pair in JSON", "POST", "/must-gather", "application/json", `{"custom-name": "plan\ud8001"}`,
+			400, errorBody{Field: "custom-name", Error: `must be valid UTF-8; \ud800 is half of a surrogate pair`}},
+		{"a custom-name with a surrogate pair in the wrong order in JSON", "POST", "/must-gather", "application/json", `{"custom-name": "\udc00\ud800"}`,
+			400, errorBody{Field: "custom-name", Error: `must be valid UTF-8; \udc00 is half of a surrogate pair`}},
+		{"a custom-name that is not UTF-8 in a form", "POST", "/must-gather", "application/x-www-form-urlencoded", "custom-name=plan%FF1",
+			400, errorBody{Field: "custom-name", Error: "must be valid UTF-8"}},
+		{"a custom-name that is not UTF-8 in a multipart form", "POST", "/must-gather", "multipart/form-data; boundary=b",
+			"--b\r\nContent-Disposition: form-data; name=\"custom-name\"\r\n\r\nplan\xff1\r\n--b--\r\n",
+			400, errorBody{Field: "custom-name", Error: "must be valid UTF-8"}},
+		{"another field that is not UTF-8 in JSON", "POST", "/must-gather", "application/json", "{\"timeout\": \"1\xffm\"}",
+			400, errorBody{Field: "timeout", Error: "must be valid UTF-8"}},
+		{"a right-to-left override in custom-name", "POST", "/must-gather", "application/json", `{"custom-name": "invoice\u202egpj.exe"}`,
+			400, errorBody{Field: "custom-name", Error: "must not contain invisible or bidirectional formatting characters; found U+202E"}},
+		{"a zero-width space in custom-name", "POST", "/must-gather", "application/x-www-form-urlencoded", "custom-name=plan%E2%80%8B1",
+			400, errorBody{Field: "custom-name", Error: "must not contain invisible or bidirectional formatting characters; found U+200B"}},
 		{"a body of an unsupported type", "POST", "/must-gather", "text/plain", "image=quay.io/a/b",
 			415, errorBody{Field: "Content-Type", Error: `unsupported Content-Type "text/plain"; send ` + mediaTypes}},
 		{"a body without a Content-Type", "POST", "/must-gather", "", `{"image": "quay.io/a/b"}`,
@@ -508,6 +554,16 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 			405, errorBody{Error: "method DELETE not allowed; allowed: GET, HEAD"}},
 		{"a path that is no route", "GET", "/must-gathers", "", "",
 			404, errorBody{Error: "no such resource: /must-gathers"}},
+		{"a doubled slash", "GET", "//must-gather", "", "",
+			404, errorBody{Error: "no such resource: //must-gather; did you mean /must-gather?"}},
+		{"a POST to a doubled slash", "POST", "//must-gather", "application/json", `{"custom-name": "plan2"}`,
+			404, errorBody{Error: "no such resource: //must-gather; did you mean /must-gather?"}},
+		{"a path with ..", "GET", "/must-gather/x/../1/data", "", "",
+			404, errorBody{Error: "no such resource: /must-gather/x/../1/data; did you mean /must-gather/1/data?"}},
+		{"a path with .", "GET", "/must-gather/./1", "", "",
+			404, errorBody{Error: "no such resource: /must-gather/./1; did you mean /must-gather/1?"}},
+		{"a path with .. that is no route either", "GET", "/a/../b", "", "",
+			404, errorBody{Error: "no such resource: /a/../b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+" answers "+fmt.Sprint(tt.status), func(t *testing.T) {
@@ -533,6 +589,36 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 	}
 	golden(t, "bad-request", e.do("POST", "/must-gather", "application/json", []byte(`{"colour": "red"}`)).body)
 	golden(t, "not-found", e.do("GET", "/must-gather/nosuch", "", nil).body)
+}
+
+func TestJSONAnswersKeepAmpersandsAndAngleBracketsAsTheyAre(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		resp response
+		want string
+	}{
+		{"a created gathering", e.do(http.MethodPost, "/must-gather", "application/json",
+			[]byte(`{"custom-name": "R&D <plan>", "command": "a && b > /dev/null"}`)),
+			"  \"custom-name\": \"R&D <plan>\",\n"},
+		{"a created gathering's command", e.do(http.MethodGet, "/must-gather/1", "", nil),
+			"  \"command\": \"a && b > /dev/null\",\n"},
+		{"a list", e.do(http.MethodGet, "/must-gather", "", nil),
+			"    \"custom-name\": \"R&D <plan>\",\n"},
+		{"an error that echoes a field name", e.do(http.MethodPost, "/must-gather", "application/json", []byte(`{"<a&b>": "x"}`)),
+			"  \"field\": \"<a&b>\"\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is readable as curl prints it", func(t *testing.T) {
+			if !strings.Contains(string(tt.resp.body), tt.want) {
+				t.Errorf("body lacks %q:\n%s", tt.want, tt.resp.body)
+			}
+			if bytes.Contains(tt.resp.body, []byte(`\u00`)) {
+				t.Errorf("body escapes characters:\n%s", tt.resp.body)
+			}
+		})
+	}
 }
 
 // streamName finds the name of the env's event stream.

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -20,7 +21,7 @@ const writeTimeout = 15 * time.Second
 // handleCreate starts a gathering: decode, validate, store, announce.
 func handleCreate(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(w, r, MaxBodyBytes)
+		body, err := readBody(w, r, MaxBodyBytes, d.BodyTimeout)
 		if err != nil {
 			respondErr(w, r, d.Logger, err)
 			return
@@ -145,9 +146,52 @@ func handleData(d Deps) http.Handler {
 		h.Set("Content-Type", "application/gzip")
 		h.Set("Content-Disposition", attachment(g.ArchiveName))
 		h.Set("X-Content-Type-Options", "nosniff")
-		http.ServeContent(w, r, g.ArchiveName, a.ModTime(), a)
+		cw := &contentErrors{ResponseWriter: w}
+		http.ServeContent(cw, r, g.ArchiveName, a.ModTime(), a)
+		if cw.status != 0 {
+			// An error is no attachment: curl -OJ would save it as the
+			// archive. Content-Range (bytes */size on a 416) stays.
+			h.Del("Content-Disposition")
+			respondErr(w, r, d.Logger, &contentError{
+				status: cw.status, id: g.ID, rng: r.Header.Get("Range"), size: a.Size(), text: strings.TrimSpace(cw.text.String()),
+			})
+		}
 	})
 }
+
+// contentErrors is the ResponseWriter http.ServeContent writes to. It
+// passes the archive and the other answers through, but holds back an error
+// answer (416 for a range outside the archive, 412 for a failed
+// precondition), which ServeContent writes as text/plain, so that the
+// handler answers it as JSON like every other error.
+type contentErrors struct {
+	http.ResponseWriter
+	status int             // the error status held back, 0 while none
+	text   strings.Builder // its text/plain message, at most textMax bytes
+}
+
+const textMax = 256
+
+func (c *contentErrors) WriteHeader(code int) {
+	if code >= 400 {
+		if c.status == 0 {
+			c.status = code
+		}
+		return
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *contentErrors) Write(b []byte) (int, error) {
+	if c.status != 0 {
+		c.text.Write(b[:min(len(b), max(textMax-c.text.Len(), 0))])
+		return len(b), nil
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (c *contentErrors) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 func partialParam(r *http.Request) (bool, error) {
 	q, err := query(r, "partial")

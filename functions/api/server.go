@@ -8,6 +8,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +22,11 @@ import (
 // largest valid request is well under it.
 const MaxBodyBytes = 64 << 10
 
+// DefaultBodyTimeout is how long the body of a request that starts a
+// gathering may take to arrive in full when Deps.BodyTimeout is zero. A
+// valid body is small; a client that takes longer is stalled or hostile.
+const DefaultBodyTimeout = 30 * time.Second
+
 // Deps is what the API needs from the outside world. Store, Archives and
 // Events are required; every other field has a working zero value.
 type Deps struct {
@@ -28,6 +36,10 @@ type Deps struct {
 	Events   mustgather.Events       // announces new gatherings to runners
 	Policy   mustgather.Policy       // limits a request is validated against
 	Now      func() time.Time        // nil means time.Now
+	// BodyTimeout bounds reading the body of a request that starts a
+	// gathering, from when the handler starts; a body still incomplete then
+	// is answered 408. Zero means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// Ready reports whether the dependencies can serve; nil means always
 	// ready.
 	Ready func(ctx context.Context) error
@@ -49,6 +61,9 @@ func NewServer(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.BodyTimeout <= 0 {
+		d.BodyTimeout = DefaultBodyTimeout
+	}
 	if d.Ready == nil {
 		d.Ready = func(context.Context) error { return nil }
 	}
@@ -61,8 +76,24 @@ func NewServer(d Deps) http.Handler {
 // jsonFallback answers the requests that match no route (404) or match a
 // route only by path (405) with the API's JSON error body instead of the
 // mux's plain text, keeping the mux's status and Allow header.
+//
+// A path that is not clean (//must-gather, /must-gather/x/../1) is no
+// route either: the mux would redirect it to the clean path with an HTML
+// body. An API has one path per resource, and answers a misspelt one, such
+// as a trailing slash, with 404; this is a misspelling too, so it gets 404
+// naming the clean path.
 func jsonFallback(mux *http.ServeMux, m *metrics) http.Handler {
 	unmatched := m.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if clean, ok := cleanPath(r); !ok {
+			msg := "no such resource: " + r.URL.EscapedPath()
+			if u, err := url.Parse(clean); err == nil {
+				if _, pattern := mux.Handler(&http.Request{Method: r.Method, Host: r.Host, URL: u}); pattern != "" {
+					msg += "; did you mean " + clean + "?"
+				}
+			}
+			writeJSON(w, http.StatusNotFound, errorBody{Error: msg})
+			return
+		}
 		h, _ := mux.Handler(r)
 		rec := &statusRecorder{header: w.Header()}
 		h.ServeHTTP(rec, r)
@@ -72,18 +103,35 @@ func jsonFallback(mux *http.ServeMux, m *metrics) http.Handler {
 		case http.StatusMethodNotAllowed:
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed; allowed: " + w.Header().Get("Allow")})
 		default:
-			// A redirect to the cleaned path: its headers are already in
-			// place, the body is the mux's HTML and not worth keeping.
+			// A redirect from /tree to /tree/, which only a subtree
+			// pattern makes (the API has none): its Location is in place,
+			// the mux's HTML body is not kept.
 			w.WriteHeader(rec.status)
 		}
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "" {
+		_, pattern := mux.Handler(r)
+		if _, clean := cleanPath(r); pattern == "" || !clean {
 			unmatched.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// cleanPath returns r's path as the mux matches it: without empty, "." and
+// ".." segments, keeping a trailing slash. ok reports whether r's path is
+// that already. CONNECT paths are not paths and always ok.
+func cleanPath(r *http.Request) (clean string, ok bool) {
+	p := r.URL.EscapedPath()
+	if r.Method == http.MethodConnect {
+		return p, true
+	}
+	clean = path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean, clean == p
 }
 
 // statusRecorder keeps the status a handler writes and drops its body.
