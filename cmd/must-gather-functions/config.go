@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubev2v/must-gather-functions/functions/api"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 )
 
@@ -71,6 +72,8 @@ type config struct {
 	SweepInterval     time.Duration     // MUST_GATHER_SWEEP_INTERVAL
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
+
+	APIBodyTimeout time.Duration // API_BODY_TIMEOUT
 }
 
 var allFunctions = []string{"api", "runner", "recorder"}
@@ -131,6 +134,8 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		LeftoverGrace:     e.duration("MUST_GATHER_LEFTOVER_GRACE", 15*time.Minute),
 		SweepInterval:     e.duration("MUST_GATHER_SWEEP_INTERVAL", 5*time.Minute),
 		ShutdownTimeout:   e.duration("SHUTDOWN_TIMEOUT", 90*time.Second),
+
+		APIBodyTimeout: e.duration("API_BODY_TIMEOUT", api.DefaultBodyTimeout),
 	}
 	fns := e.str("FUNCTIONS", "all")
 	if len(args) > 1 {

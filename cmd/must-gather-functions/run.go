@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				Servers: cfg.Servers,
 			},
 			Ready: ready, Registry: reg,
+			BodyTimeout: cfg.APIBodyTimeout,
 		})
 	} else {
 		handler = opsHandler(ready, reg)
@@ -106,7 +107,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Addr:              cfg.HTTPAddress,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
+		// ReadTimeout counts from a request's first byte and bounds the
+		// bodies no handler reads. The API replaces it for the body of a
+		// POST with its own deadline (API_BODY_TIMEOUT) once the headers
+		// are in; the sum keeps the two in step.
+		ReadTimeout: 10*time.Second + cfg.APIBodyTimeout,
 		// Archives stream for as long as they take; WriteTimeout would cut
 		// large downloads, so idle and header limits bound clients instead.
 		IdleTimeout:    2 * time.Minute,
