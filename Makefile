@@ -61,6 +61,11 @@ test: tools ## Run every test with -race against real NATS and MinIO.
 e2e: tools ## The whole system (api, runner with the Kubernetes gatherer, recorder, MinIO) against a real kube-apiserver with kwok.
 	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestKube' ./cmd/... ./internal/testenv
 
+.PHONY: soak
+soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner processes, and 100 kills of a runner.
+	MGF_SOAK=$(or $(SOAK_GATHERINGS),10000) MGF_SOAK_KILLS=$(or $(SOAK_KILLS),100) \
+	  $(GO) test -race -count=1 -timeout 90m -v -run 'TestSoak' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
+
 .PHONY: fuzz
 fuzz: ## Fuzz the request decoder for FUZZTIME (default 30s).
 	$(GO) test ./functions/api -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(or $(FUZZTIME),30s)

@@ -78,6 +78,10 @@ type config struct {
 
 var allFunctions = []string{"api", "runner", "recorder"}
 
+// minReapInterval is the shortest RUNNER_REAP_INTERVAL: a pass reads every
+// unfinished gathering, so a shorter one would only load NATS.
+const minReapInterval = 100 * time.Millisecond
+
 func (c config) has(fn string) bool { return slices.Contains(c.Functions, fn) }
 
 // embedded reports whether this process runs its own NATS server.
@@ -200,6 +204,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Gatherer != "auto" && c.Gatherer != "kube" && c.Gatherer != "process" {
 		e.errs = append(e.errs, fmt.Errorf("GATHERER: %q is not auto, kube or process", c.Gatherer))
+	}
+	if c.ReapInterval < minReapInterval {
+		e.errs = append(e.errs, fmt.Errorf("RUNNER_REAP_INTERVAL: must be at least %s", minReapInterval))
 	}
 	if c.LeaseTTL < 3*time.Second {
 		e.errs = append(e.errs, fmt.Errorf("LEASE_TTL: must be at least 3s"))

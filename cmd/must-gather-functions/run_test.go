@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,12 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		runAsServer()
+	}
+	testenv.Main(m)
+}
 
 // system is the binary's run function serving in this process.
 type system struct {
@@ -47,7 +53,7 @@ func start(t *testing.T, dataDir string, env map[string]string) *system {
 	pr, pw := io.Pipe()
 	s := &system{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		err := run(ctx, []string{"must-gather-functions"}, func(k string) string { return vars[k] }, pw, io.Discard)
+		err := run(ctx, []string{"must-gather-functions"}, func(k string) string { return vars[k] }, pw, &testLog{t: t})
 		pw.Close()
 		s.done <- err
 	}()

@@ -247,6 +247,44 @@ func Conformance(t *testing.T, s mustgather.ArchiveStore, leftovers Leftovers) {
 		noLeftovers(t, key(21))
 	})
 
+	t.Run("Delete removes an upload its writer abandoned", func(t *testing.T) {
+		if leftovers == nil {
+			t.Skip("the store leaves nothing behind an upload")
+		}
+		// A writer that died mid-upload: its reader never goes on.
+		r := &stallAfter{n: 6 << 20, release: make(chan struct{})}
+		put := make(chan error, 1)
+		go func() {
+			_, err := s.Put(ctx, key(23), r)
+			put <- err
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			left, err := leftovers(ctx, key(23))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(left) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				close(r.release)
+				t.Fatalf("the upload left nothing to see within 30s; Put: %v", <-put)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := s.Delete(ctx, key(23)); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		noLeftovers(t, key(23))
+		close(r.release)
+		if err := <-put; err == nil {
+			t.Error("the abandoned Put succeeded after Delete removed its upload")
+		}
+		notFound(t, key(23))
+		noLeftovers(t, key(23))
+	})
+
 	t.Run("a context cancelled during Put stops it and leaves no archive", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -258,6 +296,23 @@ func Conformance(t *testing.T, s mustgather.ArchiveStore, leftovers Leftovers) {
 		notFound(t, key(22))
 		noLeftovers(t, key(22))
 	})
+}
+
+// stallAfter yields n zero bytes, then waits for release and fails.
+type stallAfter struct {
+	n       int
+	release chan struct{}
+}
+
+func (r *stallAfter) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		<-r.release
+		return 0, errors.New("the writer is gone")
+	}
+	p = p[:min(len(p), r.n)]
+	clear(p)
+	r.n -= len(p)
+	return len(p), nil
 }
 
 // cancelAfter yields zero bytes and calls cancel once it has yielded n of

@@ -91,7 +91,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("dirstore: put %s: %w", key, err)
 	}
-	f, tmp, err := s.createTemp(path.Dir(key))
+	f, tmp, err := s.createTemp(key)
 	if err != nil {
 		return 0, fmt.Errorf("dirstore: put %s: %w", key, err)
 	}
@@ -113,9 +113,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	return n, nil
 }
 
-// createTemp creates a new temporary file in dir, creating dir if needed.
-// It retries when Delete removes an emptied dir between the two steps.
-func (s *Store) createTemp(dir string) (*os.File, string, error) {
+// createTemp creates a new temporary file for key next to it, creating its
+// directory if needed. Its name ends in the key's name, so that Delete can
+// find the uploads to the key. It retries when Delete removes an emptied
+// directory between the two steps.
+func (s *Store) createTemp(key string) (*os.File, string, error) {
+	dir := path.Dir(key)
 	var err error
 	for range 3 {
 		if err = s.root.MkdirAll(dir, 0o750); err != nil {
@@ -123,7 +126,7 @@ func (s *Store) createTemp(dir string) (*os.File, string, error) {
 		}
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
-		name := path.Join(dir, tempPrefix+hex.EncodeToString(b))
+		name := path.Join(dir, tempPrefix+hex.EncodeToString(b)+"."+path.Base(key))
 		var f *os.File
 		f, err = s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if err == nil {
@@ -173,8 +176,8 @@ func (s *Store) Open(ctx context.Context, key string) (mustgather.Archive, error
 	return &archive{File: f, size: info.Size(), modTime: info.ModTime()}, nil
 }
 
-// Delete removes the archive under key, and its directory once empty. A
-// missing archive is not an error.
+// Delete removes the archive under key, the temporary files of uploads to
+// it, and its directory once empty. A missing archive is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -182,8 +185,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dirstore: delete %s: %w", key, err)
 	}
+	if err := s.removeUploads(key); err != nil {
+		return fmt.Errorf("dirstore: delete %s: %w", key, err)
+	}
 	info, err := s.root.Lstat(key)
 	if errors.Is(err, fs.ErrNotExist) {
+		s.removeEmptied(key)
 		return nil
 	}
 	if err != nil {
@@ -195,6 +202,34 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.root.Remove(key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("dirstore: delete %s: %w", key, err)
 	}
+	s.removeEmptied(key)
+	return nil
+}
+
+// removeUploads removes the temporary files of uploads to key. A Put still
+// writing one then fails to rename it.
+func (s *Store) removeUploads(key string) error {
+	entries, err := fs.ReadDir(s.root.FS(), path.Dir(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, tempPrefix) || !strings.HasSuffix(name, "."+path.Base(key)) {
+			continue
+		}
+		if err := s.root.Remove(path.Join(path.Dir(key), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeEmptied removes the directories of key that are now empty.
+func (s *Store) removeEmptied(key string) {
 	// Remove the emptied directories up to the root, so that deleted
 	// gatherings leave nothing behind. Remove fails on a directory that is
 	// not empty, which ends the climb.
@@ -203,7 +238,6 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			break
 		}
 	}
-	return nil
 }
 
 // removeStale removes temporary files last written before cutoff.

@@ -2,15 +2,23 @@
 // key-value buckets. Its Store implements mustgather.Store and
 // mustgather.Leases.
 //
+// Ids come from a stream of their own, <bucket>-ids, whose one subject gets
+// a small message for each id: the stream's sequence number is the id. The
+// server hands out sequence numbers one after another, so thousands of
+// concurrent Creates get unique, increasing ids without retrying a
+// compare-and-set on a shared counter. The stream keeps only its last
+// message; its sequence survives restarts.
+//
 // The gatherings bucket holds these keys:
 //
-//	meta.last-id      the last id handed out, in decimal
+//	meta.last-id      the last id of stores before the ids stream; read once
+//	                  to start the stream after it
 //	g.<id>            the gathering, as JSON, with the Seq of its last update
 //	name.<b64(name)>  the id of the newest gathering with that custom-name
 //	open.<id>         present until the gathering is settled: it has ended
 //	                  and its final status event is published
 //
-// Every change of meta.last-id, g.<id> and name.<...> is a compare-and-set on
+// Every change of g.<id> and name.<...> is a compare-and-set on
 // the key's revision, retried on conflict, so that several processes can
 // share a bucket without losing an update and without any state in memory.
 // b64 is base64.RawURLEncoding, whose alphabet is valid in a key.
@@ -104,8 +112,11 @@ func (c Config) withDefaults() (Config, error) {
 // state of its own: any number of Stores, in any number of processes, may
 // share the same buckets. Its methods are safe for concurrent use.
 type Store struct {
-	kv     jetstream.KeyValue
-	leases jetstream.KeyValue
+	js        jetstream.JetStream
+	kv        jetstream.KeyValue
+	leases    jetstream.KeyValue
+	ids       jetstream.Stream
+	idSubject string
 }
 
 var (
@@ -141,7 +152,59 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", cfg.LeaseBucket, err)
 	}
-	return &Store{kv: kv, leases: leases}, nil
+	s := &Store{js: js, kv: kv, leases: leases, idSubject: "_MUST_GATHER_IDS." + cfg.Bucket}
+	if s.ids, err = s.openIDs(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openIDs opens the stream that hands out ids, creating it, after the last
+// id a store without it handed out, if it is not there.
+func (s *Store) openIDs(ctx context.Context, cfg Config) (jetstream.Stream, error) {
+	name := cfg.Bucket + "-ids"
+	st, err := s.js.Stream(ctx, name)
+	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, err
+	}
+	last, err := s.legacyLastID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err = s.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: "must-gather ids: the sequence is the last id handed out",
+		Subjects:    []string{s.idSubject},
+		MaxMsgs:     1,
+		Discard:     jetstream.DiscardOld,
+		FirstSeq:    uint64(last) + 1,
+		Replicas:    cfg.Replicas,
+		Storage:     cfg.Storage,
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// Another process created it first.
+		return s.js.Stream(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", name, err)
+	}
+	return st, nil
+}
+
+// legacyLastID returns the last id in meta.last-id, or 0 when there is none.
+func (s *Store) legacyLastID(ctx context.Context) (mustgather.ID, error) {
+	e, err := s.kv.Get(ctx, keyLastID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", keyLastID, err)
+	}
+	last, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s holds %q: %w", keyLastID, e.Value(), err)
+	}
+	return mustgather.ID(last), nil
 }
 
 // Ping reports whether both buckets can be reached; it reads their status
@@ -203,31 +266,16 @@ func retry(ctx context.Context, attempt func() error) error {
 	}
 }
 
-// nextID allocates an id by compare-and-set on meta.last-id, so that ids
-// are unique and increasing across processes and restarts. An id whose
-// gathering is never written (the process died, or the write failed) is
-// skipped, not reused.
+// nextID allocates an id: the sequence number of a message published to
+// the ids stream. An id whose gathering is never written (the process died,
+// or the write failed, or the answer to the publish was lost) is skipped,
+// not reused.
 func (s *Store) nextID(ctx context.Context) (mustgather.ID, error) {
-	var id mustgather.ID
-	err := retry(ctx, func() error {
-		e, err := s.kv.Get(ctx, keyLastID)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			id = 1
-			_, err = s.kv.Create(ctx, keyLastID, []byte(id.String()))
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		last, err := strconv.ParseUint(string(e.Value()), 10, 64)
-		if err != nil {
-			return fmt.Errorf("%s holds %q: %w", keyLastID, e.Value(), err)
-		}
-		id = mustgather.ID(last + 1)
-		_, err = s.kv.Update(ctx, keyLastID, []byte(id.String()), e.Revision())
-		return err
-	})
-	return id, err
+	ack, err := s.js.Publish(ctx, s.idSubject, nil, jetstream.WithExpectStream(s.ids.CachedInfo().Config.Name))
+	if err != nil {
+		return 0, err
+	}
+	return mustgather.ID(ack.Sequence), nil
 }
 
 // Create allocates the next id for g, stores g under it and returns it.
@@ -440,18 +488,11 @@ func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gat
 
 // lastID returns the last id handed out, or 0 when there is none.
 func (s *Store) lastID(ctx context.Context) (mustgather.ID, error) {
-	e, err := s.kv.Get(ctx, keyLastID)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
+	info, err := s.ids.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", keyLastID, err)
+		return 0, fmt.Errorf("read the last id: %w", err)
 	}
-	last, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s holds %q: %w", keyLastID, e.Value(), err)
-	}
-	return mustgather.ID(last), nil
+	return mustgather.ID(info.State.LastSeq), nil
 }
 
 // match reports whether the record passes the field tests of f, decoding

@@ -222,6 +222,29 @@ func TestCreateAllocatesUniqueIncreasingIDs(t *testing.T) {
 	}
 }
 
+func TestIdsGoOnFromTheLastIdOfAStoreWithoutTheIdsStream(t *testing.T) {
+	t.Parallel()
+	js := jetStream(t, testenv.NATS(t))
+	bucket := testenv.Name("gatherings")
+	// A bucket as stores before the ids stream left it.
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: bucket, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), keyLastID, []byte("41")); err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t, js, Config{Bucket: bucket})
+	if g := mustCreate(t, st, gathering("")); g.ID != 42 {
+		t.Errorf("first id = %d, want 42", g.ID)
+	}
+	// A second store on the same buckets finds the stream and goes on.
+	st = newStore(t, js, Config{Bucket: bucket})
+	if g := mustCreate(t, st, gathering("")); g.ID != 43 {
+		t.Errorf("id from a second store = %d, want 43", g.ID)
+	}
+}
+
 func TestStoreSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

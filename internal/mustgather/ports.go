@@ -81,7 +81,9 @@ type ArchiveStore interface {
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	// Open returns the object key for reading, or ErrNotFound.
 	Open(ctx context.Context, key string) (Archive, error)
-	// Delete removes the object key; a missing object is not an error.
+	// Delete removes the object key, and any upload to it that has not
+	// finished, such as one a dead runner abandoned; a missing object is
+	// not an error.
 	Delete(ctx context.Context, key string) error
 }
 

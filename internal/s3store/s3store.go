@@ -189,8 +189,12 @@ func (s *Store) Open(ctx context.Context, key string) (mustgather.Archive, error
 	return &object{Object: obj, size: info.Size, modTime: info.LastModified}, nil
 }
 
-// Delete removes the object key; a missing object is not an error.
+// Delete aborts the unfinished uploads to key and removes the object; a
+// missing object is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.client.RemoveIncompleteUpload(ctx, s.bucket, key); err != nil {
+		return fmt.Errorf("s3store: abort uploads to %s: %w", key, err)
+	}
 	if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
 		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
 			return nil
