@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -128,6 +129,7 @@ type Kube struct {
 	Node       string       // name of the simulated node that kwok plays
 
 	dir     string
+	kwokCA  []byte // verifies kwok's serving certificate
 	client  kubernetes.Interface
 	dynamic dynamic.Interface
 	procs   []*process // etcd, kube-apiserver, kwok: stopped in reverse order
@@ -270,6 +272,7 @@ func (k *Kube) start(ctx context.Context) error {
 	if k.kubelet, err = listenKubeletProxy(k.dir, pki); err != nil {
 		return err
 	}
+	k.kwokCA = pki.caPEM
 	if err := k.startKwok(ctx, pki); err != nil {
 		return err
 	}
@@ -335,19 +338,13 @@ func (k *Kube) startKwok(ctx context.Context, pki *kubePKI) error {
 			}
 			// kwok watches ClusterExec and ClusterLogs objects from about
 			// a second after it starts: until then it knows no new ones.
-			if err := k.pointKwokAtProbe(ctx); err != nil {
-				return err
-			}
-			if err := httpReady(ctx, client, "https://"+addr+"/containerLogs/"+probe+"/"+probe+"/"+probe, "", "ready"); err != nil {
-				return err
-			}
-			return execProbe(ctx, addr, pki.caPEM)
+			return k.pointKwokAtProbe(ctx)
 		}, nil
 	})
 }
 
 // probe names the namespace, pod and container of the ClusterExec and
-// ClusterLogs, created once kwok runs, that tell when kwok sees new ones.
+// ClusterLogs, created once kwok runs, that tell when kwok serves new ones.
 const probe = "testenv-probe"
 
 func (k *Kube) pointKwokAtProbe(ctx context.Context) error {
@@ -362,8 +359,34 @@ func (k *Kube) pointKwokAtProbe(ctx context.Context) error {
 	return k.pointKwokAt(ctx, probe, probe, probe, k.PodDir(probe, probe), map[string]string{probe: logs})
 }
 
-func execProbe(ctx context.Context, addr string, caPEM []byte) error {
-	u := &url.URL{Scheme: "https", Host: addr, Path: "/exec/" + probe + "/" + probe + "/" + probe,
+// kwokServes reports whether kwok serves the logs of a pod's container and
+// exec into it: nil, or which of them it does not serve.
+func (k *Kube) kwokServes(ctx context.Context, namespace, pod, container string) (missing *schema.GroupVersionResource, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kwok := *k.kubelet.upstream.Load()
+	kwok.Path = "/containerLogs/" + namespace + "/" + pod + "/" + container
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, kwok.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.kubelet.client.Do(req)
+	if err != nil {
+		return &kwokResources.clusterLogs, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &kwokResources.clusterLogs, fmt.Errorf("GET %s: %s: %s", kwok.Path, resp.Status, body)
+	}
+	if err := kwokExec(ctx, kwok.Host, k.kwokCA, namespace, pod, container); err != nil {
+		return &kwokResources.clusterExecs, err
+	}
+	return nil, nil
+}
+
+func kwokExec(ctx context.Context, addr string, caPEM []byte, namespace, pod, container string) error {
+	u := &url.URL{Scheme: "https", Host: addr, Path: "/exec/" + namespace + "/" + pod + "/" + container,
 		RawQuery: url.Values{"command": {"true"}, "output": {"1"}, "error": {"1"}}.Encode()}
 	config := &rest.Config{Host: "https://" + addr, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
 	exec, err := remotecommand.NewSPDYExecutor(config, http.MethodPost, u)
@@ -371,8 +394,6 @@ func execProbe(ctx context.Context, addr string, caPEM []byte) error {
 		return err
 	}
 	var stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	if err := exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: &stderr}); err != nil {
 		return fmt.Errorf("exec through kwok: %w: %s", err, stderr.String())
 	}
@@ -382,7 +403,14 @@ func execProbe(ctx context.Context, addr string, caPEM []byte) error {
 // pointKwokAt creates the ClusterExec and ClusterLogs, both called name,
 // that tell kwok that exec into any container of a pod runs in root, with
 // `tar` mapping /must-gather to it, and where the logs of its containers
-// are.
+// are, and waits until kwok serves both.
+//
+// kwok 0.8.0 can miss such an object for good: it caches the list it reads
+// from its informer's store under the reflector's last resource version,
+// which moves before the store has the new object, so a request in between
+// keeps the old list until the next change of that kind (about 1 in 100
+// new objects while other requests are served). A changed annotation on
+// the missed object is that change.
 func (k *Kube) pointKwokAt(ctx context.Context, name, namespace, pod, root string, logFiles map[string]string) error {
 	selector := map[string]any{
 		"matchNamespaces": []any{namespace},
@@ -418,6 +446,28 @@ func (k *Kube) pointKwokAt(ctx context.Context, name, namespace, pod, root strin
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create %s for pod %s/%s: %w", o.kind, namespace, pod, err)
 		}
+	}
+	var container string
+	for c := range logFiles {
+		container = c // kwok knows all of the ClusterLogs or none
+		break
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	lastNudge := time.Now()
+	err := poll(ctx, func() error {
+		missing, err := k.kwokServes(ctx, namespace, pod, container)
+		if missing != nil && time.Since(lastNudge) >= 250*time.Millisecond {
+			lastNudge = time.Now()
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"testenv.must-gather-functions/nudged":%q}}}`, lastNudge.Format(time.RFC3339Nano))
+			if _, perr := k.dynamic.Resource(*missing).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); perr != nil {
+				return fmt.Errorf("%w; nudge: %v", err, perr)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("kwok does not serve pod %s/%s: %w", namespace, pod, err)
 	}
 	return nil
 }
