@@ -51,6 +51,12 @@ type Job struct {
 	Log io.Writer
 }
 
+// ErrLeasedElsewhere is returned by Handle for a gathering that is still new
+// while another run holds its lease: that run is about to claim it, or died
+// before it could. The event is to be delivered again, after that lease has
+// lapsed if need be.
+var ErrLeasedElsewhere = errors.New("another run holds the lease of a gathering that is still new")
+
 // Causes of Job.Stop.
 var (
 	ErrTimedOut = errors.New("timed out")
@@ -189,7 +195,7 @@ func (r *Runner) leasedElsewhere(ctx context.Context, id mustgather.ID, log *slo
 		log.Info("gathering not run again", "reason", "another run holds its lease", "status", g.Status)
 		return nil
 	}
-	return fmt.Errorf("gathering %d is new but another run holds its lease; try again when it lapses", id)
+	return fmt.Errorf("gathering %d: %w; try again", id, ErrLeasedElsewhere)
 }
 
 // newHolder returns a name for one run's lease: unique, and saying which
@@ -291,7 +297,11 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 func (r *Runner) finish(ctx context.Context, rep *reporter, end mustgather.Update, log *slog.Logger) bool {
 	end = rep.stamp(end)
 	got, err := r.record(ctx, end, log)
-	ours := err == nil || errors.Is(err, mustgather.ErrStale) && got.Seq == end.Seq && got.Status == end.Status
+	// A stale answer can still be ours: an earlier attempt wrote it and
+	// only its answer was lost. The reaper's failure can have the same Seq,
+	// never the same reason.
+	ours := err == nil || errors.Is(err, mustgather.ErrStale) && got.Seq == end.Seq && got.Status == end.Status &&
+		got.Reason == end.Reason && got.ArchiveName == end.ArchiveName
 	switch {
 	case ours:
 		announce(ctx, r.d.Store, r.d.Events, end, log)
