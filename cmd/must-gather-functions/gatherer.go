@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/process"
 )
 
@@ -26,7 +26,7 @@ func (c config) useKube(getenv func(string) string) bool {
 // newGatherer returns the runner's Gatherer and a sweep function that
 // deletes leftovers of crashed runners: namespaces in the clusters, or the
 // processes and folders the process gatherer's gatherings left.
-func newGatherer(cfg config, useKube bool, log *slog.Logger) (runner.Gatherer, func(context.Context) error, error) {
+func newGatherer(cfg config, useKube bool, log *slog.Logger) (mustgather.Gatherer, func(context.Context) error, error) {
 	if !useKube {
 		log.Warn("runner uses the process gatherer: gatherings run their command with /bin/sh on this machine; this mode is for development")
 		g := &process.Gatherer{TempDir: cfg.ProcessTempDir, Logger: log}

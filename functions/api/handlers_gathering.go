@@ -255,7 +255,7 @@ func lookup(ctx context.Context, s mustgather.Store, ref string) (mustgather.Gat
 	notFound := fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
 	// A name that no request could have given matches nothing; the store
 	// never sees it.
-	if req, err := (mustgather.Request{CustomName: ref}).Validate(mustgather.Policy{}); err != nil || req.CustomName != ref {
+	if !mustgather.IsCustomName(ref) {
 		return mustgather.Gathering{}, notFound
 	}
 	g, err := s.GetByName(ctx, ref)

@@ -30,38 +30,11 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
-// Gatherer runs one gathering and writes what it gathers into the job's
-// archive and its output into the job's log.
-type Gatherer interface {
-	Gather(ctx context.Context, job Job) error
-}
-
-// Job is one gathering for a Gatherer.
-type Job struct {
-	Gathering mustgather.Gathering
-	// Stop is done when the gathering must stop: its timeout passed
-	// (context.Cause is ErrTimedOut) or the runner is shutting down
-	// (ErrShutdown). The gatherer then stops the work and still archives
-	// what was gathered, under the Gather ctx, which lasts a little longer.
-	Stop context.Context
-	// Archive receives the archive's entries. The runner adds
-	// must-gather.logs and timestamp itself.
-	Archive *archive.Writer
-	// Log receives live output; it is safe for concurrent use.
-	Log io.Writer
-}
-
 // ErrLeasedElsewhere is returned by Handle for a gathering that is still new
 // while another run holds its lease: that run is about to claim it, or died
 // before it could. The event is to be delivered again, after that lease has
 // lapsed if need be.
 var ErrLeasedElsewhere = errors.New("another run holds the lease of a gathering that is still new")
-
-// Causes of Job.Stop.
-var (
-	ErrTimedOut = errors.New("timed out")
-	ErrShutdown = errors.New("the runner shut down before the gathering finished")
-)
 
 // Config holds the runner's settings.
 type Config struct {
@@ -119,7 +92,7 @@ type Deps struct {
 	Events mustgather.Events
 	// ReaperEvents publishes the reaper's events; nil uses Events.
 	ReaperEvents mustgather.Events
-	Gatherer     Gatherer
+	Gatherer     mustgather.Gatherer
 	Now          func() time.Time
 	Registry     prometheus.Registerer
 }
@@ -218,7 +191,7 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 	// gathering's timeout.
 	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
 	work, cancelWork := context.WithTimeoutCause(context.WithoutCancel(ctx), timeout+r.cfg.CopyTimeout,
-		fmt.Errorf("%w: copying what was gathered did not end within %s after the timeout", ErrTimedOut, r.cfg.CopyTimeout))
+		fmt.Errorf("%w: copying what was gathered did not end within %s after the timeout", mustgather.ErrTimedOut, r.cfg.CopyTimeout))
 	defer cancelWork()
 	// The final status and the lease release get time of their own, even
 	// when work has run out.
@@ -247,9 +220,9 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 	// cancelled parent would only say "context canceled".
 	stop, cancelStop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelStop(nil)
-	timer := time.AfterFunc(timeout, func() { cancelStop(fmt.Errorf("%w after %s", ErrTimedOut, g.Timeout)) })
+	timer := time.AfterFunc(timeout, func() { cancelStop(fmt.Errorf("%w after %s", mustgather.ErrTimedOut, g.Timeout)) })
 	defer timer.Stop()
-	stopOnShutdown := context.AfterFunc(ctx, func() { cancelStop(ErrShutdown) })
+	stopOnShutdown := context.AfterFunc(ctx, func() { cancelStop(mustgather.ErrShutdown) })
 	defer stopOnShutdown()
 
 	progressDone := r.reportProgress(work, rep, out)
@@ -367,7 +340,7 @@ func (r *Runner) gatherAndUpload(work, stop context.Context, g mustgather.Gather
 	}()
 
 	aw := archive.NewWriter(pw)
-	gerr = r.d.Gatherer.Gather(work, Job{Gathering: g, Stop: stop, Archive: aw, Log: out})
+	gerr = r.d.Gatherer.Gather(work, mustgather.Job{Gathering: g, Stop: stop, Archive: aw, Log: out})
 	if gerr != nil {
 		fmt.Fprintf(out, "error: %s\n", reason(gerr, nil))
 	}

@@ -325,7 +325,7 @@ func TestShutdownEndsARunningGatheringInErrorAndArchivesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := e.waitEnded(t, g.ID)
-	if got.Status != mustgather.StatusError || !strings.Contains(got.ExecOutput, runner.ErrShutdown.Error()) {
+	if got.Status != mustgather.StatusError || !strings.Contains(got.ExecOutput, mustgather.ErrShutdown.Error()) {
 		t.Errorf("status %s, output:\n%s", got.Status, got.ExecOutput)
 	}
 	if files := e.readArchive(t, got); files["part.txt"] != "partial\n" {
@@ -423,7 +423,7 @@ func TestTheReaperRequeuesAndThenFailsGatheringsNoRunnerTook(t *testing.T) {
 // and returns only when its context ends.
 type stuckGatherer struct{}
 
-func (stuckGatherer) Gather(ctx context.Context, job runner.Job) error {
+func (stuckGatherer) Gather(ctx context.Context, job mustgather.Job) error {
 	fmt.Fprintln(job.Log, "copying forever")
 	<-ctx.Done()
 	return context.Cause(ctx)
@@ -513,7 +513,7 @@ type gateGatherer struct {
 	open    chan struct{}
 }
 
-func (g gateGatherer) Gather(ctx context.Context, job runner.Job) error {
+func (g gateGatherer) Gather(ctx context.Context, job mustgather.Job) error {
 	close(g.started)
 	<-g.open
 	return job.Archive.AddBytes("late.txt", []byte("late\n"), time.Now())

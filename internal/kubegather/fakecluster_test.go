@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/archive"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
@@ -468,7 +467,7 @@ func (c *fakeCluster) gatherer(cfg Config) *Gatherer {
 // testJob is a job whose archive is kept in memory and whose Stop the
 // test controls.
 type testJob struct {
-	runner.Job
+	mustgather.Job
 	archive *bytes.Buffer
 	aw      *archive.Writer
 	log     *syncBuffer
@@ -488,7 +487,7 @@ func newTestJob(t *testing.T, g mustgather.Gathering) *testJob {
 		g.Timeout = "10m"
 	}
 	return &testJob{
-		Job:     runner.Job{Gathering: g, Stop: stop, Archive: aw, Log: log},
+		Job:     mustgather.Job{Gathering: g, Stop: stop, Archive: aw, Log: log},
 		archive: buf, aw: aw, log: log, stop: cancel,
 	}
 }

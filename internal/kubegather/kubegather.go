@@ -36,7 +36,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -168,7 +167,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Gatherer runs gatherings on one cluster. It implements runner.Gatherer.
+// Gatherer runs gatherings on one cluster. It implements mustgather.Gatherer.
 type Gatherer struct {
 	kube kubernetes.Interface
 	dyn  dynamic.Interface
@@ -179,7 +178,7 @@ type Gatherer struct {
 	now  func() time.Time
 }
 
-var _ runner.Gatherer = (*Gatherer)(nil)
+var _ mustgather.Gatherer = (*Gatherer)(nil)
 
 // New returns a Gatherer that works with the given clients. dyn is only
 // used to resolve image streams and may be nil on clusters without them.
@@ -200,43 +199,23 @@ type PodOptions struct {
 	SinceTime string
 }
 
-func (o PodOptions) normalize() (PodOptions, error) {
-	o.Since, o.SinceTime = strings.TrimSpace(o.Since), strings.TrimSpace(o.SinceTime)
-	if o.Since != "" && o.SinceTime != "" {
-		return o, fmt.Errorf("give since or since-time, not both: %w", mustgather.ErrInvalid)
+// podOptions returns the pod options of g, whose since and since-time
+// Request.Validate has checked: since is written as oc writes it.
+func podOptions(g mustgather.Gathering) PodOptions {
+	o := PodOptions{Since: g.Since, SinceTime: g.SinceTime}
+	if d, err := time.ParseDuration(o.Since); err == nil {
+		o.Since = d.String()
 	}
-	if o.Since != "" {
-		d, err := time.ParseDuration(o.Since)
-		if err != nil || d <= 0 {
-			return o, fmt.Errorf("since must be a positive duration such as 2h, got %q: %w", o.Since, mustgather.ErrInvalid)
-		}
-		o.Since = d.String() // as oc passes it
-	}
-	if o.SinceTime != "" {
-		if _, err := time.Parse(time.RFC3339, o.SinceTime); err != nil {
-			return o, fmt.Errorf("since-time must be an RFC 3339 time, got %q: %w", o.SinceTime, mustgather.ErrInvalid)
-		}
-	}
-	return o, nil
+	return o
 }
 
-// Gather implements runner.Gatherer. The gathering's since and since-time
-// become the pod options.
-func (g *Gatherer) Gather(ctx context.Context, job runner.Job) error {
-	return g.GatherWith(ctx, job, PodOptions{Since: job.Gathering.Since, SinceTime: job.Gathering.SinceTime})
-}
-
-// GatherWith runs the gathering of job with the given pod options instead
-// of the gathering's own.
-func (g *Gatherer) GatherWith(ctx context.Context, job runner.Job, opts PodOptions) (err error) {
-	opts, err = opts.normalize()
-	if err != nil {
-		return err
-	}
+// Gather implements mustgather.Gatherer. The gathering's since and
+// since-time become the pod options.
+func (g *Gatherer) Gather(ctx context.Context, job mustgather.Job) error {
 	r := &run{
 		g:    g,
 		job:  job,
-		opts: opts,
+		opts: podOptions(job.Gathering),
 		log:  g.log.With("gathering", job.Gathering.ID),
 		out:  &lineWriter{w: job.Log, now: g.now},
 		dirs: map[string]int{},
@@ -251,7 +230,7 @@ const gatheringPrefix = "[must-gather      ]"
 // run is one gathering.
 type run struct {
 	g    *Gatherer
-	job  runner.Job
+	job  mustgather.Job
 	opts PodOptions
 	log  *slog.Logger
 	out  *lineWriter

@@ -24,7 +24,6 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
@@ -356,7 +355,7 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 		{
 			name:      "a timeout while the gather runs",
 			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
-			cause:     fmt.Errorf("%w after 10m", runner.ErrTimedOut),
+			cause:     fmt.Errorf("%w after 10m", mustgather.ErrTimedOut),
 			behaviour: behaviour{hang: true, lines: []string{"working"}, files: map[string]string{"namespaces/a.yaml": "a"}},
 			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
 			wantExec:  true,
@@ -366,7 +365,7 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 			name:      "a timeout after the gather started, before the watch told of it",
 			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
 			react:     (*fakeCluster).silencePodWatches,
-			cause:     fmt.Errorf("%w after 10m", runner.ErrTimedOut),
+			cause:     fmt.Errorf("%w after 10m", mustgather.ErrTimedOut),
 			behaviour: behaviour{hang: true, files: map[string]string{"namespaces/a.yaml": "a"}},
 			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
 			wantExec:  true,
@@ -375,13 +374,13 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 		{
 			name:     "a timeout before any pod started",
 			stopWhen: nil,
-			cause:    fmt.Errorf("%w after 1s", runner.ErrTimedOut),
+			cause:    fmt.Errorf("%w after 1s", mustgather.ErrTimedOut),
 			wantLog:  "pod for plug-in image " + forkliftImage + " not started: timed out after 1s",
 		},
 		{
 			name:      "a shutdown while the image is pulled",
 			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsCreated },
-			cause:     runner.ErrShutdown,
+			cause:     mustgather.ErrShutdown,
 			behaviour: behaviour{pullError: true},
 			wantLog:   "nothing to copy: the copy container is not running",
 		},
@@ -440,7 +439,7 @@ func TestAGatherThatEndedJustBeforeTheStopIsCopiedWhole(t *testing.T) {
 	job := newTestJob(t, mustgather.Gathering{})
 	go func() {
 		receive(t, c.podsEnded, "the end of the gather")
-		job.stop(fmt.Errorf("%w after 10m", runner.ErrTimedOut))
+		job.stop(fmt.Errorf("%w after 10m", mustgather.ErrTimedOut))
 	}()
 	err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
 	t.Logf("log:\n%s", job.log)
@@ -636,32 +635,22 @@ func TestTheGatheringsSinceReachesTheImage(t *testing.T) {
 	}
 }
 
-func TestPodOptionsAreValidated(t *testing.T) {
+// Since and since-time are validated with the request
+// (mustgather.Request.Validate refuses both together, a since that is no
+// positive duration, a since-time that is no RFC 3339 time); the gatherer
+// only writes them as oc does.
+func TestPodOptionsWriteSinceAsOcDoes(t *testing.T) {
 	tests := []struct {
 		name string
-		in   PodOptions
+		in   mustgather.Gathering
 		want PodOptions
-		err  bool
 	}{
-		{"since is written as oc writes it", PodOptions{Since: "90m"}, PodOptions{Since: "1h30m0s"}, false},
-		{"since-time passes as it is", PodOptions{SinceTime: "2026-01-01T00:00:00Z"}, PodOptions{SinceTime: "2026-01-01T00:00:00Z"}, false},
-		{"both are refused", PodOptions{Since: "1h", SinceTime: "2026-01-01T00:00:00Z"}, PodOptions{}, true},
-		{"a since that is not a duration is refused", PodOptions{Since: "yesterday"}, PodOptions{}, true},
-		{"a since-time that is not RFC 3339 is refused", PodOptions{SinceTime: "2026-01-01"}, PodOptions{}, true},
+		{"since is written as oc writes it", mustgather.Gathering{Since: "90m"}, PodOptions{Since: "1h30m0s"}},
+		{"since-time passes as it is", mustgather.Gathering{SinceTime: "2026-01-01T00:00:00Z"}, PodOptions{SinceTime: "2026-01-01T00:00:00Z"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.in.normalize()
-			if tt.err {
-				if !errors.Is(err, mustgather.ErrInvalid) {
-					t.Errorf("error %v, want ErrInvalid", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, podOptions(tt.in)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

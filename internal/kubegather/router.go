@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -29,18 +28,18 @@ var ErrNoCluster = errors.New("no cluster configured: not running in a pod and n
 // default cluster, other names are configured clusters. A server is only
 // ever a name looked up here, never an address a caller sent.
 type Router struct {
-	gatherers map[string]runner.Gatherer
+	gatherers map[string]mustgather.Gatherer
 }
 
-var _ runner.Gatherer = (*Router)(nil)
+var _ mustgather.Gatherer = (*Router)(nil)
 
 // NewRouter returns a Router over gatherers, keyed by server name.
-func NewRouter(gatherers map[string]runner.Gatherer) *Router {
+func NewRouter(gatherers map[string]mustgather.Gatherer) *Router {
 	return &Router{gatherers: maps.Clone(gatherers)}
 }
 
-// Gather implements runner.Gatherer.
-func (r *Router) Gather(ctx context.Context, job runner.Job) error {
+// Gather implements mustgather.Gatherer.
+func (r *Router) Gather(ctx context.Context, job mustgather.Job) error {
 	name := job.Gathering.Server
 	g, ok := r.gatherers[name]
 	if !ok {
@@ -201,7 +200,7 @@ func NewRouterForClusters(clusters map[string]*rest.Config, cfg Config, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	gs := map[string]runner.Gatherer{}
+	gs := map[string]mustgather.Gatherer{}
 	for name, rc := range clusters {
 		g, err := NewForConfig(rc, cfg, log.With("cluster", name))
 		if err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -20,7 +19,7 @@ type namedGatherer struct {
 	ran  *[]string
 }
 
-func (g namedGatherer) Gather(_ context.Context, job runner.Job) error {
+func (g namedGatherer) Gather(_ context.Context, job mustgather.Job) error {
 	*g.ran = append(*g.ran, g.name)
 	return nil
 }
@@ -41,7 +40,7 @@ func TestTheRouterPicksTheClusterOfTheServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var ran []string
-			gs := map[string]runner.Gatherer{}
+			gs := map[string]mustgather.Gatherer{}
 			for _, c := range tt.clusters {
 				name := c
 				if name == "" {
@@ -50,7 +49,7 @@ func TestTheRouterPicksTheClusterOfTheServer(t *testing.T) {
 				gs[c] = namedGatherer{name: name, ran: &ran}
 			}
 			r := NewRouter(gs)
-			err := r.Gather(context.Background(), runner.Job{Gathering: mustgather.Gathering{Server: tt.server}})
+			err := r.Gather(context.Background(), mustgather.Job{Gathering: mustgather.Gathering{Server: tt.server}})
 			for _, want := range tt.wantErrIs {
 				if !errors.Is(err, want) {
 					t.Errorf("error %v is not %v", err, want)

@@ -327,3 +327,31 @@ func TestInvalidTargetedAndSinceFieldsNameTheField(t *testing.T) {
 		t.Errorf("gathering lost since-time: %+v", g)
 	}
 }
+
+func TestIsCustomNameTakesWhatValidateKeeps(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"a plain name", "plan:x", true},
+		{"a name in any script, with emoji", "план-ü-計画 🚀", true},
+		{"the longest name", strings.Repeat("x", 253), true},
+		{"a name with surrounding blanks, which Validate trims", " plan:x ", false},
+		{"a name too long", strings.Repeat("x", 254), false},
+		{"a name with a newline", "a\nb", false},
+		{"a name that is not UTF-8", "plan\xff1", false},
+		{"a name with a right-to-left override", "invoice\u202egpj.exe", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mustgather.IsCustomName(tt.in); got != tt.want {
+				t.Errorf("IsCustomName(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+			req, err := mustgather.Request{CustomName: tt.in}.Validate(policy)
+			if kept := err == nil && req.CustomName == tt.in; kept != tt.want {
+				t.Errorf("Validate keeps %q: %v, want %v", tt.in, kept, tt.want)
+			}
+		})
+	}
+}

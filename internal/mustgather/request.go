@@ -280,6 +280,13 @@ func checkText(field, v string, max int, multiline bool) error {
 	return nil
 }
 
+// IsCustomName reports whether name can be a gathering's custom-name: one
+// that Request.Validate accepts and keeps as it is. Lookups by name use it
+// to skip what no gathering can be called.
+func IsCustomName(name string) bool {
+	return name == strings.TrimSpace(name) && checkName("custom-name", name, MaxCustomNameLen) == nil
+}
+
 // checkName is checkText for a name that people read and pick from a
 // list. It also rejects what would make the name display as something else:
 // format characters (Unicode category Cf: bidirectional overrides, embeddings,

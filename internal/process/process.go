@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
 // DefaultCommand is run when a gathering gives no command, as in
@@ -51,10 +51,10 @@ type Gatherer struct {
 // it, so Sweep finds the whole tree even after its shell is gone.
 const ownerEnv = "MUST_GATHER_OWNER"
 
-var _ runner.Gatherer = (*Gatherer)(nil)
+var _ mustgather.Gatherer = (*Gatherer)(nil)
 
-// Gather implements runner.Gatherer.
-func (p *Gatherer) Gather(ctx context.Context, job runner.Job) error {
+// Gather implements mustgather.Gatherer.
+func (p *Gatherer) Gather(ctx context.Context, job mustgather.Job) error {
 	shell := p.Shell
 	if shell == "" {
 		shell = "/bin/sh"

@@ -8,15 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/archive"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
 // newJob returns a job for g whose output goes to log and whose archive
 // is discarded.
-func newJob(stop context.Context, g mustgather.Gathering, log io.Writer) runner.Job {
-	return runner.Job{Gathering: g, Stop: stop, Archive: archive.NewWriter(io.Discard), Log: log}
+func newJob(stop context.Context, g mustgather.Gathering, log io.Writer) mustgather.Job {
+	return mustgather.Job{Gathering: g, Stop: stop, Archive: archive.NewWriter(io.Discard), Log: log}
 }
 
 func TestAGatheringWithAnImageIsToldTheProcessGathererIgnoresIt(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -211,11 +210,11 @@ func TestASweepLeavesTheGatheringsOfItsOwnProcessAlone(t *testing.T) {
 		t.Errorf("the live gathering has %d output folders after the sweep, want 1", n)
 	}
 
-	stopNow(runner.ErrShutdown)
+	stopNow(mustgather.ErrShutdown)
 	select {
 	case err := <-done:
-		if !errors.Is(err, runner.ErrShutdown) {
-			t.Errorf("Gather returned %v, want %v", err, runner.ErrShutdown)
+		if !errors.Is(err, mustgather.ErrShutdown) {
+			t.Errorf("Gather returned %v, want %v", err, mustgather.ErrShutdown)
 		}
 	case <-ctx.Done():
 		t.Fatal("Gather did not return after the stop")
