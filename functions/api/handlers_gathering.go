@@ -40,7 +40,7 @@ func handleCreate(d Deps) http.Handler {
 		defer cancel()
 		g, err := d.Store.Create(ctx, mustgather.NewGathering(req, d.Now()))
 		if err != nil {
-			respondErr(w, r, d.Logger, fmt.Errorf("create gathering: %w", err))
+			respondErr(w, r, d.Logger, err)
 			return
 		}
 		d.Logger.InfoContext(ctx, "gathering requested", "gathering", g.ID, "request", req.String())
@@ -64,7 +64,7 @@ func handleList(d Deps) http.Handler {
 		}
 		list, err := d.Store.List(r.Context(), f)
 		if err != nil {
-			respondErr(w, r, d.Logger, fmt.Errorf("list gatherings: %w", err))
+			respondErr(w, r, d.Logger, err)
 			return
 		}
 		if list == nil {
@@ -134,8 +134,6 @@ func handleData(d Deps) http.Handler {
 		a, err := d.Archives.Open(r.Context(), mustgather.ArchiveKey(g.ID, g.ArchiveName))
 		if errors.Is(err, mustgather.ErrNotFound) {
 			err = fmt.Errorf("%w: the archive of gathering %d is no longer stored", mustgather.ErrNotFound, g.ID)
-		} else if err != nil {
-			err = fmt.Errorf("open archive of gathering %d: %w", g.ID, err)
 		}
 		if err != nil {
 			respondErr(w, r, d.Logger, err)
@@ -246,10 +244,7 @@ func lookup(ctx context.Context, s mustgather.Store, ref string) (mustgather.Gat
 	if id, ok := mustgather.ParseID(ref); ok {
 		g, err := s.Get(ctx, id)
 		if !errors.Is(err, mustgather.ErrNotFound) {
-			if err != nil {
-				return g, fmt.Errorf("get gathering %d: %w", id, err)
-			}
-			return g, nil
+			return g, err
 		}
 	}
 	notFound := fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
@@ -262,8 +257,5 @@ func lookup(ctx context.Context, s mustgather.Store, ref string) (mustgather.Gat
 	if errors.Is(err, mustgather.ErrNotFound) {
 		return g, notFound
 	}
-	if err != nil {
-		return g, fmt.Errorf("get gathering named %q: %w", ref, err)
-	}
-	return g, nil
+	return g, err
 }

@@ -7,7 +7,6 @@ package recorder
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -59,7 +58,7 @@ func (r *Recorder) Handle(ctx context.Context, e cloudevents.Event) error {
 		r.log.Warn("status event dropped", "gathering", u.ID, "seq", u.Seq, "err", err)
 		return nil
 	case err != nil:
-		return fmt.Errorf("record status of gathering %d: %w", u.ID, err)
+		return err
 	}
 	r.applied.WithLabelValues("applied").Inc()
 	if g.Status.Terminal() {

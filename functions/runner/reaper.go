@@ -41,7 +41,7 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reap gathering %d: %w", id, err)
+		return err
 	}
 	now := r.d.Now()
 	switch g.Status {
@@ -60,7 +60,7 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 	case mustgather.StatusInProgress:
 		held, err := r.d.Leases.Held(ctx, id)
 		if err != nil {
-			return fmt.Errorf("reap gathering %d: %w", id, err)
+			return err
 		}
 		if !held {
 			return r.fail(ctx, g, "the runner stopped before the gathering finished")
@@ -87,7 +87,7 @@ func (r *Runner) fail(ctx context.Context, g mustgather.Gathering, why string) e
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("fail gathering %d: %w", g.ID, err)
+		return err
 	}
 	r.d.Logger.Warn("reaper failed gathering", "gathering", g.ID, "was", g.Status, "reason", why)
 	r.m.reaped.WithLabelValues("failed").Inc()
