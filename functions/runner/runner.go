@@ -296,21 +296,16 @@ func (r *Runner) finish(ctx context.Context, rep *reporter, end mustgather.Updat
 // record writes u to the store, retrying failures other than a stale update
 // with a back-off until ctx ends. ErrStale with the gathering holding u
 // means an earlier attempt wrote it and only its answer was lost.
-func (r *Runner) record(ctx context.Context, u mustgather.Update, log *slog.Logger) (mustgather.Gathering, error) {
-	delay := 100 * time.Millisecond
-	for {
-		g, err := r.d.Store.Apply(ctx, u)
+func (r *Runner) record(ctx context.Context, u mustgather.Update, log *slog.Logger) (g mustgather.Gathering, err error) {
+	backOff(ctx, func(int) bool {
+		g, err = r.d.Store.Apply(ctx, u)
 		if err == nil || errors.Is(err, mustgather.ErrStale) || errors.Is(err, mustgather.ErrNotFound) {
-			return g, err
+			return true
 		}
 		log.Warn("record final status; retrying", "status", u.Status, "err", err)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return g, err
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
+		return false
+	})
+	return g, err
 }
 
 // announce publishes the final status event of u, already recorded, and
@@ -389,48 +384,44 @@ func appendLine(tail, line string, max int) string {
 
 // keepLease renews the gathering's lease until the returned func is called.
 func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, holder string, log *slog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(r.cfg.LeaseRenew)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := r.d.Leases.Hold(ctx, id, holder); err != nil && ctx.Err() == nil {
-					log.Warn("renew lease", "err", err)
-				}
-			}
+	return every(ctx, r.cfg.LeaseRenew, func(ctx context.Context) {
+		if err := r.d.Leases.Hold(ctx, id, holder); err != nil && ctx.Err() == nil {
+			log.Warn("renew lease", "err", err)
 		}
-	}()
-	return func() { cancel(); <-done }
+	})
 }
 
 // reportProgress sends a progress event at most once per
 // ProgressInterval while the output grows, until the returned func is
 // called.
 func (r *Runner) reportProgress(ctx context.Context, rep *reporter, out *outputLog) (stop func()) {
+	var seen uint64
+	return every(ctx, r.cfg.ProgressInterval, func(ctx context.Context) {
+		tail, v := out.Tail()
+		if v == seen {
+			return
+		}
+		seen = v
+		rep.send(ctx, mustgather.Update{Status: mustgather.StatusInProgress, ExecOutput: tail})
+	})
+}
+
+// every calls fn once per interval, in a goroutine of its own, until the
+// returned func is called; that func returns once fn is done for good. The
+// ctx fn gets ends when stop is called.
+func every(ctx context.Context, interval time.Duration, fn func(ctx context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(r.cfg.ProgressInterval)
+		t := time.NewTicker(interval)
 		defer t.Stop()
-		var seen uint64
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				tail, v := out.Tail()
-				if v == seen {
-					continue
-				}
-				seen = v
-				rep.send(ctx, mustgather.Update{Status: mustgather.StatusInProgress, ExecOutput: tail})
+				fn(ctx)
 			}
 		}
 	}()
@@ -470,18 +461,27 @@ func (p *reporter) send(ctx context.Context, u mustgather.Update) {
 
 // publish publishes u, retrying a failed publish with a back-off until ctx
 // ends, so that a status is not lost to a short outage.
-func publish(ctx context.Context, events mustgather.Events, u mustgather.Update, log *slog.Logger) error {
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := events.Updated(ctx, u)
-		if err == nil {
-			return nil
+func publish(ctx context.Context, events mustgather.Events, u mustgather.Update, log *slog.Logger) (err error) {
+	backOff(ctx, func(attempt int) bool {
+		if err = events.Updated(ctx, u); err == nil {
+			return true
 		}
 		log.Warn("publish status; retrying", "status", u.Status, "attempt", attempt, "err", err)
+		return false
+	})
+	return err
+}
+
+// backOff calls attempt, numbered from 1, until it reports done or ctx
+// ends, waiting 100ms after the first failure and twice as long after each
+// next one, up to 5s.
+func backOff(ctx context.Context, attempt func(n int) (done bool)) {
+	delay := 100 * time.Millisecond
+	for n := 1; !attempt(n); n++ {
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return err
+			return
 		}
 		delay = min(delay*2, 5*time.Second)
 	}

@@ -540,23 +540,7 @@ func parallel(n int, fn func(i int) error) error {
 // succeeds. The others get an error wrapping mustgather.ErrAlreadyClaimed,
 // with the gathering as it is.
 func (s *Store) Claim(ctx context.Context, id mustgather.ID, now time.Time) (mustgather.Gathering, error) {
-	var out mustgather.Gathering
-	err := retry(ctx, func() error {
-		g, rev, err := s.load(ctx, id)
-		out = g
-		if err != nil {
-			return err
-		}
-		c, err := g.Claim(now)
-		if err != nil {
-			return err
-		}
-		if c.Revision, err = s.update(ctx, c, rev); err != nil {
-			return err
-		}
-		out = c
-		return nil
-	})
+	out, err := s.modify(ctx, id, func(g mustgather.Gathering) (mustgather.Gathering, error) { return g.Claim(now) })
 	if err != nil {
 		return out, fmt.Errorf("claim gathering %d: %w", id, err)
 	}
@@ -570,12 +554,7 @@ func (s *Store) Claim(ctx context.Context, id mustgather.ID, now time.Time) (mus
 // error wrapping mustgather.ErrStale. An ended gathering stays in
 // Unfinished until Settle.
 func (s *Store) Apply(ctx context.Context, u mustgather.Update) (mustgather.Gathering, error) {
-	var out mustgather.Gathering
-	err := retry(ctx, func() error {
-		var err error
-		out, err = s.applyAt(ctx, u, 0)
-		return err
-	})
+	out, err := s.modify(ctx, u.ID, applying(u))
 	if err != nil {
 		return out, fmt.Errorf("apply update %d to gathering %d: %w", u.Seq, u.ID, err)
 	}
@@ -586,7 +565,7 @@ func (s *Store) Apply(ctx context.Context, u mustgather.Update) (mustgather.Gath
 // compare-and-set, not retried. When the record has changed it returns the
 // gathering as it is now and an error wrapping mustgather.ErrStale.
 func (s *Store) ApplyAt(ctx context.Context, u mustgather.Update, rev uint64) (mustgather.Gathering, error) {
-	out, err := s.applyAt(ctx, u, rev)
+	out, err := s.change(ctx, u.ID, rev, applying(u))
 	if conflict(err) {
 		// Read what won, for the caller to see.
 		if now, _, lerr := s.load(ctx, u.ID); lerr == nil {
@@ -600,18 +579,35 @@ func (s *Store) ApplyAt(ctx context.Context, u mustgather.Update, rev uint64) (m
 	return out, nil
 }
 
-// applyAt loads the record, applies u, and writes it back over the
-// revision it read; with rev > 0, only if that is rev. It returns the
-// gathering as it was read when u does not apply.
-func (s *Store) applyAt(ctx context.Context, u mustgather.Update, rev uint64) (mustgather.Gathering, error) {
-	g, cur, err := s.load(ctx, u.ID)
+func applying(u mustgather.Update) func(mustgather.Gathering) (mustgather.Gathering, error) {
+	return func(g mustgather.Gathering) (mustgather.Gathering, error) { return g.Apply(u) }
+}
+
+// modify changes the record of id with fn, reading it again and calling fn
+// again for as long as another writer changes it in between.
+func (s *Store) modify(ctx context.Context, id mustgather.ID, fn func(mustgather.Gathering) (mustgather.Gathering, error)) (mustgather.Gathering, error) {
+	var out mustgather.Gathering
+	err := retry(ctx, func() error {
+		var err error
+		out, err = s.change(ctx, id, 0, fn)
+		return err
+	})
+	return out, err
+}
+
+// change loads the record of id, passes it to fn, and writes what fn
+// returns back over the revision it read; with rev > 0, only if that is
+// rev. It returns the gathering as it was read when fn fails or the write
+// does.
+func (s *Store) change(ctx context.Context, id mustgather.ID, rev uint64, fn func(mustgather.Gathering) (mustgather.Gathering, error)) (mustgather.Gathering, error) {
+	g, cur, err := s.load(ctx, id)
 	if err != nil {
 		return g, err
 	}
 	if rev != 0 && cur != rev {
 		return g, mustgather.ErrStale
 	}
-	next, err := g.Apply(u)
+	next, err := fn(g)
 	if err != nil {
 		return g, err
 	}
