@@ -415,13 +415,13 @@ func (p *podRun) copyOutput(ctx context.Context) error {
 	logErr := p.r.job.Archive.AddBytes(dir+"/gather.logs", p.gatherLog(), p.r.g.now())
 	switch {
 	case execErr != nil && addErr != nil && !errors.Is(addErr, execErr):
-		return fmt.Errorf("%w (archive: %v)", execErr, addErr)
+		return fmt.Errorf("%w (archive: %w)", execErr, addErr)
 	case execErr != nil:
 		return execErr
 	case addErr != nil:
 		return addErr
 	case logErr != nil:
-		return fmt.Errorf("add gather.logs: %w", logErr)
+		return logErr
 	}
 	p.r.out.printf(p.prefix, "gather output copied")
 	return nil
