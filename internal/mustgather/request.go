@@ -121,19 +121,10 @@ var (
 // surrounding white space and the default timeout filled in. The error is a
 // *FieldError naming the first invalid field.
 func (r Request) Validate(p Policy) (Request, error) {
-	r.CustomName = strings.TrimSpace(r.CustomName)
-	r.Image = strings.TrimSpace(r.Image)
-	r.ImageStream = strings.TrimSpace(r.ImageStream)
-	r.NodeName = strings.TrimSpace(r.NodeName)
-	r.Command = strings.TrimSpace(r.Command)
-	r.SourceDir = strings.TrimSpace(r.SourceDir)
-	r.Timeout = strings.TrimSpace(r.Timeout)
-	r.Server = strings.TrimSpace(r.Server)
-	r.Since = strings.TrimSpace(r.Since)
-	r.SinceTime = strings.TrimSpace(r.SinceTime)
-	r.Plan = strings.TrimSpace(r.Plan)
-	r.VM = strings.TrimSpace(r.VM)
-	r.Namespace = strings.TrimSpace(r.Namespace)
+	for _, f := range []*string{&r.CustomName, &r.Image, &r.ImageStream, &r.NodeName, &r.Command, &r.SourceDir,
+		&r.Timeout, &r.Server, &r.Since, &r.SinceTime, &r.Plan, &r.VM, &r.Namespace} {
+		*f = strings.TrimSpace(*f)
+	}
 
 	if err := checkName("custom-name", r.CustomName, MaxCustomNameLen); err != nil {
 		return r, err
@@ -260,11 +251,19 @@ func knownServers(s []string) string {
 	return strings.Join(s, ", ")
 }
 
+// checkLen rejects a value longer than max bytes.
+func checkLen(field, v string, max int) error {
+	if len(v) > max {
+		return fieldErr(field, "must be at most %d bytes, got %d", max, len(v))
+	}
+	return nil
+}
+
 // checkText rejects values that are too long, not UTF-8, or carry control
 // characters (newlines and tabs too, unless multiline).
 func checkText(field, v string, max int, multiline bool) error {
-	if len(v) > max {
-		return fieldErr(field, "must be at most %d bytes, got %d", max, len(v))
+	if err := checkLen(field, v, max); err != nil {
+		return err
 	}
 	if !utf8.ValidString(v) {
 		return fieldErr(field, "must be valid UTF-8")
@@ -305,11 +304,8 @@ func checkName(field, v string, max int) error {
 }
 
 func validateImages(v string) error {
-	if v == "" {
-		return nil
-	}
-	if len(v) > MaxImageLen {
-		return fieldErr("image", "must be at most %d bytes, got %d", MaxImageLen, len(v))
+	if err := checkLen("image", v, MaxImageLen); v == "" || err != nil {
+		return err
 	}
 	images := strings.Split(v, ",")
 	if len(images) > MaxImages {
@@ -325,11 +321,8 @@ func validateImages(v string) error {
 }
 
 func validateImageStream(v string) error {
-	if v == "" {
-		return nil
-	}
-	if len(v) > MaxImageLen {
-		return fieldErr("image-stream", "must be at most %d bytes, got %d", MaxImageLen, len(v))
+	if err := checkLen("image-stream", v, MaxImageLen); v == "" || err != nil {
+		return err
 	}
 	ns, rest, ok := strings.Cut(v, "/")
 	name, tag, okTag := strings.Cut(rest, ":")
