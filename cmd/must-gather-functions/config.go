@@ -1,79 +1,156 @@
 package main
 
+//go:generate go test -run ^TestREADMESettingsTableIsTheSettingsTable$ . -args -update
+
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/functions/api"
+	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/process"
+	"github.com/kubev2v/must-gather-functions/internal/s3store"
 )
 
-// config is every setting, read once from the environment. Each field
-// names its variable; README.md has the same table.
+// config is every setting, read once from the environment by loadConfig
+// through the table of settings. A package's settings are that package's
+// own Config, starting from its DefaultConfig; the command's own settings
+// start from defaultConfig.
 type config struct {
-	Functions []string // FUNCTIONS: api,runner,recorder or all
+	functions string   // FUNCTIONS as given
+	Functions []string // what FUNCTIONS (or the first argument) names, sorted
 
-	Port        int    // PORT
-	HTTPAddress string // HTTP_ADDRESS: host:port, overrides PORT
-	LogFormat   string // LOG_FORMAT: text or json
-	LogLevel    string // LOG_LEVEL: debug, info, warn, error
+	Port        int
+	HTTPAddress string
+	LogFormat   string
+	LogLevel    string
+	DataDir     string
 
-	DataDir string // DATA_DIR
+	NATS natsConfig
 
-	NATSURL          string // NATS_URL: empty = embedded server
-	NATSCreds        string // NATS_CREDS
-	NATSEmbeddedHost string // NATS_EMBEDDED_HOST
-	NATSEmbeddedPort int    // NATS_EMBEDDED_PORT
+	Store jsstore.Config
+	Bus   natsbus.Config
 
-	KVBucket     string        // KV_BUCKET
-	LeaseBucket  string        // LEASE_BUCKET
-	LeaseTTL     time.Duration // LEASE_TTL
-	EventsStream string        // EVENTS_STREAM
-	EventsPrefix string        // EVENTS_SUBJECT
-	EventsMaxAge time.Duration // EVENTS_MAX_AGE
+	ArchiveStore string
+	ArchiveDir   string
+	S3           s3store.Config
 
-	ArchiveStore string // ARCHIVE_STORE: dir or s3
-	ArchiveDir   string // ARCHIVE_DIR
-	S3Endpoint   string // S3_ENDPOINT
-	S3AccessKey  string // S3_ACCESS_KEY
-	S3SecretKey  string // S3_SECRET_KEY
-	S3Bucket     string // S3_BUCKET
-	S3Region     string // S3_REGION
-	S3UseTLS     bool   // S3_USE_TLS
-	S3PartSize   uint64 // S3_PART_SIZE
+	// API holds the API's settings (Policy, BodyTimeout); its dependencies
+	// are added when it starts.
+	API api.Deps
 
-	DefaultTimeout time.Duration // DEFAULT_TIMEOUT
-	MaxTimeout     time.Duration // MAX_TIMEOUT
-	TargetNS       string        // FORKLIFT_NAMESPACE
+	Runner            runner.Config
+	RunnerConcurrency int
+	// Process holds the process gatherer's settings; its logger is added
+	// when the runner starts.
+	Process process.Gatherer
 
-	RunnerConcurrency int           // RUNNER_CONCURRENCY
-	FinishGrace       time.Duration // RUNNER_FINISH_GRACE
-	CopyTimeout       time.Duration // RUNNER_COPY_TIMEOUT
-	RequeueAfter      time.Duration // RUNNER_REQUEUE_AFTER
-	PendingTimeout    time.Duration // RUNNER_PENDING_TIMEOUT
-	ReapInterval      time.Duration // RUNNER_REAP_INTERVAL
-	ProcessTempDir    string        // PROCESS_TEMP_DIR
+	Gatherer      string
+	Kubeconfig    string
+	KubeContexts  []string
+	Kube          kubegather.Config
+	SweepInterval time.Duration
 
-	Gatherer          string            // GATHERER: auto, kube or process
-	Kubeconfig        string            // KUBECONFIG
-	KubeContexts      []string          // KUBE_CONTEXTS
-	Servers           []string          // the server names of KUBE_CONTEXTS
-	DefaultImage      string            // MUST_GATHER_IMAGE
-	NamespacePrefix   string            // MUST_GATHER_NAMESPACE_PREFIX
-	NodeSelector      map[string]string // MUST_GATHER_NODE_SELECTOR
-	HostNetwork       bool              // MUST_GATHER_HOST_NETWORK
-	MaxParallelImages int               // MUST_GATHER_MAX_PARALLEL
-	ImagePullGrace    time.Duration     // MUST_GATHER_IMAGE_PULL_GRACE
-	LeftoverGrace     time.Duration     // MUST_GATHER_LEFTOVER_GRACE
-	SweepInterval     time.Duration     // MUST_GATHER_SWEEP_INTERVAL
+	ShutdownTimeout time.Duration
+}
 
-	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
+// natsConfig says which NATS to connect to, or how to run the embedded one.
+type natsConfig struct {
+	URL          string // empty: the embedded server
+	Creds        string
+	EmbeddedHost string
+	EmbeddedPort int
+}
 
-	APIBodyTimeout time.Duration // API_BODY_TIMEOUT
+// defaultConfig is the configuration without any variable set: each
+// package's defaults, and the command's own.
+func defaultConfig() config {
+	return config{
+		functions: "all",
+		Port:      8080,
+		LogLevel:  "info",
+		DataDir:   "data",
+		NATS:      natsConfig{EmbeddedHost: "127.0.0.1", EmbeddedPort: 4222},
+		Store:     jsstore.DefaultConfig(),
+		Bus:       natsbus.DefaultConfig(),
+		S3:        s3store.DefaultConfig(),
+		API: api.Deps{
+			Policy:      mustgather.DefaultPolicy(),
+			BodyTimeout: api.DefaultBodyTimeout,
+		},
+		Runner:            runner.DefaultConfig(),
+		RunnerConcurrency: 4,
+		Gatherer:          "auto",
+		Kube:              kubegather.DefaultConfig(),
+		SweepInterval:     5 * time.Minute,
+		ShutdownTimeout:   90 * time.Second,
+	}
+}
+
+// settings is the table of every variable: the field it sets, and the
+// README's text. The default is the field's value in defaultConfig, or,
+// where the zero value stands for a rule applied after reading, Default
+// describes that rule. README.md's settings table is generated from this
+// one (go generate).
+func (c *config) settings() []setting {
+	return []setting{
+		{Var: "FUNCTIONS", Field: &c.functions, Help: "which functions this process runs: comma-separated `api`, `runner`, `recorder`, or `all`; the first command-line argument overrides it"},
+		{Var: "PORT", Field: &c.Port, Help: "HTTP port (Knative's convention)"},
+		{Var: "HTTP_ADDRESS", Field: &c.HTTPAddress, Default: "`127.0.0.1:$PORT` with embedded NATS, else `:$PORT`", Help: "full listen address; overrides `PORT`"},
+		{Var: "LOG_FORMAT", Field: &c.LogFormat, Default: "`json` in a cluster (`KUBERNETES_SERVICE_HOST` set), else `text`", Help: "`text` or `json` (log/slog)"},
+		{Var: "LOG_LEVEL", Field: &c.LogLevel, Help: "`debug`, `info`, `warn` or `error`"},
+		{Var: "DATA_DIR", Field: &c.DataDir, Help: "where the embedded NATS store (`nats/`) and local archives (`archives/`) live"},
+		{Var: "NATS_URL", Field: &c.NATS.URL, Default: "empty: embedded server", Help: "NATS server URL(s) with JetStream, e.g. `nats://nats:4222`"},
+		{Var: "NATS_CREDS", Field: &c.NATS.Creds, Help: "NATS credentials file"},
+		{Var: "NATS_EMBEDDED_HOST", Field: &c.NATS.EmbeddedHost, Help: "listen host of the embedded NATS"},
+		{Var: "NATS_EMBEDDED_PORT", Field: &c.NATS.EmbeddedPort, Help: "listen port of the embedded NATS for NATS tools; `-1` picks a free one"},
+		{Var: "KV_BUCKET", Field: &c.Store.Bucket, Help: "KV bucket of gathering records"},
+		{Var: "LEASE_BUCKET", Field: &c.Store.LeaseBucket, Help: "KV bucket of runner leases"},
+		{Var: "LEASE_TTL", Field: &c.Store.LeaseTTL, Help: "a runner's lease lapses this long after its last renewal (renewed every third of it); at least `3s`"},
+		{Var: "EVENTS_STREAM", Field: &c.Bus.Stream, Help: "JetStream stream of the events"},
+		{Var: "EVENTS_SUBJECT", Field: &c.Bus.Subject, Help: "subject prefix of the events"},
+		{Var: "EVENTS_MAX_AGE", Field: &c.Bus.MaxAge, Help: "how long events are kept in the stream"},
+		{Var: "ARCHIVE_STORE", Field: &c.ArchiveStore, Default: "`s3` if `S3_ENDPOINT` is set, else `dir`", Help: "where archives go"},
+		{Var: "ARCHIVE_DIR", Field: &c.ArchiveDir, Default: "`$DATA_DIR/archives`", Help: "folder of the `dir` store"},
+		{Var: "S3_ENDPOINT", Field: &c.S3.Endpoint, Help: "S3 endpoint `host:port`"},
+		{Var: "S3_ACCESS_KEY", Field: &c.S3.AccessKey, Help: "S3 access key"},
+		{Var: "S3_SECRET_KEY", Field: &c.S3.SecretKey, Help: "S3 secret key"},
+		{Var: "S3_BUCKET", Field: &c.S3.Bucket, Help: "bucket; created if missing"},
+		{Var: "S3_REGION", Field: &c.S3.Region, Help: "region, if the server needs one"},
+		{Var: "S3_USE_TLS", Field: &c.S3.UseTLS, Help: "HTTPS to S3"},
+		{Var: "S3_PART_SIZE", Field: &c.S3.PartSize, Help: "multipart part size in bytes: the upload buffers one part, so it bounds memory per upload"},
+		{Var: "DEFAULT_TIMEOUT", Field: &c.API.Policy.DefaultTimeout, Also: []any{&c.Runner.DefaultTimeout, &c.Kube.DefaultTimeout}, Help: "timeout of a gathering that gives none (as `oc adm must-gather`)"},
+		{Var: "MAX_TIMEOUT", Field: &c.API.Policy.MaxTimeout, Help: "the largest timeout a request may ask for"},
+		{Var: "FORKLIFT_NAMESPACE", Field: &c.API.Policy.TargetNamespace, Help: "the `NS` of a targeted gathering (`plan`, `vm`) that names no `namespace`"},
+		{Var: "RUNNER_CONCURRENCY", Field: &c.RunnerConcurrency, Help: "gatherings one runner process runs at once"},
+		{Var: "RUNNER_FINISH_GRACE", Field: &c.Runner.FinishGrace, Help: "on shutdown, how long archiving and reporting what was gathered may take"},
+		{Var: "RUNNER_COPY_TIMEOUT", Field: &c.Runner.CopyTimeout, Help: "beyond a gathering's timeout, how long copying, archiving and cleanup may take: the hard end of a gathering"},
+		{Var: "RUNNER_REQUEUE_AFTER", Field: &c.Runner.RequeueAfter, Help: "a gathering still `new` this long gets its requested event again"},
+		{Var: "RUNNER_PENDING_TIMEOUT", Field: &c.Runner.PendingTimeout, Help: "a gathering still `new` this long fails"},
+		{Var: "RUNNER_REAP_INTERVAL", Field: &c.Runner.ReapInterval, Help: "how often the reaper looks at unfinished gatherings; at least `100ms`. A gathering whose runner died fails at most `LEASE_TTL` plus this long after"},
+		{Var: "PROCESS_TEMP_DIR", Field: &c.Process.TempDir, Default: "system temp dir", Help: "where the process gatherer makes each gathering's output folder"},
+		{Var: "GATHERER", Field: &c.Gatherer, Help: "`kube`, `process`, or `auto`: kube when in a pod or `KUBECONFIG`/`KUBE_CONTEXTS` is set"},
+		{Var: "KUBECONFIG", Field: &c.Kubeconfig, Help: "kubeconfig file; its current context is the default cluster (in a pod: the in-cluster config)"},
+		{Var: "KUBE_CONTEXTS", Field: &c.KubeContexts, Help: "comma-separated `name=context` or `context` entries: the clusters a request's `server` may name"},
+		{Var: "MUST_GATHER_IMAGE", Field: &c.Kube.DefaultImage, Help: "image of a gathering that names neither `image` nor `image-stream`"},
+		{Var: "MUST_GATHER_NAMESPACE_PREFIX", Field: &c.Kube.NamespacePrefix, Help: "prefix of the temporary namespaces"},
+		{Var: "MUST_GATHER_NODE_SELECTOR", Field: &c.Kube.NodeSelector, Help: "`key=value,…` node selector for gather pods (`node-name` overrides)"},
+		{Var: "MUST_GATHER_HOST_NETWORK", Field: &c.Kube.HostNetwork, Help: "run gather pods in the host network, as `oc adm must-gather --host-network`"},
+		{Var: "MUST_GATHER_MAX_PARALLEL", Field: &c.Kube.MaxParallel, Help: "pods of one gathering that run at once"},
+		{Var: "MUST_GATHER_IMAGE_PULL_GRACE", Field: &c.Kube.ImagePullGrace, Help: "how long an image may fail to pull before its pod fails"},
+		{Var: "MUST_GATHER_LEFTOVER_GRACE", Field: &c.Kube.LeftoverGrace, Help: "added to a gathering's timeout: after that its namespace is a leftover for the sweeper"},
+		{Var: "MUST_GATHER_SWEEP_INTERVAL", Field: &c.SweepInterval, Help: "how often the runner deletes leftovers of crashed runners (namespaces; with the process gatherer, processes and folders)"},
+		{Var: "SHUTDOWN_TIMEOUT", Field: &c.ShutdownTimeout, Help: "how long a graceful shutdown (SIGTERM) may take"},
+		{Var: "API_BODY_TIMEOUT", Field: &c.API.BodyTimeout, Help: "how long the body of a `POST /must-gather` may take to arrive in full; a slower one is answered 408"},
+	}
 }
 
 var allFunctions = []string{"api", "runner", "recorder"}
@@ -82,66 +159,28 @@ var allFunctions = []string{"api", "runner", "recorder"}
 // unfinished gathering, so a shorter one would only load NATS.
 const minReapInterval = 100 * time.Millisecond
 
+// minLeaseTTL is the shortest LEASE_TTL: a lease is renewed every third of
+// it, and a renewal must fit in between.
+const minLeaseTTL = 3 * time.Second
+
 func (c config) has(fn string) bool { return slices.Contains(c.Functions, fn) }
 
 // embedded reports whether this process runs its own NATS server.
-func (c config) embedded() bool { return c.NATSURL == "" }
+func (c config) embedded() bool { return c.NATS.URL == "" }
 
+// loadConfig reads every setting of the table from getenv, applies the
+// rules of the settings whose default depends on others, and checks what
+// spans settings. The error joins every problem found, each naming its
+// variable.
 func loadConfig(args []string, getenv func(string) string) (config, error) {
-	e := env{getenv: getenv}
-	c := config{
-		Port:             e.int("PORT", 8080),
-		HTTPAddress:      e.str("HTTP_ADDRESS", ""),
-		LogFormat:        e.str("LOG_FORMAT", ""),
-		LogLevel:         e.str("LOG_LEVEL", "info"),
-		DataDir:          e.str("DATA_DIR", "data"),
-		NATSURL:          e.str("NATS_URL", ""),
-		NATSCreds:        e.str("NATS_CREDS", ""),
-		NATSEmbeddedHost: e.str("NATS_EMBEDDED_HOST", "127.0.0.1"),
-		NATSEmbeddedPort: e.int("NATS_EMBEDDED_PORT", 4222),
-		KVBucket:         e.str("KV_BUCKET", "must-gather"),
-		LeaseBucket:      e.str("LEASE_BUCKET", "must-gather-leases"),
-		LeaseTTL:         e.duration("LEASE_TTL", 30*time.Second),
-		EventsStream:     e.str("EVENTS_STREAM", "MUST_GATHER"),
-		EventsPrefix:     e.str("EVENTS_SUBJECT", "mustgather"),
-		EventsMaxAge:     e.duration("EVENTS_MAX_AGE", 72*time.Hour),
-		ArchiveStore:     e.str("ARCHIVE_STORE", ""),
-		ArchiveDir:       e.str("ARCHIVE_DIR", ""),
-		S3Endpoint:       e.str("S3_ENDPOINT", ""),
-		S3AccessKey:      e.str("S3_ACCESS_KEY", ""),
-		S3SecretKey:      e.str("S3_SECRET_KEY", ""),
-		S3Bucket:         e.str("S3_BUCKET", "must-gather"),
-		S3Region:         e.str("S3_REGION", ""),
-		S3UseTLS:         e.bool("S3_USE_TLS", true),
-		S3PartSize:       uint64(e.int("S3_PART_SIZE", 16<<20)),
-		DefaultTimeout:   e.duration("DEFAULT_TIMEOUT", 10*time.Minute),
-		MaxTimeout:       e.duration("MAX_TIMEOUT", time.Hour),
-		TargetNS:         e.str("FORKLIFT_NAMESPACE", "openshift-mtv"),
-
-		RunnerConcurrency: e.int("RUNNER_CONCURRENCY", 4),
-		FinishGrace:       e.duration("RUNNER_FINISH_GRACE", 60*time.Second),
-		CopyTimeout:       e.duration("RUNNER_COPY_TIMEOUT", 10*time.Minute),
-		RequeueAfter:      e.duration("RUNNER_REQUEUE_AFTER", 30*time.Second),
-		PendingTimeout:    e.duration("RUNNER_PENDING_TIMEOUT", 30*time.Minute),
-		ReapInterval:      e.duration("RUNNER_REAP_INTERVAL", 15*time.Second),
-		ProcessTempDir:    e.str("PROCESS_TEMP_DIR", ""),
-
-		Gatherer:          e.str("GATHERER", "auto"),
-		Kubeconfig:        e.str("KUBECONFIG", ""),
-		KubeContexts:      e.list("KUBE_CONTEXTS"),
-		DefaultImage:      e.str("MUST_GATHER_IMAGE", "quay.io/kubev2v/forklift-must-gather:latest"),
-		NamespacePrefix:   e.str("MUST_GATHER_NAMESPACE_PREFIX", "openshift-must-gather-"),
-		NodeSelector:      e.labels("MUST_GATHER_NODE_SELECTOR"),
-		HostNetwork:       e.bool("MUST_GATHER_HOST_NETWORK", false),
-		MaxParallelImages: e.int("MUST_GATHER_MAX_PARALLEL", 4),
-		ImagePullGrace:    e.duration("MUST_GATHER_IMAGE_PULL_GRACE", 2*time.Minute),
-		LeftoverGrace:     e.duration("MUST_GATHER_LEFTOVER_GRACE", 15*time.Minute),
-		SweepInterval:     e.duration("MUST_GATHER_SWEEP_INTERVAL", 5*time.Minute),
-		ShutdownTimeout:   e.duration("SHUTDOWN_TIMEOUT", 90*time.Second),
-
-		APIBodyTimeout: e.duration("API_BODY_TIMEOUT", api.DefaultBodyTimeout),
+	c := defaultConfig()
+	var errs []error
+	for _, s := range c.settings() {
+		if err := s.read(getenv); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	fns := e.str("FUNCTIONS", "all")
+	fns := c.functions
 	if len(args) > 1 {
 		fns = args[1]
 	}
@@ -153,14 +192,14 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		case slices.Contains(allFunctions, f):
 			c.Functions = append(c.Functions, f)
 		default:
-			e.errs = append(e.errs, fmt.Errorf("FUNCTIONS: unknown function %q (want api, runner, recorder or all)", f))
+			errs = append(errs, fmt.Errorf("FUNCTIONS: unknown function %q (want api, runner, recorder or all)", f))
 		}
 	}
 	slices.Sort(c.Functions)
 	c.Functions = slices.Compact(c.Functions)
 	if c.ArchiveStore == "" {
 		c.ArchiveStore = "dir"
-		if c.S3Endpoint != "" {
+		if c.S3.Endpoint != "" {
 			c.ArchiveStore = "s3"
 		}
 	}
@@ -182,124 +221,37 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	switch {
 	case c.ArchiveStore != "dir" && c.ArchiveStore != "s3":
-		e.errs = append(e.errs, fmt.Errorf("ARCHIVE_STORE: %q is neither dir nor s3", c.ArchiveStore))
-	case c.ArchiveStore == "s3" && c.S3Endpoint == "":
-		e.errs = append(e.errs, fmt.Errorf("S3_ENDPOINT: required with ARCHIVE_STORE=s3"))
+		errs = append(errs, fmt.Errorf("ARCHIVE_STORE: %q is neither dir nor s3", c.ArchiveStore))
+	case c.ArchiveStore == "s3" && c.S3.Endpoint == "":
+		errs = append(errs, fmt.Errorf("S3_ENDPOINT: required with ARCHIVE_STORE=s3"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		e.errs = append(e.errs, fmt.Errorf("LOG_FORMAT: %q is neither text nor json", c.LogFormat))
+		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is neither text nor json", c.LogFormat))
 	}
-	if c.DefaultTimeout <= 0 || c.MaxTimeout <= 0 || c.DefaultTimeout > c.MaxTimeout {
-		e.errs = append(e.errs, fmt.Errorf("DEFAULT_TIMEOUT (%s) must be > 0 and <= MAX_TIMEOUT (%s)", c.DefaultTimeout, c.MaxTimeout))
+	if p := c.API.Policy; p.DefaultTimeout <= 0 || p.MaxTimeout <= 0 || p.DefaultTimeout > p.MaxTimeout {
+		errs = append(errs, fmt.Errorf("DEFAULT_TIMEOUT (%s) must be > 0 and <= MAX_TIMEOUT (%s)", p.DefaultTimeout, p.MaxTimeout))
 	}
 	if c.RunnerConcurrency < 1 {
-		e.errs = append(e.errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))
+		errs = append(errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))
 	}
 	if entries, err := kubegather.ParseContexts(c.KubeContexts); err != nil {
-		e.errs = append(e.errs, fmt.Errorf("KUBE_CONTEXTS: %w", err))
+		errs = append(errs, fmt.Errorf("KUBE_CONTEXTS: %w", err))
 	} else {
 		for _, en := range entries {
-			c.Servers = append(c.Servers, en.Server)
+			c.API.Policy.Servers = append(c.API.Policy.Servers, en.Server)
 		}
 	}
 	if c.Gatherer != "auto" && c.Gatherer != "kube" && c.Gatherer != "process" {
-		e.errs = append(e.errs, fmt.Errorf("GATHERER: %q is not auto, kube or process", c.Gatherer))
+		errs = append(errs, fmt.Errorf("GATHERER: %q is not auto, kube or process", c.Gatherer))
 	}
-	if c.ReapInterval < minReapInterval {
-		e.errs = append(e.errs, fmt.Errorf("RUNNER_REAP_INTERVAL: must be at least %s", minReapInterval))
+	if c.Runner.ReapInterval < minReapInterval {
+		errs = append(errs, fmt.Errorf("RUNNER_REAP_INTERVAL: must be at least %s", minReapInterval))
 	}
-	if c.LeaseTTL < 3*time.Second {
-		e.errs = append(e.errs, fmt.Errorf("LEASE_TTL: must be at least 3s"))
+	if c.Store.LeaseTTL < minLeaseTTL {
+		errs = append(errs, fmt.Errorf("LEASE_TTL: must be at least %s", minLeaseTTL))
 	}
-	return c, joinErrs(e.errs)
-}
-
-type env struct {
-	getenv func(string) string
-	errs   []error
-}
-
-func (e *env) str(key, def string) string {
-	if v := strings.TrimSpace(e.getenv(key)); v != "" {
-		return v
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
 	}
-	return def
-}
-
-func (e *env) int(key string, def int) int {
-	v := e.str(key, "")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s: %q is not a whole number", key, v))
-		return def
-	}
-	return n
-}
-
-func (e *env) list(key string) []string {
-	var out []string
-	for _, v := range strings.Split(e.str(key, ""), ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// labels reads key=value pairs separated by commas.
-func (e *env) labels(key string) map[string]string {
-	pairs := e.list(key)
-	if len(pairs) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(pairs))
-	for _, p := range pairs {
-		k, v, ok := strings.Cut(p, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			e.errs = append(e.errs, fmt.Errorf("%s: %q is not key=value", key, p))
-			continue
-		}
-		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	return m
-}
-
-func (e *env) bool(key string, def bool) bool {
-	v := e.str(key, "")
-	if v == "" {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s: %q is not true or false", key, v))
-		return def
-	}
-	return b
-}
-
-func (e *env) duration(key string, def time.Duration) time.Duration {
-	v := e.str(key, "")
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		e.errs = append(e.errs, fmt.Errorf("%s: %q is not a positive duration such as 30s or 10m", key, v))
-		return def
-	}
-	return d
-}
-
-func joinErrs(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	msgs := make([]string, len(errs))
-	for i, err := range errs {
-		msgs[i] = err.Error()
-	}
-	return fmt.Errorf("configuration: %s", strings.Join(msgs, "; "))
+	return c, nil
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
-	"github.com/kubev2v/must-gather-functions/internal/process"
 )
 
 // useKube decides between the Kubernetes and the process gatherer.
@@ -29,23 +28,15 @@ func (c config) useKube(getenv func(string) string) bool {
 func newGatherer(cfg config, useKube bool, log *slog.Logger) (mustgather.Gatherer, func(context.Context) error, error) {
 	if !useKube {
 		log.Warn("runner uses the process gatherer: gatherings run their command with /bin/sh on this machine; this mode is for development")
-		g := &process.Gatherer{TempDir: cfg.ProcessTempDir, Logger: log}
-		return g, g.Sweep, nil
+		g := cfg.Process
+		g.Logger = log
+		return &g, g.Sweep, nil
 	}
 	clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes gatherer: %w", err)
 	}
-	kc := kubegather.DefaultConfig()
-	kc.NamespacePrefix = cfg.NamespacePrefix
-	kc.DefaultImage = cfg.DefaultImage
-	kc.NodeSelector = cfg.NodeSelector
-	kc.HostNetwork = cfg.HostNetwork
-	kc.MaxParallel = cfg.MaxParallelImages
-	kc.DefaultTimeout = cfg.DefaultTimeout
-	kc.ImagePullGrace = cfg.ImagePullGrace
-	kc.LeftoverGrace = cfg.LeftoverGrace
-	router, err := kubegather.NewRouterForClusters(clusters, kc, log)
+	router, err := kubegather.NewRouterForClusters(clusters, cfg.Kube, log)
 	if err != nil {
 		return nil, nil, err
 	}

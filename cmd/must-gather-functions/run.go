@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/functions/api"
@@ -48,129 +47,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("authorization is off: anyone who reaches the API can start gatherings and download archives")
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	// Setup gets its own deadline so that a wrong address fails fast.
-	setup, cancelSetup := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelSetup()
-
-	nc, natsURL, stopNATS, err := connectNATS(setup, cfg, log)
+	d, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer stopNATS()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	store, err := jsstore.New(setup, js, jsstore.Config{Bucket: cfg.KVBucket, LeaseBucket: cfg.LeaseBucket, LeaseTTL: cfg.LeaseTTL})
+	defer d.stopNATS()
+
+	srv, ln, err := startHTTP(cfg, d, stdout)
 	if err != nil {
 		return err
 	}
-	bus, err := natsbus.New(setup, js, natsbus.Config{Stream: cfg.EventsStream, Subject: cfg.EventsPrefix, MaxAge: cfg.EventsMaxAge})
-	if err != nil {
-		return err
-	}
-	archives, pingArchives, err := openArchives(setup, cfg)
-	if err != nil {
-		return err
-	}
-	cancelSetup()
-
-	var stopping atomic.Bool
-	ready := func(ctx context.Context) error {
-		if stopping.Load() {
-			return errors.New("shutting down")
-		}
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats: %s", nc.Status())
-		}
-		return errors.Join(store.Ping(ctx), pingArchives(ctx))
-	}
-
-	var handler http.Handler
-	if cfg.has("api") {
-		handler = api.NewServer(api.Deps{
-			Logger: log.With("function", "api"), Store: store, Archives: archives, Events: bus,
-			Policy: mustgather.Policy{
-				DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout, TargetNamespace: cfg.TargetNS,
-				Servers: cfg.Servers,
-			},
-			Ready: ready, Registry: reg,
-			BodyTimeout: cfg.APIBodyTimeout,
-		})
-	} else {
-		handler = opsHandler(ready, reg)
-	}
-	srv := &http.Server{
-		Addr:              cfg.HTTPAddress,
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		// ReadTimeout counts from a request's first byte and bounds the
-		// bodies no handler reads. The API replaces it for the body of a
-		// POST with its own deadline (API_BODY_TIMEOUT) once the headers
-		// are in; the sum keeps the two in step.
-		ReadTimeout: 10*time.Second + cfg.APIBodyTimeout,
-		// Archives stream for as long as they take; WriteTimeout would cut
-		// large downloads, so idle and header limits bound clients instead.
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddress)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddress, err)
-	}
-	if cfg.embedded() {
-		fmt.Fprintf(stdout, "must-gather-functions: embedded NATS on %s\n", natsURL)
-	}
-	fmt.Fprintf(stdout, "must-gather-functions: listening on http://%s\n", ln.Addr())
-
-	// Consumers run until workCtx ends; it ends after the HTTP server stops.
-	runnerCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
-	recorderCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRunner()
-	defer stopRecorder()
-	var runners, recorders sync.WaitGroup
 	errc := make(chan error, 4)
-
+	runners, recorders := newGroup(ctx), newGroup(ctx)
+	defer runners.cancel()
+	defer recorders.cancel()
 	if cfg.has("recorder") {
-		rec := recorder.New(store, log.With("function", "recorder"), reg)
-		recorders.Go(func() {
-			errc <- bus.Consume(recorderCtx, natsbus.ConsumerConfig{
-				Durable: "recorder", Filter: bus.StatusSubject(0), Concurrency: 64, Logger: log.With("function", "recorder"),
-			}, rec.Handle)
-		})
+		startRecorder(d, recorders, errc)
 	}
 	if cfg.has("runner") {
-		rcfg := runner.DefaultConfig()
-		rcfg.DefaultTimeout = cfg.DefaultTimeout
-		rcfg.FinishGrace = cfg.FinishGrace
-		rcfg.CopyTimeout = cfg.CopyTimeout
-		rcfg.RequeueAfter = cfg.RequeueAfter
-		rcfg.PendingTimeout = cfg.PendingTimeout
-		rcfg.ReapInterval = cfg.ReapInterval
-		rcfg.LeaseRenew = cfg.LeaseTTL / 3
-		rlog := log.With("function", "runner")
-		gatherer, sweep, err := newGatherer(cfg, cfg.useKube(getenv), rlog)
-		if err != nil {
+		if err := startRunner(cfg, d, runners, errc, getenv); err != nil {
+			_ = ln.Close()
 			return err
 		}
-		if sweep != nil {
-			runners.Go(func() { runSweeper(runnerCtx, sweep, cfg.SweepInterval, rlog) })
-		}
-		run := runner.New(rcfg, runner.Deps{
-			Logger: rlog, Store: store, Leases: store, Archives: archives,
-			Events: bus, ReaperEvents: bus.WithSource(eventing.SourceReaper),
-			Gatherer: gatherer, Registry: reg,
-		})
-		runners.Go(func() {
-			errc <- bus.Consume(runnerCtx, natsbus.ConsumerConfig{
-				Durable: "runner", Filter: bus.RequestedSubject(), Concurrency: cfg.RunnerConcurrency, AckWait: cfg.LeaseTTL, Logger: rlog,
-			}, run.Handle)
-		})
-		runners.Go(func() { run.RunReaper(runnerCtx) })
 	}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -185,22 +83,187 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case runErr = <-errc:
 		log.Error("stopping after failure", "err", runErr)
 	}
-	stopping.Store(true)
+	shutDown(cfg, d, srv, runners, recorders)
+	return runErr
+}
+
+// deps are what the functions of one process share.
+type deps struct {
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	nc       *nats.Conn
+	natsURL  string
+	stopNATS func()
+	js       jetstream.JetStream
+	store    *jsstore.Store
+	bus      *natsbus.Bus
+	archives mustgather.ArchiveStore
+	// pingArchives reports whether the archive store answers.
+	pingArchives func(context.Context) error
+	// stopping is set when shutdown begins, so that the process reports
+	// itself not ready.
+	stopping atomic.Bool
+}
+
+// connect connects to NATS (or starts the embedded server), and opens the
+// store, the bus and the archive store.
+func connect(ctx context.Context, cfg config, log *slog.Logger) (*deps, error) {
+	// Setup gets its own deadline so that a wrong address fails fast.
+	setup, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	d := &deps{log: log, reg: prometheus.NewRegistry()}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var err error
+	d.nc, d.natsURL, d.stopNATS, err = connectNATS(setup, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*deps, error) {
+		d.stopNATS()
+		return nil, err
+	}
+	if d.js, err = jetstream.New(d.nc); err != nil {
+		return fail(fmt.Errorf("jetstream: %w", err))
+	}
+	if d.store, err = jsstore.New(setup, d.js, cfg.Store); err != nil {
+		return fail(err)
+	}
+	if d.bus, err = natsbus.New(setup, d.js, cfg.Bus); err != nil {
+		return fail(err)
+	}
+	if d.archives, d.pingArchives, err = openArchives(setup, cfg); err != nil {
+		return fail(err)
+	}
+	return d, nil
+}
+
+// ready reports whether NATS, the store and the archive store answer.
+func (d *deps) ready(ctx context.Context) error {
+	if d.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if !d.nc.IsConnected() {
+		return fmt.Errorf("nats: %s", d.nc.Status())
+	}
+	return errors.Join(d.store.Ping(ctx), d.pingArchives(ctx))
+}
+
+// startHTTP listens on HTTP_ADDRESS with the API, or, in a process without
+// it, with only the health, readiness and metrics endpoints the API also
+// serves. It does not serve yet.
+func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listener, error) {
+	var handler http.Handler
+	if cfg.has("api") {
+		a := cfg.API
+		a.Logger = d.log.With("function", "api")
+		a.Store, a.Archives, a.Events = d.store, d.archives, d.bus
+		a.Ready, a.Registry = d.ready, d.reg
+		handler = api.NewServer(a)
+	} else {
+		handler = api.NewOpsHandler(d.log, d.ready, d.reg)
+	}
+	srv := &http.Server{
+		Addr:              cfg.HTTPAddress,
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// ReadTimeout counts from a request's first byte and bounds the
+		// bodies no handler reads. The API replaces it for the body of a
+		// POST with its own deadline (API_BODY_TIMEOUT) once the headers
+		// are in; the sum keeps the two in step.
+		ReadTimeout: 10*time.Second + cfg.API.BodyTimeout,
+		// Archives stream for as long as they take; WriteTimeout would cut
+		// large downloads, so idle and header limits bound clients instead.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddress)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddress, err)
+	}
+	if cfg.embedded() {
+		fmt.Fprintf(stdout, "must-gather-functions: embedded NATS on %s\n", d.natsURL)
+	}
+	fmt.Fprintf(stdout, "must-gather-functions: listening on http://%s\n", ln.Addr())
+	return srv, ln, nil
+}
+
+// group is the goroutines of one function. They run until the group is
+// cancelled, not until run's ctx ends, so that shutdown can stop the
+// functions one after the other.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newGroup(ctx context.Context) *group {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &group{ctx: ctx, cancel: cancel}
+}
+
+// stop cancels the group and waits for its goroutines until deadline.
+func (g *group) stop(deadline context.Context, log *slog.Logger, what string) {
+	g.cancel()
+	waitOrDeadline(deadline, &g.wg, log, what)
+}
+
+// startRecorder consumes status events into the store.
+func startRecorder(d *deps, g *group, errc chan<- error) {
+	log := d.log.With("function", "recorder")
+	rec := recorder.New(d.store, log, d.reg)
+	g.wg.Go(func() {
+		errc <- d.bus.Consume(g.ctx, natsbus.ConsumerConfig{
+			Durable: "recorder", Filter: d.bus.StatusSubject(0), Concurrency: 64, Logger: log,
+		}, rec.Handle)
+	})
+}
+
+// startRunner consumes requested events with the configured gatherer, and
+// runs the reaper and the sweeper of leftovers.
+func startRunner(cfg config, d *deps, g *group, errc chan<- error, getenv func(string) string) error {
+	log := d.log.With("function", "runner")
+	gatherer, sweep, err := newGatherer(cfg, cfg.useKube(getenv), log)
+	if err != nil {
+		return err
+	}
+	if sweep != nil {
+		g.wg.Go(func() { runSweeper(g.ctx, sweep, cfg.SweepInterval, log) })
+	}
+	rcfg := cfg.Runner
+	rcfg.LeaseRenew = cfg.Store.LeaseTTL / 3
+	r := runner.New(rcfg, runner.Deps{
+		Logger: log, Store: d.store, Leases: d.store, Archives: d.archives,
+		Events: d.bus, ReaperEvents: d.bus.WithSource(eventing.SourceReaper),
+		Gatherer: gatherer, Registry: d.reg,
+	})
+	g.wg.Go(func() {
+		errc <- d.bus.Consume(g.ctx, natsbus.ConsumerConfig{
+			Durable: "runner", Filter: d.bus.RequestedSubject(), Concurrency: cfg.RunnerConcurrency, AckWait: cfg.Store.LeaseTTL, Logger: log,
+		}, r.Handle)
+	})
+	g.wg.Go(func() { r.RunReaper(g.ctx) })
+	return nil
+}
+
+// shutDown stops taking requests, stops the runner, lets the recorder
+// apply what the runner last reported, and stops the recorder, all within
+// SHUTDOWN_TIMEOUT. NATS is closed by run.
+func shutDown(cfg config, d *deps, srv *http.Server, runners, recorders *group) {
+	d.stopping.Store(true)
 	deadline, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(deadline); err != nil {
-		log.Warn("http shutdown", "err", err)
+		d.log.Warn("http shutdown", "err", err)
 		_ = srv.Close()
 	}
-	stopRunner()
-	waitOrDeadline(deadline, &runners, log, "runner")
+	runners.stop(deadline, d.log, "runner")
 	if cfg.has("recorder") {
-		drain(deadline, js, cfg.EventsStream, "recorder", log)
+		drain(deadline, d.js, cfg.Bus.Stream, "recorder", d.log)
 	}
-	stopRecorder()
-	waitOrDeadline(deadline, &recorders, log, "recorder")
-	log.Info("stopped")
-	return runErr
+	recorders.stop(deadline, d.log, "recorder")
+	d.log.Info("stopped")
 }
 
 // drain waits, within the deadline, until the recorder has applied every
@@ -238,9 +301,9 @@ func waitOrDeadline(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, w
 
 func natsWhere(cfg config) string {
 	if cfg.embedded() {
-		return fmt.Sprintf("embedded on %s:%d, data in %s", cfg.NATSEmbeddedHost, cfg.NATSEmbeddedPort, filepath.Join(cfg.DataDir, "nats"))
+		return fmt.Sprintf("embedded on %s:%d, data in %s", cfg.NATS.EmbeddedHost, cfg.NATS.EmbeddedPort, filepath.Join(cfg.DataDir, "nats"))
 	}
-	return cfg.NATSURL
+	return cfg.NATS.URL
 }
 
 // connectNATS connects to NATS_URL, or starts the embedded server first.
@@ -257,26 +320,26 @@ func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (nc *nats.Co
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	if cfg.NATS.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
 	}
 	if !cfg.embedded() {
-		nc, err = nats.Connect(cfg.NATSURL, append(opts, nats.RetryOnFailedConnect(true))...)
+		nc, err = nats.Connect(cfg.NATS.URL, append(opts, nats.RetryOnFailedConnect(true))...)
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+			return nil, "", nil, fmt.Errorf("connect to %s: %w", cfg.NATS.URL, err)
 		}
 		for !nc.IsConnected() {
 			select {
 			case <-ctx.Done():
 				nc.Close()
-				return nil, "", nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, ctx.Err())
+				return nil, "", nil, fmt.Errorf("connect to %s: %w", cfg.NATS.URL, ctx.Err())
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		return nc, cfg.NATSURL, func() { _ = nc.Drain() }, nil
+		return nc, cfg.NATS.URL, func() { _ = nc.Drain() }, nil
 	}
 	s, err := natsserver.Start(ctx, natsserver.Options{
-		Host: cfg.NATSEmbeddedHost, Port: cfg.NATSEmbeddedPort,
+		Host: cfg.NATS.EmbeddedHost, Port: cfg.NATS.EmbeddedPort,
 		StoreDir: filepath.Join(cfg.DataDir, "nats"), Logger: natsLogger{log.With("component", "nats-server")},
 	})
 	if err != nil {
@@ -299,10 +362,7 @@ func waitClosed(nc *nats.Conn) {
 
 func openArchives(ctx context.Context, cfg config) (mustgather.ArchiveStore, func(context.Context) error, error) {
 	if cfg.ArchiveStore == "s3" {
-		s, err := s3store.New(ctx, s3store.Config{
-			Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
-			Region: cfg.S3Region, Bucket: cfg.S3Bucket, UseTLS: cfg.S3UseTLS, PartSize: cfg.S3PartSize,
-		})
+		s, err := s3store.New(ctx, cfg.S3)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -316,23 +376,6 @@ func openArchives(ctx context.Context, cfg config) (mustgather.ArchiveStore, fun
 		return nil, nil, err
 	}
 	return s, s.Ping, nil
-}
-
-// opsHandler serves health and metrics for processes without the API.
-func opsHandler(ready func(context.Context) error, reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if err := ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return mux
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {

@@ -380,7 +380,7 @@ func TestServerNamesComeFromKUBE_CONTEXTS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(cfg.Servers, ","); got != "prod,staging" {
+	if got := strings.Join(cfg.API.Policy.Servers, ","); got != "prod,staging" {
 		t.Errorf("servers %q, want prod,staging", got)
 	}
 	if _, err := loadConfig([]string{"x"}, func(k string) string {

@@ -3,9 +3,13 @@ package api
 import (
 	"context"
 	_ "embed"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // OpenAPI is the OpenAPI 3.0 document of the API, as served on
@@ -40,17 +44,42 @@ func handleHealthz() http.Handler {
 // own timeout (give the probe at least 3s).
 const readyTimeout = 2 * time.Second
 
-// handleReadyz answers 503 while d.Ready fails, so that no traffic is sent
+// handleReadyz answers 503 while ready fails, so that no traffic is sent
 // to an instance that cannot reach its stores.
-func handleReadyz(d Deps) http.Handler {
+func handleReadyz(log *slog.Logger, ready func(context.Context) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := d.Ready(ctx); err != nil {
-			d.Logger.WarnContext(ctx, "not ready", "err", err)
+		if err := ready(ctx); err != nil {
+			log.WarnContext(ctx, "not ready", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "not ready: " + err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, healthBody{Status: "ready"})
 	})
+}
+
+// addOpsRoutes adds liveness, readiness and, with a registry, metrics: the
+// operations endpoints every process serves, with or without the API.
+func addOpsRoutes(handle func(pattern string, h http.Handler), log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if ready == nil {
+		ready = func(context.Context) error { return nil }
+	}
+	handle("GET /healthz", handleHealthz())
+	handle("GET /readyz", handleReadyz(log, ready))
+	if reg != nil {
+		handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	}
+}
+
+// NewOpsHandler serves only /healthz, /readyz and /metrics, as NewServer
+// does, for a process that runs functions but not the API. ready and reg
+// may be nil, as in Deps.
+func NewOpsHandler(log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	addOpsRoutes(func(pattern string, h http.Handler) { mux.Handle(pattern, h) }, log, ready, reg)
+	return mux
 }

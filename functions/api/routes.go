@@ -1,10 +1,6 @@
 package api
 
-import (
-	"net/http"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
+import "net/http"
 
 // addRoutes is the API's table of contents. A GET pattern also answers HEAD.
 func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
@@ -16,9 +12,5 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
 	handle("GET /must-gather/{id}/data", handleData(d))
 
 	handle("GET /openapi.yaml", handleOpenAPI())
-	handle("GET /healthz", handleHealthz())
-	handle("GET /readyz", handleReadyz(d))
-	if d.Registry != nil {
-		handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
-	}
+	addOpsRoutes(handle, d.Logger, d.Ready, d.Registry) // GET /healthz, /readyz, /metrics
 }

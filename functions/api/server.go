@@ -64,9 +64,6 @@ func NewServer(d Deps) http.Handler {
 	if d.BodyTimeout <= 0 {
 		d.BodyTimeout = DefaultBodyTimeout
 	}
-	if d.Ready == nil {
-		d.Ready = func(context.Context) error { return nil }
-	}
 	m := newMetrics(d.Registry)
 	mux := http.NewServeMux()
 	addRoutes(mux, d, m)

@@ -69,7 +69,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		DefaultTimeout:   10 * time.Minute,
+		DefaultTimeout:   mustgather.DefaultTimeout,
 		ProgressInterval: time.Second,
 		OutputTail:       64 << 10,
 		LogLimit:         32 << 20,

@@ -49,13 +49,6 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
-// Defaults for the zero fields of Config.
-const (
-	DefaultBucket      = "must-gather"
-	DefaultLeaseBucket = "must-gather-leases"
-	DefaultLeaseTTL    = 30 * time.Second
-)
-
 // minLeaseTTL is the smallest MaxAge nats-server accepts for a stream.
 const minLeaseTTL = 100 * time.Millisecond
 
@@ -84,18 +77,25 @@ type Config struct {
 	Storage jetstream.StorageType
 }
 
+// DefaultConfig returns the defaults documented in the README, which
+// also stand in for the zero fields of a Config.
+func DefaultConfig() Config {
+	return Config{Bucket: "must-gather", LeaseBucket: "must-gather-leases", LeaseTTL: 30 * time.Second, Replicas: 1}
+}
+
 func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
 	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
+		c.Bucket = d.Bucket
 	}
 	if c.LeaseBucket == "" {
-		c.LeaseBucket = DefaultLeaseBucket
+		c.LeaseBucket = d.LeaseBucket
 	}
 	if c.LeaseTTL == 0 {
-		c.LeaseTTL = DefaultLeaseTTL
+		c.LeaseTTL = d.LeaseTTL
 	}
 	if c.Replicas == 0 {
-		c.Replicas = 1
+		c.Replicas = d.Replicas
 	}
 	switch {
 	case c.Bucket == c.LeaseBucket:

@@ -123,7 +123,7 @@ func DefaultConfig() Config {
 		Owner:            ManagedBy,
 		MaxParallel:      4,
 		VolumePercentage: 70,
-		DefaultTimeout:   10 * time.Minute,
+		DefaultTimeout:   mustgather.DefaultTimeout,
 		ImagePullGrace:   2 * time.Minute,
 		LeftoverGrace:    15 * time.Minute,
 		CleanupTimeout:   time.Minute,

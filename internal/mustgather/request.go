@@ -78,6 +78,15 @@ func (r *Request) Set(field, value string) bool {
 	return true
 }
 
+// DefaultTimeout is the timeout of a gathering that gives none, as in
+// `oc adm must-gather`.
+const DefaultTimeout = 10 * time.Minute
+
+// DefaultPolicy returns the limits documented in the README.
+func DefaultPolicy() Policy {
+	return Policy{DefaultTimeout: DefaultTimeout, MaxTimeout: time.Hour, TargetNamespace: "openshift-mtv"}
+}
+
 // Policy holds the limits a Request is validated against.
 type Policy struct {
 	// DefaultTimeout is used when a request gives none.

@@ -54,24 +54,38 @@ type Config struct {
 	Source string
 }
 
+// DefaultConfig returns the defaults documented in the README, which also
+// stand in for the zero fields of a Config.
+func DefaultConfig() Config {
+	return Config{
+		Stream:     "MUST_GATHER",
+		Subject:    "mustgather",
+		MaxAge:     72 * time.Hour,
+		Duplicates: 2 * time.Minute,
+		Replicas:   1,
+		Source:     eventing.SourceRunner,
+	}
+}
+
 func (c *Config) defaults() {
+	d := DefaultConfig()
 	if c.Stream == "" {
-		c.Stream = "MUST_GATHER"
+		c.Stream = d.Stream
 	}
 	if c.Subject == "" {
-		c.Subject = "mustgather"
+		c.Subject = d.Subject
 	}
 	if c.MaxAge == 0 {
-		c.MaxAge = 72 * time.Hour
+		c.MaxAge = d.MaxAge
 	}
 	if c.Duplicates == 0 {
-		c.Duplicates = 2 * time.Minute
+		c.Duplicates = d.Duplicates
 	}
 	if c.Replicas == 0 {
-		c.Replicas = 1
+		c.Replicas = d.Replicas
 	}
 	if c.Source == "" {
-		c.Source = eventing.SourceRunner
+		c.Source = d.Source
 	}
 }
 

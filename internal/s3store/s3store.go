@@ -62,6 +62,19 @@ type Config struct {
 	Transport http.RoundTripper
 }
 
+// DefaultConfig returns the defaults documented in the README: HTTPS, the
+// bucket "must-gather", and the timeouts and part size that stand in for
+// zero fields. Endpoint and credentials have none.
+func DefaultConfig() Config {
+	return Config{
+		Bucket:                "must-gather",
+		UseTLS:                true,
+		PartSize:              DefaultPartSize,
+		DialTimeout:           DefaultDialTimeout,
+		ResponseHeaderTimeout: DefaultResponseHeaderTimeout,
+	}
+}
+
 // Store is a mustgather.ArchiveStore on one bucket.
 type Store struct {
 	client   *minio.Client
