@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestHealthzAnswers200WhileServing(t *testing.T) {
@@ -101,4 +103,34 @@ func TestTwoServersShareARegistry(t *testing.T) {
 	e := newEnv(t)
 	d := Deps{Store: e.store, Archives: e.archives, Events: e.bus, Registry: e.reg}
 	NewServer(d) // must not panic on the collectors the first server registered
+}
+
+func TestAProcessWithoutTheAPIAnswersHealthAsTheAPIDoes(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	var notReady error
+	h := NewOpsHandler(nil, func(context.Context) error { return notReady }, reg)
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec
+	}
+	if rec := get("/healthz"); rec.Code != http.StatusOK || rec.Body.String() != "{\n  \"status\": \"ok\"\n}\n" {
+		t.Errorf("GET /healthz: %d %q", rec.Code, rec.Body)
+	}
+	if rec := get("/readyz"); rec.Code != http.StatusOK || rec.Body.String() != "{\n  \"status\": \"ready\"\n}\n" {
+		t.Errorf("GET /readyz when ready: %d %q", rec.Code, rec.Body)
+	}
+	notReady = errors.New("nats: CLOSED")
+	rec := get("/readyz")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Content-Type") != "application/json" ||
+		rec.Body.String() != "{\n  \"error\": \"not ready: nats: CLOSED\"\n}\n" {
+		t.Errorf("GET /readyz when not ready: %d %s %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	if rec := get("/metrics"); rec.Code != http.StatusOK {
+		t.Errorf("GET /metrics: %d", rec.Code)
+	}
+	if rec := get("/must-gather"); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /must-gather: %d, want 404 without the API", rec.Code)
+	}
 }
