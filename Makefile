@@ -36,6 +36,10 @@ run: ## Run every function in one process: embedded NATS, local archives, API on
 build: ## Build the binary into bin/.
 	$(GO) build -trimpath -o bin/must-gather-functions ./cmd/must-gather-functions
 
+.PHONY: generate
+generate: ## Rewrite generated text: README's settings table from the code's (go generate).
+	$(GO) generate ./...
+
 .PHONY: tools
 tools: $(MINIO_BIN) kube-tools ## Install the pinned test tools (MinIO, kube-apiserver, etcd, kwok) into the cache folder.
 
