@@ -46,16 +46,13 @@ const (
 	SourceReaper = "/must-gather-functions/runner/reaper"
 )
 
-// StatusTypes lists the types of status events.
-var StatusTypes = []string{TypeStarted, TypeProgress, TypeCompleted, TypeFailed}
-
 // ErrMalformed marks an event that can never be processed: wrong type,
 // missing subject or undecodable data. Consumers drop such events rather
 // than retry them.
 var ErrMalformed = errors.New("malformed event")
 
-// Status is the data of a status event.
-type Status struct {
+// statusData is the data of a status event.
+type statusData struct {
 	ID          mustgather.ID     `json:"id"`
 	Seq         uint64            `json:"seq"`
 	Status      mustgather.Status `json:"status"`
@@ -66,24 +63,29 @@ type Status struct {
 	Reason      string            `json:"reason,omitempty"`
 }
 
-// NewRequested returns the gathering.requested event of g.
+// NewRequested returns the gathering.requested event of g, as the API
+// publishes it when it creates g.
 func NewRequested(g mustgather.Gathering) (cloudevents.Event, error) {
+	return newRequested(fmt.Sprintf("gathering-%d-requested", g.ID), g, SourceAPI, g.CreatedAt.Time)
+}
+
+func newRequested(id string, g mustgather.Gathering, source string, at time.Time) (cloudevents.Event, error) {
 	e := cloudevents.NewEvent(cloudevents.VersionV1)
-	e.SetID(fmt.Sprintf("gathering-%d-requested", g.ID))
+	e.SetID(id)
 	e.SetType(TypeRequested)
-	e.SetSource(SourceAPI)
+	e.SetSource(source)
 	e.SetSubject(g.ID.String())
-	e.SetTime(g.CreatedAt.Time)
+	e.SetTime(at)
 	if err := e.SetData(cloudevents.ApplicationJSON, g); err != nil {
 		return e, fmt.Errorf("encode requested event %d: %w", g.ID, err)
 	}
 	return e, nil
 }
 
-// StatusType returns the event type that reports u: started for the first
+// statusType returns the event type that reports u: started for the first
 // inprogress update (Seq 1), progress for later ones, completed or failed
 // for the end.
-func StatusType(u mustgather.Update) (string, error) {
+func statusType(u mustgather.Update) (string, error) {
 	switch u.Status {
 	case mustgather.StatusInProgress:
 		if u.Seq == 1 {
@@ -101,7 +103,7 @@ func StatusType(u mustgather.Update) (string, error) {
 // NewStatus returns the status event that reports u, sent by source.
 func NewStatus(u mustgather.Update, source string) (cloudevents.Event, error) {
 	e := cloudevents.NewEvent(cloudevents.VersionV1)
-	typ, err := StatusType(u)
+	typ, err := statusType(u)
 	if err != nil {
 		return e, err
 	}
@@ -118,7 +120,7 @@ func NewStatus(u mustgather.Update, source string) (cloudevents.Event, error) {
 	e.SetSource(source)
 	e.SetSubject(u.ID.String())
 	e.SetTime(u.Time)
-	data := Status{
+	data := statusData{
 		ID: u.ID, Seq: u.Seq, Status: u.Status, Time: u.Time, ExecOutput: u.ExecOutput,
 		ArchiveName: u.ArchiveName, ArchiveSize: u.ArchiveSize, Reason: u.Reason,
 	}
@@ -143,15 +145,15 @@ func ParseRequested(e cloudevents.Event) (mustgather.Gathering, error) {
 	return g, nil
 }
 
-// IsStatus reports whether typ is a status event type.
-func IsStatus(typ string) bool {
+// isStatus reports whether typ is a status event type.
+func isStatus(typ string) bool {
 	return strings.HasPrefix(typ, TypePrefix+"gathering.") && typ != TypeRequested
 }
 
 // ParseStatus reads the update out of a status event.
 func ParseStatus(e cloudevents.Event) (mustgather.Update, error) {
-	var d Status
-	if !IsStatus(e.Type()) {
+	var d statusData
+	if !isStatus(e.Type()) {
 		return mustgather.Update{}, fmt.Errorf("event %s has type %q, not a status type: %w", e.ID(), e.Type(), ErrMalformed)
 	}
 	if err := e.DataAs(&d); err != nil {
@@ -164,7 +166,7 @@ func ParseStatus(e cloudevents.Event) (mustgather.Update, error) {
 	if u.ID == 0 || e.Subject() != u.ID.String() || u.Seq == 0 || !u.Status.Valid() {
 		return u, fmt.Errorf("event %s: subject %q, id %d, seq %d, status %q: %w", e.ID(), e.Subject(), u.ID, u.Seq, u.Status, ErrMalformed)
 	}
-	if want, _ := StatusType(u); want != e.Type() {
+	if want, _ := statusType(u); want != e.Type() {
 		return u, fmt.Errorf("event %s: type %q does not match status %q: %w", e.ID(), e.Type(), u.Status, ErrMalformed)
 	}
 	return u, nil

@@ -116,7 +116,7 @@ func (c *config) settings() []setting {
 		{Var: "LEASE_BUCKET", Field: &c.Store.LeaseBucket, Help: "KV bucket of runner leases"},
 		{Var: "LEASE_TTL", Field: &c.Store.LeaseTTL, Help: "a runner's lease lapses this long after its last renewal (renewed every third of it); at least `3s`"},
 		{Var: "EVENTS_STREAM", Field: &c.Bus.Stream, Help: "JetStream stream of the events"},
-		{Var: "EVENTS_SUBJECT", Field: &c.Bus.Subject, Help: "subject prefix of the events"},
+		{Var: "EVENTS_SUBJECT", Field: &c.Bus.SubjectPrefix, Help: "subject prefix of the events"},
 		{Var: "EVENTS_MAX_AGE", Field: &c.Bus.MaxAge, Help: "how long events are kept in the stream"},
 		{Var: "ARCHIVE_STORE", Field: &c.ArchiveStore, Default: "`s3` if `S3_ENDPOINT` is set, else `dir`", Help: "where archives go"},
 		{Var: "ARCHIVE_DIR", Field: &c.ArchiveDir, Default: "`$DATA_DIR/archives`", Help: "folder of the `dir` store"},

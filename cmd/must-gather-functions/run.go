@@ -215,7 +215,7 @@ func startRecorder(d *deps, g *group, errc chan<- error) {
 	rec := recorder.New(d.store, log, d.reg)
 	g.wg.Go(func() {
 		errc <- d.bus.Consume(g.ctx, natsbus.ConsumerConfig{
-			Durable: "recorder", Filter: d.bus.StatusSubject(0), Concurrency: 64, Logger: log,
+			Durable: "recorder", Filter: d.bus.AllStatusSubjects(), Concurrency: 64, Logger: log,
 		}, rec.Handle)
 	})
 }

@@ -368,7 +368,7 @@ func TestTheFunctionsRunAsSeparateProcessesOnExternalNATSAndS3(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `mustgather_runner_gatherings_finished_total{status="completed"} 1`) {
+	if !strings.Contains(string(body), `mustgather_runner_gatherings_finished_total{result="completed"} 1`) {
 		t.Errorf("worker metrics lack the finished gathering:\n%.2000s", body)
 	}
 }

@@ -121,7 +121,7 @@ func TestAVariableReachesThePackageThatUsesIt(t *testing.T) {
 		{"the part size", c.S3.PartSize, uint64(8 << 20)},
 		{"TLS to S3", c.S3.UseTLS, false},
 		{"the lease TTL", c.Store.LeaseTTL, 9 * time.Second},
-		{"the subject prefix", c.Bus.Subject, "mg"},
+		{"the subject prefix", c.Bus.SubjectPrefix, "mg"},
 		{"the contexts", c.KubeContexts, []string{"prod=admin@prod", "staging"}},
 		{"the server names", c.API.Policy.Servers, []string{"prod", "staging"}},
 		{"the process gatherer's folder", c.Process.TempDir, "/var/tmp/gather"},

@@ -80,7 +80,7 @@ func newEnv(t testing.TB, opts ...func(*env, *Deps)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.archives.Close() })
-	e.bus, err = natsbus.New(ctx, js, natsbus.Config{Stream: testenv.Name("events"), Subject: testenv.Name("mg")})
+	e.bus, err = natsbus.New(ctx, js, natsbus.Config{Stream: testenv.Name("events"), SubjectPrefix: testenv.Name("mg")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,11 +21,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mgf_http_requests_total",
+			Name: "mustgather_api_http_requests_total",
 			Help: "HTTP requests served by the must-gather API, by route pattern and status code.",
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "mgf_http_request_duration_seconds",
+			Name:    "mustgather_api_http_request_duration_seconds",
 			Help:    "Time to serve a request of the must-gather API, by route pattern and status code.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),

@@ -75,11 +75,11 @@ func TestMetricsCountRequestsByRouteAndCode(t *testing.T) {
 		t.Fatalf("GET /metrics: %d", resp.status)
 	}
 	for _, want := range []string{
-		`mgf_http_requests_total{code="201",route="POST /must-gather"} 1`,
-		`mgf_http_requests_total{code="200",route="GET /must-gather/{id}"} 1`,
-		`mgf_http_requests_total{code="404",route="GET /must-gather/{id}"} 2`,
-		`mgf_http_requests_total{code="404",route="unmatched"} 1`,
-		`mgf_http_request_duration_seconds_count{code="201",route="POST /must-gather"} 1`,
+		`mustgather_api_http_requests_total{code="201",route="POST /must-gather"} 1`,
+		`mustgather_api_http_requests_total{code="200",route="GET /must-gather/{id}"} 1`,
+		`mustgather_api_http_requests_total{code="404",route="GET /must-gather/{id}"} 2`,
+		`mustgather_api_http_requests_total{code="404",route="unmatched"} 1`,
+		`mustgather_api_http_request_duration_seconds_count{code="201",route="POST /must-gather"} 1`,
 	} {
 		if !strings.Contains(string(resp.body), want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -18,9 +18,9 @@ import (
 
 // Recorder is the recorder function.
 type Recorder struct {
-	store   mustgather.Store
-	log     *slog.Logger
-	applied *prometheus.CounterVec
+	store  mustgather.Store
+	log    *slog.Logger
+	events *prometheus.CounterVec
 }
 
 // New returns a Recorder writing to store. reg may be nil.
@@ -35,7 +35,7 @@ func New(store mustgather.Store, log *slog.Logger, reg prometheus.Registerer) *R
 	if reg != nil {
 		reg.MustRegister(c)
 	}
-	return &Recorder{store: store, log: log, applied: c}
+	return &Recorder{store: store, log: log, events: c}
 }
 
 // Handle applies one status event. A stale event, or one for a gathering
@@ -44,23 +44,23 @@ func New(store mustgather.Store, log *slog.Logger, reg prometheus.Registerer) *R
 func (r *Recorder) Handle(ctx context.Context, e cloudevents.Event) error {
 	u, err := eventing.ParseStatus(e)
 	if err != nil {
-		r.applied.WithLabelValues("dropped").Inc()
+		r.events.WithLabelValues("dropped").Inc()
 		return err
 	}
 	g, err := r.store.Apply(ctx, u)
 	switch {
 	case errors.Is(err, mustgather.ErrStale):
-		r.applied.WithLabelValues("stale").Inc()
+		r.events.WithLabelValues("stale").Inc()
 		r.log.Debug("stale status event ignored", "gathering", u.ID, "seq", u.Seq, "status", u.Status, "current", g.Status)
 		return nil
 	case errors.Is(err, mustgather.ErrNotFound), errors.Is(err, mustgather.ErrTransition):
-		r.applied.WithLabelValues("dropped").Inc()
+		r.events.WithLabelValues("dropped").Inc()
 		r.log.Warn("status event dropped", "gathering", u.ID, "seq", u.Seq, "err", err)
 		return nil
 	case err != nil:
 		return err
 	}
-	r.applied.WithLabelValues("applied").Inc()
+	r.events.WithLabelValues("applied").Inc()
 	if g.Status.Terminal() {
 		r.log.Info("gathering ended", "gathering", g.ID, "status", g.Status, "archive", g.ArchiveName, "size", g.ArchiveSize)
 	}

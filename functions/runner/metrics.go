@@ -2,35 +2,43 @@ package runner
 
 import "github.com/prometheus/client_golang/prometheus"
 
+// Metric names follow Prometheus conventions in the project's one
+// namespace: mustgather_<function or part>_<what>, _total on counters, base
+// units (seconds, bytes).
 type metrics struct {
-	running      prometheus.Gauge
-	finished     *prometheus.CounterVec
-	duration     prometheus.Histogram
-	archiveBytes prometheus.Counter
-	reaped       *prometheus.CounterVec
+	running       prometheus.Gauge
+	finished      *prometheus.CounterVec
+	duration      prometheus.Histogram
+	archiveBytes  prometheus.Counter
+	reaperActions *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
 	m := metrics{
 		running: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mustgather_runner_gatherings_running", Help: "Gatherings this runner is running now.",
+			Name: "mustgather_runner_gatherings_running",
+			Help: "Gatherings this runner is running now.",
 		}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mustgather_runner_gatherings_finished_total", Help: "Gatherings this runner finished, by final status.",
-		}, []string{"status"}),
+			Name: "mustgather_runner_gatherings_finished_total",
+			Help: "Gatherings this runner ran to an end, by result: completed, error, or superseded (the reaper had ended the gathering first, so this run's result was dropped).",
+		}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "mustgather_runner_gathering_duration_seconds", Help: "Time from claim to final status.",
+			Name:    "mustgather_runner_gathering_duration_seconds",
+			Help:    "Time from claim to recorded final status of the gatherings this runner finished.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
 		}),
 		archiveBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mustgather_runner_archive_bytes_total", Help: "Bytes of archives stored.",
+			Name: "mustgather_runner_archive_bytes_total",
+			Help: "Bytes of archives this runner stored.",
 		}),
-		reaped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mustgather_runner_reaped_total", Help: "Gatherings the reaper requeued or failed.",
+		reaperActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mustgather_reaper_actions_total",
+			Help: "What the reaper did to unfinished gatherings, by action: requeued (a new requested event published), failed, or announced (a recorded final status published again).",
 		}, []string{"action"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaped)
+		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions)
 	}
 	return m
 }

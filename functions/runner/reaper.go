@@ -52,7 +52,7 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 			return r.fail(ctx, g, fmt.Sprintf("no runner took the gathering within %s", r.cfg.PendingTimeout))
 		case age > r.cfg.RequeueAfter:
 			r.d.Logger.Info("requeue gathering", "gathering", id, "age", age.Round(time.Second))
-			r.m.reaped.WithLabelValues("requeued").Inc()
+			r.m.reaperActions.WithLabelValues("requeued").Inc()
 			if err := r.d.ReaperEvents.Requested(ctx, g); err != nil {
 				return fmt.Errorf("requeue gathering %d: %w", id, err)
 			}
@@ -66,7 +66,7 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 			return r.fail(ctx, g, "the runner stopped before the gathering finished")
 		}
 	default:
-		r.m.reaped.WithLabelValues("announced").Inc()
+		r.m.reaperActions.WithLabelValues("announced").Inc()
 		r.announce(ctx, g.Final())
 	}
 	return nil
@@ -90,7 +90,7 @@ func (r *Runner) fail(ctx context.Context, g mustgather.Gathering, why string) e
 		return err
 	}
 	r.d.Logger.Warn("reaper failed gathering", "gathering", g.ID, "was", g.Status, "reason", why)
-	r.m.reaped.WithLabelValues("failed").Inc()
+	r.m.reaperActions.WithLabelValues("failed").Inc()
 	if g.Status == mustgather.StatusInProgress {
 		key := mustgather.ArchiveKey(g.ID, mustgather.ArchiveName(g.ID, g.CustomName))
 		if err := r.d.Archives.Delete(ctx, key); err != nil {

@@ -49,7 +49,7 @@ func newEnv(t *testing.T, mutate func(*runner.Config)) *env {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = e.bus.Consume(rctx, natsbus.ConsumerConfig{Durable: "recorder", Filter: e.bus.StatusSubject(0), Concurrency: 16},
+		_ = e.bus.Consume(rctx, natsbus.ConsumerConfig{Durable: "recorder", Filter: e.bus.AllStatusSubjects(), Concurrency: 16},
 			recorder.New(e.store, nil, nil).Handle)
 	}()
 	t.Cleanup(func() { cancel(); <-done })

@@ -37,9 +37,10 @@ import (
 type Config struct {
 	// Stream is the JetStream stream name; default "MUST_GATHER".
 	Stream string
-	// Subject is the subject prefix; default "mustgather". Requested events
-	// go to <Subject>.requested, status events to <Subject>.status.<id>.
-	Subject string
+	// SubjectPrefix starts every subject of the stream; default
+	// "mustgather". Requested events go to <SubjectPrefix>.requested, status
+	// events to <SubjectPrefix>.status.<id>.
+	SubjectPrefix string
 	// MaxAge is how long events are kept; default 72h.
 	MaxAge time.Duration
 	// Duplicates is the window in which a repeated message id is dropped;
@@ -58,12 +59,12 @@ type Config struct {
 // stand in for the zero fields of a Config.
 func DefaultConfig() Config {
 	return Config{
-		Stream:     "MUST_GATHER",
-		Subject:    "mustgather",
-		MaxAge:     72 * time.Hour,
-		Duplicates: 2 * time.Minute,
-		Replicas:   1,
-		Source:     eventing.SourceRunner,
+		Stream:        "MUST_GATHER",
+		SubjectPrefix: "mustgather",
+		MaxAge:        72 * time.Hour,
+		Duplicates:    2 * time.Minute,
+		Replicas:      1,
+		Source:        eventing.SourceRunner,
 	}
 }
 
@@ -72,8 +73,8 @@ func (c *Config) defaults() {
 	if c.Stream == "" {
 		c.Stream = d.Stream
 	}
-	if c.Subject == "" {
-		c.Subject = d.Subject
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = d.SubjectPrefix
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = d.MaxAge
@@ -105,7 +106,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Bus, error) 
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "must-gather-functions CloudEvents",
-		Subjects:    []string{cfg.Subject + ".>"},
+		Subjects:    []string{cfg.SubjectPrefix + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      cfg.MaxAge,
 		Duplicates:  cfg.Duplicates,
@@ -127,16 +128,16 @@ func (b *Bus) WithSource(source string) *Bus {
 }
 
 // RequestedSubject is the subject of gathering.requested events.
-func (b *Bus) RequestedSubject() string { return b.cfg.Subject + ".requested" }
+func (b *Bus) RequestedSubject() string { return b.cfg.SubjectPrefix + ".requested" }
 
-// StatusSubject is the subject of the status events of one gathering; with
-// id 0 it is the wildcard subject of all status events.
+// StatusSubject is the subject of the status events of one gathering.
 func (b *Bus) StatusSubject(id mustgather.ID) string {
-	if id == 0 {
-		return b.cfg.Subject + ".status.*"
-	}
-	return b.cfg.Subject + ".status." + id.String()
+	return b.cfg.SubjectPrefix + ".status." + id.String()
 }
+
+// AllStatusSubjects is the wildcard subject of the status events of every
+// gathering.
+func (b *Bus) AllStatusSubjects() string { return b.cfg.SubjectPrefix + ".status.*" }
 
 // Requested publishes the gathering.requested event of g.
 func (b *Bus) Requested(ctx context.Context, g mustgather.Gathering) error {
@@ -162,7 +163,7 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("publish %s: %w", e.ID(), err)
 	}
-	msg, err := Encode(ctx, subject, e)
+	msg, err := encode(ctx, subject, e)
 	if err != nil {
 		return err
 	}
@@ -172,9 +173,9 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	return nil
 }
 
-// Encode returns e as a NATS message on subject in the CloudEvents NATS
+// encode returns e as a NATS message on subject in the CloudEvents NATS
 // binding, structured mode.
-func Encode(ctx context.Context, subject string, e cloudevents.Event) (*nats.Msg, error) {
+func encode(ctx context.Context, subject string, e cloudevents.Event) (*nats.Msg, error) {
 	var body bytes.Buffer
 	ctx = binding.WithForceStructured(ctx)
 	if _, err := nats_jetstream.WriteMsg(ctx, binding.ToMessage(&e), &body); err != nil {

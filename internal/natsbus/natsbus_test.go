@@ -26,7 +26,7 @@ func newBus(t *testing.T) (*natsbus.Bus, jetstream.JetStream, natsbus.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := natsbus.Config{Stream: "EVENTS", Subject: "mg"}
+	cfg := natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"}
 	bus, err := natsbus.New(context.Background(), js, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestConsumerAcknowledgesRetriesAndDrops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- bus.Consume(ctx, natsbus.ConsumerConfig{
-			Durable: "test", Filter: bus.StatusSubject(0), Concurrency: 4,
+			Durable: "test", Filter: bus.AllStatusSubjects(), Concurrency: 4,
 			BackOff: []time.Duration{10 * time.Millisecond},
 		}, func(ctx context.Context, e cloudevents.Event) error {
 			mu.Lock()
@@ -227,7 +227,7 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", Subject: "mg"})
+		bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,7 +244,7 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := natsbus.New(ctx, deadJS, natsbus.Config{Stream: "EVENTS", Subject: "mg"})
+	dead, err := natsbus.New(ctx, deadJS, natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,6 @@ type Options struct {
 	Port int
 	// StoreDir is where JetStream keeps its streams on disk.
 	StoreDir string
-	// MaxPayload bounds one message, in bytes; 0 keeps the server default (1 MiB).
-	MaxPayload int32
 	// Logger receives the server's log; nil keeps it silent.
 	Logger server.Logger
 }
@@ -45,7 +43,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		Port:       o.Port,
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
-		MaxPayload: o.MaxPayload,
 		NoSigs:     true,
 	}
 	s, err := server.NewServer(opts)
