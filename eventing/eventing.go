@@ -3,10 +3,11 @@
 // carries, and how they are built from and read into the domain.
 //
 // Every event is CloudEvents 1.0 with JSON data. Its subject is the
-// gathering id, and its id is derived from the gathering id and the
-// update's sequence number (and, for a final status, the status), so that
+// gathering id, and its id is derived from what it reports: the gathering
+// id and the update's sequence number (and, for a final status, the
+// status), or for a requested event its requeue attempt, so that
 // publishing the same event twice gives the same id and the broker can drop
-// the copy.
+// the copy, while a new attempt is a new event.
 package eventing
 
 import (
@@ -67,6 +68,18 @@ type statusData struct {
 // publishes it when it creates g.
 func NewRequested(g mustgather.Gathering) (cloudevents.Event, error) {
 	return newRequested(fmt.Sprintf("gathering-%d-requested", g.ID), g, SourceAPI, g.CreatedAt.Time)
+}
+
+// NewRequeued returns requeue attempt n (1, 2, ...) of the
+// gathering.requested event of g, sent by source at time at for a
+// gathering that is still new. Each attempt is an event of its own, with
+// an id the broker has not seen for an earlier attempt, while two
+// publishers of the same attempt give the same id.
+func NewRequeued(g mustgather.Gathering, n int, source string, at time.Time) (cloudevents.Event, error) {
+	if n < 1 {
+		return cloudevents.Event{}, fmt.Errorf("requeue attempt %d of gathering %d: attempts count from 1", n, g.ID)
+	}
+	return newRequested(fmt.Sprintf("gathering-%d-requested-%d", g.ID, n), g, source, at)
 }
 
 func newRequested(id string, g mustgather.Gathering, source string, at time.Time) (cloudevents.Event, error) {

@@ -64,6 +64,48 @@ func TestRequestedEventMatchesItsGoldenFileAndReadsBack(t *testing.T) {
 	}
 }
 
+func TestARequeuedEventIsARequestedEventWithAnIDOfItsOwn(t *testing.T) {
+	g := mustgather.Gathering{
+		ID: 15, CreatedAt: mustgather.Timestamp{Time: at}, UpdatedAt: mustgather.Timestamp{Time: at},
+		CustomName: "plan:mig-plan-cold", Status: mustgather.StatusNew,
+		Image: "quay.io/kubev2v/forklift-must-gather:latest", Command: "PLAN=mig-plan-cold NS=openshift-mtv /usr/bin/targeted",
+		Timeout: "30m",
+	}
+	first, err := eventing.NewRequested(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := eventing.NewRequeued(g, 2, eventing.SourceReaper, at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "requeued", e)
+	back, err := eventing.ParseRequested(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(g, back); diff != "" {
+		t.Errorf("read back (-sent +read):\n%s", diff)
+	}
+	again, err := eventing.NewRequeued(g, 2, eventing.SourceReaper, at.Add(time.Minute+time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := eventing.NewRequeued(g, 3, eventing.SourceReaper, at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.ID() != again.ID() {
+		t.Errorf("the same attempt sent twice has ids %q and %q, want one", e.ID(), again.ID())
+	}
+	if ids := map[string]bool{first.ID(): true, e.ID(): true, next.ID(): true}; len(ids) != 3 {
+		t.Errorf("the first event and attempts 2 and 3 share ids: %q %q %q", first.ID(), e.ID(), next.ID())
+	}
+	if _, err := eventing.NewRequeued(g, 0, eventing.SourceReaper, at); err == nil {
+		t.Error("attempt 0 is the API's event, yet NewRequeued made it")
+	}
+}
+
 func TestStatusEventsMatchTheirGoldenFilesAndReadBack(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -10,9 +10,10 @@ import (
 )
 
 // Reap looks once at every unsettled gathering and makes sure it will end:
-//   - new and older than RequeueAfter: its requested event is published
-//     again (the id makes the broker drop it if the first one is still
-//     there, and the claim keeps it from running twice);
+//   - new and older than RequeueAfter: a new requested event is published,
+//     attempt n for an age between n and n+1 times RequeueAfter, so that the
+//     broker delivers each attempt once however many reapers send it, and
+//     the claim keeps the gathering from running twice;
 //   - new and older than PendingTimeout: it fails, as no runner took it;
 //   - inprogress with no lease: its runner died, so it fails;
 //   - ended but not settled: whoever ended it died before announcing it, so
@@ -51,10 +52,17 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 		case age > r.cfg.PendingTimeout:
 			return r.fail(ctx, g, fmt.Sprintf("no runner took the gathering within %s", r.cfg.PendingTimeout))
 		case age > r.cfg.RequeueAfter:
-			r.d.Logger.Info("requeue gathering", "gathering", id, "age", age.Round(time.Second))
-			r.m.reaperActions.WithLabelValues("requeued").Inc()
-			if err := r.d.ReaperEvents.Requested(ctx, g); err != nil {
+			// The attempt depends on the gathering's age alone, not on who
+			// sends it: reapers in several processes send the same attempt
+			// under the same event id, and the broker keeps one.
+			attempt := int(age / r.cfg.RequeueAfter)
+			sent, err := r.d.ReaperEvents.Requeued(ctx, g, attempt)
+			if err != nil {
 				return fmt.Errorf("requeue gathering %d: %w", id, err)
+			}
+			if sent {
+				r.d.Logger.Info("requeued gathering", "gathering", id, "age", age.Round(time.Second), "attempt", attempt)
+				r.m.reaperActions.WithLabelValues("requeued").Inc()
 			}
 		}
 	case mustgather.StatusInProgress:

@@ -57,7 +57,7 @@ type Config struct {
 	// hard end of a gathering, so that no stuck stream keeps it in progress.
 	CopyTimeout time.Duration
 	// RequeueAfter: a gathering still new this long after it was created
-	// has its requested event published again.
+	// gets a new requested event, and another each RequeueAfter after that.
 	RequeueAfter time.Duration
 	// PendingTimeout: a gathering still new this long after it was created
 	// fails.

@@ -419,6 +419,118 @@ func TestTheReaperRequeuesAndThenFailsGatheringsNoRunnerTook(t *testing.T) {
 	}
 }
 
+func TestARequestedEventLostBeforeAnyRunnerSawItRunsAfterRequeueAfter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	const requeueAfter = time.Second
+	e := newEnv(t, func(c *runner.Config) {
+		c.RequeueAfter = requeueAfter
+		c.ReapInterval = 100 * time.Millisecond
+		c.PendingTimeout = time.Hour
+	})
+	runs := filepath.Join(t.TempDir(), "runs")
+	g, ev := e.create(t, mustgather.Request{Command: "echo ran >> " + runs})
+	// The API published the event, and it was lost before any runner saw
+	// it; its id stays in the stream's duplicate window.
+	if err := e.bus.Publish(ctx, e.bus.RequestedSubject(), ev); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.js.Stream(ctx, "MUST_GATHER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, err := s.GetLastMsgForSubject(ctx, e.bus.RequestedSubject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(ctx, lost.Sequence); err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Go(func() {
+		_ = e.bus.Consume(ctx, natsbus.ConsumerConfig{Durable: "runner", Filter: e.bus.RequestedSubject(), Concurrency: 4}, e.runner.Handle)
+	})
+	wg.Go(func() { e.runner.RunReaper(ctx) })
+
+	got := e.waitEnded(t, g.ID)
+	if got.Status != mustgather.StatusCompleted {
+		t.Fatalf("status %s, output:\n%s", got.Status, got.ExecOutput)
+	}
+	if waited := time.Since(g.CreatedAt.Time); waited < requeueAfter {
+		t.Errorf("ran %s after it was created, before the requeue was due", waited)
+	}
+	out, err := os.ReadFile(runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "ran\n" {
+		t.Errorf("the command ran %d times, want once", strings.Count(string(out), "ran"))
+	}
+}
+
+func TestEachRequeueIsANewEventThatTwoReapersSendOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvWithoutRecorder(t, func(c *runner.Config) { c.RequeueAfter = time.Minute; c.PendingTimeout = time.Hour })
+	g := mustgather.NewGathering(mustgather.Request{Command: "true", Timeout: "1m"}, time.Now().Add(-90*time.Second))
+	g, err := e.store.Create(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reaper := func(later time.Duration) *runner.Runner {
+		return runner.New(e.cfg, runner.Deps{
+			Store: e.store, Leases: e.store, Archives: e.archives, Events: e.bus,
+			ReaperEvents: e.bus.WithSource(eventing.SourceReaper),
+			Now:          func() time.Time { return time.Now().Add(later) },
+		})
+	}
+	// Reapers in two processes look at the gathering at once, then one
+	// looks again a RequeueAfter later.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if err := reaper(0).Reap(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := reaper(time.Minute).Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := e.js.OrderedConsumer(ctx, "MUST_GATHER", jetstream.OrderedConsumerConfig{FilterSubjects: []string{e.bus.RequestedSubject()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.FetchNoWait(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sent struct{ ID, Source, Subject string }
+	var got []sent
+	for m := range batch.Messages() {
+		ev, err := natsbus.Decode(ctx, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Headers().Get(jetstream.MsgIDHeader); id != ev.ID() {
+			t.Errorf("message id %q, event id %q", id, ev.ID())
+		}
+		if _, err := eventing.ParseRequested(ev); err != nil {
+			t.Errorf("requeued event: %v", err)
+		}
+		got = append(got, sent{ev.ID(), ev.Source(), ev.Subject()})
+	}
+	want := []sent{
+		{fmt.Sprintf("gathering-%d-requested-1", g.ID), eventing.SourceReaper, g.ID.String()},
+		{fmt.Sprintf("gathering-%d-requested-2", g.ID), eventing.SourceReaper, g.ID.String()},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requested events in the stream (-want +got):\n%s", diff)
+	}
+}
+
 // stuckGatherer stands for a copy stream that never ends: it ignores Stop
 // and returns only when its context ends.
 type stuckGatherer struct{}

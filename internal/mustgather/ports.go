@@ -69,6 +69,11 @@ type Leases interface {
 type Events interface {
 	// Requested announces a new gathering to the runners.
 	Requested(ctx context.Context, g Gathering) error
+	// Requeued announces a gathering that is still new to the runners
+	// again. Attempt n (1, 2, ...) is an event of its own, which reaches
+	// the runners even if an earlier one was lost; it reports false when
+	// attempt n was announced already (by another reaper), and is dropped.
+	Requeued(ctx context.Context, g Gathering, attempt int) (bool, error)
 	// Updated announces a status change.
 	Updated(ctx context.Context, u Update) error
 }

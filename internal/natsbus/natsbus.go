@@ -50,8 +50,8 @@ type Config struct {
 	Replicas int
 	// Storage of the stream; default file.
 	Storage jetstream.StorageType
-	// Source is the CloudEvents source of status events published through
-	// Updated; default eventing.SourceRunner.
+	// Source is the CloudEvents source of the events published through
+	// Updated and Requeued; default eventing.SourceRunner.
 	Source string
 }
 
@@ -148,6 +148,21 @@ func (b *Bus) Requested(ctx context.Context, g mustgather.Gathering) error {
 	return b.Publish(ctx, b.RequestedSubject(), e)
 }
 
+// Requeued publishes requeue attempt n of the gathering.requested event of
+// g, from the Bus's source. It reports false when the stream already held
+// that attempt, within its duplicate window.
+func (b *Bus) Requeued(ctx context.Context, g mustgather.Gathering, attempt int) (bool, error) {
+	e, err := eventing.NewRequeued(g, attempt, b.cfg.Source, time.Now())
+	if err != nil {
+		return false, err
+	}
+	ack, err := b.publish(ctx, b.RequestedSubject(), e)
+	if err != nil {
+		return false, err
+	}
+	return !ack.Duplicate, nil
+}
+
 // Updated publishes the status event of u.
 func (b *Bus) Updated(ctx context.Context, u mustgather.Update) error {
 	e, err := eventing.NewStatus(u, b.cfg.Source)
@@ -160,17 +175,25 @@ func (b *Bus) Updated(ctx context.Context, u mustgather.Update) error {
 // Publish writes e to subject in structured mode and waits for the stream
 // to store it. The event id is the message id.
 func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) error {
+	_, err := b.publish(ctx, subject, e)
+	return err
+}
+
+// publish is Publish, returning the stream's acknowledgement, which says
+// whether the event was a copy the stream dropped.
+func (b *Bus) publish(ctx context.Context, subject string, e cloudevents.Event) (*jetstream.PubAck, error) {
 	if err := e.Validate(); err != nil {
-		return fmt.Errorf("publish %s: %w", e.ID(), err)
+		return nil, fmt.Errorf("publish %s: %w", e.ID(), err)
 	}
 	msg, err := encode(ctx, subject, e)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID()), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
-		return fmt.Errorf("publish %s %s to %s: %w", e.Type(), e.ID(), subject, err)
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID()), jetstream.WithExpectStream(b.cfg.Stream))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s %s to %s: %w", e.Type(), e.ID(), subject, err)
 	}
-	return nil
+	return ack, nil
 }
 
 // encode returns e as a NATS message on subject in the CloudEvents NATS
