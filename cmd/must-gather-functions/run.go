@@ -308,7 +308,9 @@ func natsWhere(cfg config) string {
 
 // connectNATS connects to NATS_URL, or starts the embedded server first.
 func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (nc *nats.Conn, url string, stop func(), err error) {
+	closed := make(chan struct{})
 	opts := []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.Name("must-gather-functions"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -351,13 +353,18 @@ func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (nc *nats.Co
 		return nil, "", nil, fmt.Errorf("connect to embedded nats-server: %w", err)
 	}
 	log.Info("embedded nats-server ready", "url", s.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"))
-	return nc, s.ClientURL(), func() { _ = nc.Drain(); waitClosed(nc); s.Stop() }, nil
-}
-
-func waitClosed(nc *nats.Conn) {
-	for i := 0; i < 100 && !nc.IsClosed(); i++ {
-		time.Sleep(20 * time.Millisecond)
+	stop = func() {
+		// Drain returns at once and closes the connection when it is done;
+		// stop the server after that, but let no stuck drain hold up the
+		// shutdown for more than a moment.
+		_ = nc.Drain()
+		select {
+		case <-closed:
+		case <-time.After(2 * time.Second):
+		}
+		s.Stop()
 	}
+	return nc, s.ClientURL(), stop, nil
 }
 
 func openArchives(ctx context.Context, cfg config) (mustgather.ArchiveStore, func(context.Context) error, error) {

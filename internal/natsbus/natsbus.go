@@ -7,11 +7,11 @@
 // (Nats-Msg-Id), so a retried publish within the stream's duplicate window
 // is stored once.
 //
-// Consumers are durable pull consumers of nats.go's jetstream package. A
-// message is acknowledged only after its handler returns, its ack deadline
-// is extended with InProgress while the handler works, a failed handler
-// gets the message again after a back-off, and a malformed event is
-// terminated rather than retried.
+// Consumers are durable pull consumers of nats.go's jetstream package,
+// read through Consumer.Messages. A message is acknowledged only after its
+// handler returns, its ack deadline is extended with InProgress while the
+// handler works, a failed handler gets the message again after a back-off,
+// and a malformed event is terminated rather than retried.
 package natsbus
 
 import (
@@ -232,7 +232,7 @@ type ConsumerConfig struct {
 	// Filter is the subject to consume, e.g. Bus.RequestedSubject().
 	Filter string
 	// Concurrency bounds how many events this process handles at once; it
-	// fetches an event only when a handler is free, so it never holds more
+	// asks for an event only when a handler is free, so it never holds more
 	// than this many unacknowledged. Default 1.
 	Concurrency int
 	// MaxAckPending bounds the unacknowledged events of the consumer across
@@ -283,30 +283,48 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", c.Durable, err)
 	}
+	// The iterator asks the server for one event at a time, and only when
+	// a handler is free: with a larger batch, or a threshold that asks for
+	// more before the events in hand are handled, the events it prefetched
+	// would stay unacknowledged until AckWait if the process died, and hold
+	// up the processes that share the consumer.
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(1), jetstream.PullThresholdMessages(1)}
 	slots := make(chan struct{}, c.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var msgs jetstream.MessagesContext
+	defer func() {
+		// Before waiting for the handlers: ask for nothing more.
+		if msgs != nil {
+			msgs.Stop()
+		}
+	}()
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		msg, err := next(ctx, cons)
+		if msgs == nil {
+			msgs, err = cons.Messages(opts...)
+		}
+		var msg jetstream.Msg
+		if err == nil {
+			msg, err = next(ctx, msgs)
+		}
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
 				return nil
 			}
-			log.Warn("fetch event", "consumer", c.Durable, "err", err)
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				msgs = nil
+			}
+			log.Warn("receive event", "consumer", c.Durable, "err", err)
 			select {
 			case <-time.After(time.Second):
 			case <-ctx.Done():
 			}
-			continue
-		}
-		if msg == nil {
-			<-slots
 			continue
 		}
 		wg.Go(func() {
@@ -316,26 +334,26 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 	}
 }
 
-// next waits a few seconds for one message; nil means none arrived.
-func next(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+// next waits for the iterator's next message until ctx ends, in turns of
+// nextTurn. Each turn asks the server for a message unless a request is
+// outstanding; nats.go skips asking while it is still sending the previous
+// request, which with a batch of one can leave no request outstanding until
+// the next turn.
+func next(ctx context.Context, msgs jetstream.MessagesContext) (jetstream.Msg, error) {
+	for {
+		turn, cancel := context.WithTimeout(ctx, nextTurn)
+		msg, err := msgs.Next(jetstream.NextContext(turn))
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			continue
 		}
-		return nil, err
+		return msg, err
 	}
-	for m := range batch.Messages() {
-		return m, nil
-	}
-	if err := batch.Error(); err != nil && ctx.Err() == nil &&
-		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return nil, err
-	}
-	return nil, nil
 }
+
+// nextTurn bounds how long a message can wait for a request that nats.go
+// skipped; a turn costs no round trip.
+const nextTurn = 250 * time.Millisecond
 
 func handle(ctx context.Context, msg jetstream.Msg, c ConsumerConfig, h Handler, log *slog.Logger) {
 	meta, _ := msg.Metadata()

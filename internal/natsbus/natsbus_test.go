@@ -248,6 +248,9 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every process has its stream set up before any consumes: nats-server
+	// races (under -race) between a stream update and a consumer create.
+	pub := open()
 	var held atomic.Int32
 	stuck := make(chan struct{})
 	deadCtx, stopDead := context.WithCancel(ctx)
@@ -261,7 +264,6 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 			return nil
 		})
 	}()
-	pub := open()
 	for id := range mustgather.ID(4) {
 		if err := pub.Requested(ctx, gathering(id+1)); err != nil {
 			t.Fatal(err)
@@ -272,9 +274,10 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 	stopDead()
 
 	// A live process gets new events at once.
+	live := open()
 	got := make(chan string, 8)
 	go func() {
-		_ = open().Consume(ctx, cfg, func(ctx context.Context, e cloudevents.Event) error {
+		_ = live.Consume(ctx, cfg, func(ctx context.Context, e cloudevents.Event) error {
 			got <- e.Subject()
 			return nil
 		})
@@ -289,5 +292,66 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a new event waited behind the events a dead process held")
+	}
+}
+
+func TestAProcessHoldsNoMoreEventsThanItHandlesSoTheRestGoToTheOthers(t *testing.T) {
+	srv := testenv.NATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func() *natsbus.Bus {
+		js, err := jetstream.New(testenv.Conn(t, srv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bus
+	}
+	// Only events nobody holds can reach the second process in time.
+	cfg := natsbus.ConsumerConfig{Durable: "runner", Filter: "mg.requested", AckWait: time.Minute}
+	pub := open()
+	for id := range mustgather.ID(6) {
+		if err := pub.Requested(ctx, gathering(id+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A busy process: two handlers that do not return until the test ends.
+	var held atomic.Int32
+	stuck := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stuck); cancel(); wg.Wait() }()
+	busy, free := cfg, cfg
+	busy.Concurrency, free.Concurrency = 2, 8
+	busyBus, freeBus := open(), open()
+	wg.Go(func() {
+		_ = busyBus.Consume(ctx, busy, func(ctx context.Context, e cloudevents.Event) error {
+			held.Add(1)
+			<-stuck
+			return nil
+		})
+	})
+	waitFor(t, "the busy process to handle 2 events", func() bool { return held.Load() == 2 })
+
+	var mu sync.Mutex
+	got := map[string]bool{}
+	wg.Go(func() {
+		_ = freeBus.Consume(ctx, free, func(ctx context.Context, e cloudevents.Event) error {
+			mu.Lock()
+			got[e.Subject()] = true
+			mu.Unlock()
+			return nil
+		})
+	})
+	waitFor(t, "the free process to get the 4 events the busy one does not handle", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 4
+	})
+	if n := held.Load(); n != 2 {
+		t.Errorf("the busy process handled %d events, want 2", n)
 	}
 }
