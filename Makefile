@@ -63,7 +63,7 @@ test: tools ## Run every test with -race against real NATS and MinIO.
 
 .PHONY: e2e
 e2e: tools ## The whole system (api, runner with the Kubernetes gatherer, recorder, MinIO) against a real kube-apiserver with kwok.
-	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestKube' ./cmd/... ./internal/testenv
+	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestKube' ./cmd/... ./internal/testenv/kube
 
 .PHONY: soak
 soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner processes, and 100 kills of a runner.
@@ -99,10 +99,10 @@ bench: tools ## Benchmarks: API with 10,000 records; archive streaming and exec 
 clean: ## Remove build output and the local data folder of `make run`.
 	rm -rf bin data
 
-# The Kubernetes control plane that internal/testenv runs for tests:
+# The Kubernetes control plane that internal/testenv/kube runs for tests:
 # kube-apiserver and etcd are built from tools/kube (its own modules, so the
 # project does not depend on k8s.io/kubernetes); keep the versions in step
-# with tools/kube/go.mod, tools/kube/cmd/etcd/go.mod and internal/testenv
+# with tools/kube/go.mod, tools/kube/cmd/etcd/go.mod and internal/testenv/kube
 # (TestKubeVersionsMatchTheBuild checks).
 KUBE_VERSION := v1.37.2
 KUBE_APISERVER_BIN := $(TOOLS_DIR)/kube/$(KUBE_VERSION)/kube-apiserver

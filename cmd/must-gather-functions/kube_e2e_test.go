@@ -17,17 +17,18 @@ import (
 
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
+	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
 // kubeEnv is the whole system (api, runner with the Kubernetes gatherer,
 // recorder, MinIO) against a real kube-apiserver whose node kwok plays.
 type kubeEnv struct {
 	*system
-	kube   *testenv.Kube
+	kube   *kube.Cluster
 	client kubernetes.Interface
 }
 
-func startKube(t *testing.T, k *testenv.Kube, dataDir string, extra map[string]string) *kubeEnv {
+func startKube(t *testing.T, k *kube.Cluster, dataDir string, extra map[string]string) *kubeEnv {
 	t.Helper()
 	m := testenv.MinIO(t)
 	env := map[string]string{
@@ -86,7 +87,7 @@ func fill(t *testing.T, dir string, files map[string]string) {
 }
 
 func TestTheWholeSystemGathersFromARealAPIServer(t *testing.T) {
-	k := testenv.KubeCluster(t)
+	k := kube.Start(t)
 
 	t.Run("a gathering runs to a downloadable archive and leaves nothing behind", func(t *testing.T) {
 		e := startKube(t, k, t.TempDir(), nil)
@@ -172,7 +173,7 @@ func TestTheWholeSystemGathersFromARealAPIServer(t *testing.T) {
 		e := startKube(t, k, t.TempDir(), nil)
 		// The test environment plays a kubelet that cannot pull images of
 		// this registry.
-		g := e.post(t, "application/json", strings.NewReader(`{"image": "`+testenv.UnpullableRegistry+`missing:1", "timeout": "2m"}`))
+		g := e.post(t, "application/json", strings.NewReader(`{"image": "`+kube.UnpullableRegistry+`missing:1", "timeout": "2m"}`))
 		done := e.waitEnded(t, g.ID)
 		if done.Status != "error" || !strings.Contains(done.ExecOutput, "ErrImagePull") || !strings.Contains(done.ExecOutput, "Failed to pull image") {
 			t.Errorf("%s\n%s", done.Status, done.ExecOutput)

@@ -20,6 +20,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
+	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
 // BenchmarkCopyFromExec measures the copy of a gathering's output: tar over
@@ -51,7 +52,7 @@ func BenchmarkCopyFromExec(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	k := testenv.KubeCluster(b)
+	k := kube.Start(b)
 	client, err := kubernetes.NewForConfig(k.Admin)
 	if err != nil {
 		b.Fatal(err)

@@ -1,19 +1,52 @@
 package testenv
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
 
+const (
+	eventuallyInterval = 10 * time.Millisecond
+	readyInterval      = 50 * time.Millisecond
+)
+
 // Eventually polls cond every 10ms until it returns true, and fails the test
-// with what when it has not within timeout.
+// with what when it has not within timeout. cond runs on the test's
+// goroutine, so it may fail the test itself.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := Poll(ctx, eventuallyInterval, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
+		return errNotYet
+	})
+	if err != nil {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+var errNotYet = errors.New("not yet")
+
+// Poll calls f every interval until it returns nil or ctx ends, and then
+// returns f's last error with why ctx ended.
+func Poll(ctx context.Context, interval time.Duration, f func() error) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", err, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }

@@ -1,6 +1,9 @@
 // Package testenv starts the real servers that tests talk to: an embedded
 // nats-server with JetStream on a random loopback port, and MinIO from the
-// binary that `make tools` installs, on a random loopback port.
+// binary that `make tools` installs, on a random loopback port. It also
+// holds what every such test needs: Eventually to wait for a condition,
+// StartProcess to run a program, FreePort. It does not link client-go:
+// the Kubernetes control plane is in the package testenv/kube.
 package testenv
 
 import (
@@ -8,12 +11,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,24 +71,25 @@ const MinIOVersion = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
 // MinIOBinary returns where the MinIO binary is: $MINIO_BIN, or the cache
 // folder that `make tools` installs into.
-func MinIOBinary() string {
-	if p := os.Getenv("MINIO_BIN"); p != "" {
+func MinIOBinary() string { return ToolPath("MINIO_BIN", "minio", MinIOVersion, "minio") }
+
+// ToolPath returns where a tool that `make tools` installs is: the path in
+// the environment variable env if it is set, or else elem under the cache
+// folder that `make tools` installs into ($MGF_TOOLS_DIR, or
+// must-gather-functions in the user's cache folder).
+func ToolPath(env string, elem ...string) string {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	return filepath.Join(toolsDir(), "minio", MinIOVersion, "minio")
-}
-
-// toolsDir returns the cache folder that `make tools` installs into:
-// $MGF_TOOLS_DIR, or must-gather-functions in the user's cache folder.
-func toolsDir() string {
-	if dir := os.Getenv("MGF_TOOLS_DIR"); dir != "" {
-		return dir
+	dir := os.Getenv("MGF_TOOLS_DIR")
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		dir = filepath.Join(cache, "must-gather-functions")
 	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	return filepath.Join(cache, "must-gather-functions")
+	return filepath.Join(append([]string{dir}, elem...)...)
 }
 
 // S3 is a running MinIO server.
@@ -96,7 +97,7 @@ type S3 struct {
 	Endpoint  string // host:port
 	AccessKey string
 	SecretKey string
-	cmd       *exec.Cmd
+	proc      *Process
 	dir       string
 }
 
@@ -151,11 +152,11 @@ func startMinIO() (*S3, error) {
 }
 
 func tryMinIO(bin, dir string) (*S3, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	console, err := freePort()
+	console, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -165,63 +166,46 @@ func tryMinIO(bin, dir string) (*S3, error) {
 		SecretKey: "mgf-test-secret-key",
 		dir:       dir,
 	}
-	var out strings.Builder
-	cmd := exec.Command(bin, "server", "--quiet", "--address", s.Endpoint,
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", console), filepath.Join(dir, "data"))
-	cmd.Env = append(os.Environ(),
+	env := append(os.Environ(),
 		"MINIO_ROOT_USER="+s.AccessKey,
 		"MINIO_ROOT_PASSWORD="+s.SecretKey,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1",
 	)
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	p, err := StartProcess(dir, "minio", env, []string{bin, "server", "--quiet", "--address", s.Endpoint,
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", console), filepath.Join(dir, "data")})
+	if err != nil {
+		return nil, err
 	}
-	s.cmd = cmd
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("minio exited: %v: %s", err, out.String())
-		default:
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = p.WaitReady(ctx, func() error {
 		// /minio/health/ready answers 200 a little before the S3 API is
 		// initialized (503 XMinioServerNotInitialized); an anonymous S3
 		// request answers 403 only once it is.
 		resp, err := client.Get("http://" + s.Endpoint + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusForbidden {
-				go func() { <-exited }()
-				return s, nil
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			return fmt.Errorf("GET /: %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("minio on %s: %w: %s", s.Endpoint, err, p.Tail(30))
 	}
-	_ = cmd.Process.Kill()
-	<-exited
-	return nil, fmt.Errorf("minio not ready on %s within 60s: %s", s.Endpoint, out.String())
+	s.proc = p
+	return s, nil
 }
 
 func (s *S3) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
+	if s.proc != nil {
+		s.proc.Stop()
 	}
 	_ = os.RemoveAll(s.dir)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -1,4 +1,4 @@
-package testenv
+package kube
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 )
 
-// kubeController does, for a KubeCluster, what the scheduler and
+// kubeController does, for a Cluster, what the scheduler and
 // kube-controller-manager would do and what kwok cannot: it binds new pods
 // to the simulated node after telling kwok where their exec and logs are,
 // creates the "default" service account of new namespaces, and deletes the
@@ -29,7 +29,7 @@ import (
 // by itself because client-go's informers are not in the project's module
 // graph.
 type kubeController struct {
-	k          *Kube
+	k          *Cluster
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	pods       workqueue.TypedRateLimitingInterface[string]
@@ -44,7 +44,7 @@ type kubeController struct {
 // GC finalizers: the garbage collector, which is not running, removes them.
 var gcFinalizers = []string{metav1.FinalizerOrphanDependents, metav1.FinalizerDeleteDependents}
 
-func startKubeController(k *Kube) *kubeController {
+func startKubeController(k *Cluster) *kubeController {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &kubeController{
 		k:          k,

@@ -1,4 +1,4 @@
-package testenv_test
+package kube_test
 
 import (
 	"archive/tar"
@@ -30,15 +30,16 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
+	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
 func TestKubeVersionsMatchTheBuild(t *testing.T) {
 	for _, c := range []struct{ file, want string }{
-		{"../../Makefile", "KUBE_VERSION := " + testenv.KubeVersion + "\n"},
-		{"../../Makefile", "ETCD_VERSION := " + testenv.EtcdVersion + "\n"},
-		{"../../Makefile", "KWOK_VERSION := " + testenv.KwokVersion + "\n"},
-		{"../../tools/kube/go.mod", "require k8s.io/kubernetes " + testenv.KubeVersion + "\n"},
-		{"../../tools/kube/cmd/etcd/go.mod", "require go.etcd.io/etcd/server/v3 " + testenv.EtcdVersion + "\n"},
+		{"../../../Makefile", "KUBE_VERSION := " + kube.Version + "\n"},
+		{"../../../Makefile", "ETCD_VERSION := " + kube.EtcdVersion + "\n"},
+		{"../../../Makefile", "KWOK_VERSION := " + kube.KwokVersion + "\n"},
+		{"../../../tools/kube/go.mod", "require k8s.io/kubernetes " + kube.Version + "\n"},
+		{"../../../tools/kube/cmd/etcd/go.mod", "require go.etcd.io/etcd/server/v3 " + kube.EtcdVersion + "\n"},
 	} {
 		data, err := os.ReadFile(c.file)
 		if err != nil {
@@ -55,7 +56,7 @@ func TestKubeVersionsMatchTheBuild(t *testing.T) {
 // gather container's logs, its end, the copy out of the copy container, and
 // the deletion of the namespace.
 func TestKubeCluster(t *testing.T) {
-	k := testenv.KubeCluster(t)
+	k := kube.Start(t)
 	admin := clientset(t, k.Admin)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -66,8 +67,8 @@ func TestKubeCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v.GitVersion != testenv.KubeVersion {
-			t.Errorf("server version %s, want %s", v.GitVersion, testenv.KubeVersion)
+		if v.GitVersion != kube.Version {
+			t.Errorf("server version %s, want %s", v.GitVersion, kube.Version)
 		}
 	})
 
@@ -80,8 +81,8 @@ func TestKubeCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := review.Status.UserInfo.Username; got != testenv.KubeAdminUser {
-			t.Errorf("user %q, want %q", got, testenv.KubeAdminUser)
+		if got := review.Status.UserInfo.Username; got != kube.AdminUser {
+			t.Errorf("user %q, want %q", got, kube.AdminUser)
 		}
 	})
 
@@ -229,8 +230,8 @@ func TestKubeCluster(t *testing.T) {
 			groups []string
 			want   bool
 		}{
-			{"admin", k.Admin, testenv.KubeAdminUser, []string{"system:masters"}, true},
-			{"no-rights", k.NoRights, testenv.KubeNoRightsUser, nil, false},
+			{"admin", k.Admin, kube.AdminUser, []string{"system:masters"}, true},
+			{"no-rights", k.NoRights, kube.NoRightsUser, nil, false},
 			{"the bound service account", nil, "system:serviceaccount:" + ns + ":default", []string{"system:serviceaccounts"}, true},
 		} {
 			t.Run(c.name, func(t *testing.T) {
@@ -303,7 +304,7 @@ func clientset(t *testing.T, config *rest.Config) *kubernetes.Clientset {
 
 // runGatherPod creates a pod as a gatherer does, without a node, and waits
 // until it runs.
-func runGatherPod(ctx context.Context, t *testing.T, k *testenv.Kube, cs kubernetes.Interface, ns, name string) *corev1.Pod {
+func runGatherPod(ctx context.Context, t *testing.T, k *kube.Cluster, cs kubernetes.Interface, ns, name string) *corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "must-gather"}},

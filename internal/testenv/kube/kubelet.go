@@ -1,4 +1,4 @@
-package testenv
+package kube
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// logEnd is the line that Kube.FinishGather appends to a container's log
+// logEnd is the line that Cluster.FinishGather appends to a container's log
 // file: kubeletProxy ends a log stream there, as the kubelet ends one when
 // its container terminates, and leaves it out of every log it serves.
 const logEnd = "[testenv: the container terminated; end of log]"

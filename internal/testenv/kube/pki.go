@@ -1,4 +1,4 @@
-package testenv
+package kube
 
 import (
 	"crypto/ecdsa"
@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// kubePKI is the files of a KubeCluster's certificates and keys: one CA that
+// kubePKI is the files of a Cluster's certificates and keys: one CA that
 // signs the serving certificates of kube-apiserver and of kwok (so that
 // kube-apiserver verifies the kubelet it dials), and the service account
 // signing key.

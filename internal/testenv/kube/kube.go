@@ -1,4 +1,7 @@
-package testenv
+// Package kube runs a Kubernetes control plane on loopback for tests: etcd,
+// kube-apiserver and kwok, from the binaries that `make tools` builds. It
+// links client-go; tests that need only NATS and MinIO use testenv alone.
+package kube
 
 import (
 	"bytes"
@@ -29,47 +32,45 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
+
+// pollInterval is how often the control plane's readiness is checked.
+const pollInterval = 20 * time.Millisecond
 
 // Versions of the control plane that `make kube-tools` builds; keep them in
 // step with the Makefile and tools/kube (TestKubeVersionsMatchTheBuild checks).
 const (
-	KubeVersion = "v1.37.2"
+	Version     = "v1.37.2"
 	EtcdVersion = "v3.6.16"
 	KwokVersion = "v0.8.0"
 )
 
-// The users of a KubeCluster, from its token file.
+// The users of a Start, from its token file.
 const (
-	KubeAdminUser    = "admin"     // in the group system:masters
-	KubeNoRightsUser = "no-rights" // in no group and bound to no role
+	AdminUser    = "admin"     // in the group system:masters
+	NoRightsUser = "no-rights" // in no group and bound to no role
 )
 
-// KubeAPIServerBinary returns where kube-apiserver is: $KUBE_APISERVER_BIN,
+// APIServerBinary returns where kube-apiserver is: $KUBE_APISERVER_BIN,
 // or the cache folder that `make tools` builds into.
-func KubeAPIServerBinary() string {
-	return toolBinary("KUBE_APISERVER_BIN", "kube", KubeVersion, "kube-apiserver")
+func APIServerBinary() string {
+	return testenv.ToolPath("KUBE_APISERVER_BIN", "kube", Version, "kube-apiserver")
 }
 
 // EtcdBinary returns where etcd is: $ETCD_BIN, or the cache folder that
 // `make tools` builds into.
-func EtcdBinary() string { return toolBinary("ETCD_BIN", "etcd", EtcdVersion, "etcd") }
+func EtcdBinary() string { return testenv.ToolPath("ETCD_BIN", "etcd", EtcdVersion, "etcd") }
 
 // KwokBinary returns where kwok is: $KWOK_BIN, or the cache folder that
 // `make tools` installs into.
-func KwokBinary() string { return toolBinary("KWOK_BIN", "kwok", KwokVersion, "kwok") }
+func KwokBinary() string { return testenv.ToolPath("KWOK_BIN", "kwok", KwokVersion, "kwok") }
 
-func toolBinary(env, name, version, file string) string {
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	return filepath.Join(toolsDir(), name, version, file)
-}
-
-// KubeAvailable reports whether the binaries that KubeCluster runs are
+// Available reports whether the binaries that Start runs are
 // installed.
-func KubeAvailable() bool {
-	for _, bin := range []string{KubeAPIServerBinary(), EtcdBinary(), KwokBinary(), filepath.Join(KwokManifests(), ".complete")} {
+func Available() bool {
+	for _, bin := range []string{APIServerBinary(), EtcdBinary(), KwokBinary(), filepath.Join(KwokManifests(), ".complete")} {
 		if _, err := os.Stat(bin); err != nil {
 			return false
 		}
@@ -80,12 +81,14 @@ func KubeAvailable() bool {
 // KwokManifests returns the folder with kwok's own stage and CRD manifests,
 // which `make tools` copies from the kwok module of KwokVersion:
 // $KWOK_MANIFESTS, or the cache folder.
-func KwokManifests() string { return toolBinary("KWOK_MANIFESTS", "kwok", KwokVersion, "manifests") }
+func KwokManifests() string {
+	return testenv.ToolPath("KWOK_MANIFESTS", "kwok", KwokVersion, "manifests")
+}
 
 // kwokStages returns kwok's stages for --config: node-initialize, pod-ready
 // and pod-delete of its "fast" set. pod-complete is left out, since a
 // gathering's pod never completes by itself: the test ends its gather
-// container with Kube.FinishGather. There is no KwokConfiguration document:
+// container with Cluster.FinishGather. There is no KwokConfiguration document:
 // an explicit one skips kwok's defaulting, and kwok then exits with
 // "playStageParallelism must be greater than 0".
 func kwokStages() ([]byte, error) {
@@ -108,7 +111,7 @@ func kwokManifest(name string) ([]byte, error) {
 	return b, nil
 }
 
-// Kube is a Kubernetes control plane on loopback: etcd, kube-apiserver and
+// Cluster is a Kubernetes control plane on loopback: etcd, kube-apiserver and
 // kwok, which plays the kubelet of one simulated node. There is no
 // scheduler and no kube-controller-manager: in their place the test
 // environment binds new pods to the node, creates the "default" service
@@ -122,30 +125,30 @@ func kwokManifest(name string) ([]byte, error) {
 // terminates, ending its log streams as a kubelet would. Other log streams
 // with Follow end only when the client stops them, even when the pod is
 // deleted.
-type Kube struct {
+type Cluster struct {
 	Kubeconfig string       // path of a kubeconfig file for the admin user
-	Admin      *rest.Config // KubeAdminUser, in system:masters
-	NoRights   *rest.Config // KubeNoRightsUser, with no rights at all
+	Admin      *rest.Config // AdminUser, in system:masters
+	NoRights   *rest.Config // NoRightsUser, with no rights at all
 	Node       string       // name of the simulated node that kwok plays
 
 	dir     string
 	kwokCA  []byte // verifies kwok's serving certificate
 	client  kubernetes.Interface
 	dynamic dynamic.Interface
-	procs   []*process // etcd, kube-apiserver, kwok: stopped in reverse order
+	procs   []*testenv.Process // etcd, kube-apiserver, kwok: stopped in reverse order
 	ctrl    *kubeController
 	kubelet *kubeletProxy
 }
 
-// KubeCluster starts etcd, kube-apiserver and kwok on random loopback ports
+// Start starts etcd, kube-apiserver and kwok on random loopback ports
 // with their data in a temporary directory, and stops them when the test
 // ends. It takes a few seconds. It fails the test if the binaries are
-// missing (see KubeAvailable).
-func KubeCluster(t testing.TB) *Kube {
+// missing (see Available).
+func Start(t testing.TB) *Cluster {
 	t.Helper()
 	for _, b := range []struct{ env, path string }{
 		{"ETCD_BIN", EtcdBinary()},
-		{"KUBE_APISERVER_BIN", KubeAPIServerBinary()},
+		{"KUBE_APISERVER_BIN", APIServerBinary()},
 		{"KWOK_BIN", KwokBinary()},
 	} {
 		if _, err := os.Stat(b.path); err != nil {
@@ -153,7 +156,7 @@ func KubeCluster(t testing.TB) *Kube {
 		}
 	}
 	began := time.Now()
-	k := &Kube{Node: "kwok-node", dir: t.TempDir()}
+	k := &Cluster{Node: "kwok-node", dir: t.TempDir()}
 	t.Cleanup(func() { k.stop(t) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -164,15 +167,15 @@ func KubeCluster(t testing.TB) *Kube {
 	return k
 }
 
-func (k *Kube) start(ctx context.Context) error {
+func (k *Cluster) start(ctx context.Context) error {
 	pki, err := newKubePKI(k.dir)
 	if err != nil {
 		return err
 	}
-	adminToken, noRightsToken := Name("admin"), Name("no-rights")
+	adminToken, noRightsToken := testenv.Name("admin"), testenv.Name("no-rights")
 	tokens := filepath.Join(k.dir, "tokens.csv")
 	if err := os.WriteFile(tokens, []byte(fmt.Sprintf("%s,%s,uid-admin,\"system:masters\"\n%s,%s,uid-no-rights\n",
-		adminToken, KubeAdminUser, noRightsToken, KubeNoRightsUser)), 0o600); err != nil {
+		adminToken, AdminUser, noRightsToken, NoRightsUser)), 0o600); err != nil {
 		return err
 	}
 	client := &http.Client{
@@ -209,12 +212,12 @@ func (k *Kube) start(ctx context.Context) error {
 
 	var host string
 	err = k.startProcess(ctx, "kube-apiserver", func() ([]string, func() error, error) {
-		port, err := freePort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, nil, err
 		}
 		host = fmt.Sprintf("https://127.0.0.1:%d", port)
-		args := []string{KubeAPIServerBinary(),
+		args := []string{APIServerBinary(),
 			"--etcd-servers=" + etcdURL,
 			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
 			// The lease reconciler rejects a loopback advertise address.
@@ -281,7 +284,7 @@ func (k *Kube) start(ctx context.Context) error {
 
 // startKwok starts kwok with its stages, serving the kubelet API on a random
 // loopback port behind k.kubelet, and waits until it has made the node Ready.
-func (k *Kube) startKwok(ctx context.Context, pki *kubePKI) error {
+func (k *Cluster) startKwok(ctx context.Context, pki *kubePKI) error {
 	stages, err := kwokStages()
 	if err != nil {
 		return err
@@ -314,7 +317,7 @@ func (k *Kube) startKwok(ctx context.Context, pki *kubePKI) error {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}},
 	}
 	return k.startProcessEnv(ctx, "kwok", env, func() ([]string, func() error, error) {
-		port, err := freePort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -347,7 +350,7 @@ func (k *Kube) startKwok(ctx context.Context, pki *kubePKI) error {
 // ClusterLogs, created once kwok runs, that tell when kwok serves new ones.
 const probe = "testenv-probe"
 
-func (k *Kube) pointKwokAtProbe(ctx context.Context) error {
+func (k *Cluster) pointKwokAtProbe(ctx context.Context) error {
 	logs := k.logFile(probe, probe, probe)
 	if err := os.MkdirAll(filepath.Dir(logs), 0o755); err != nil {
 		return err
@@ -361,7 +364,7 @@ func (k *Kube) pointKwokAtProbe(ctx context.Context) error {
 
 // kwokServes reports whether kwok serves the logs of a pod's container and
 // exec into it: nil, or which of them it does not serve.
-func (k *Kube) kwokServes(ctx context.Context, namespace, pod, container string) (missing *schema.GroupVersionResource, err error) {
+func (k *Cluster) kwokServes(ctx context.Context, namespace, pod, container string) (missing *schema.GroupVersionResource, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	kwok := *k.kubelet.upstream.Load()
@@ -411,7 +414,7 @@ func kwokExec(ctx context.Context, addr string, caPEM []byte, namespace, pod, co
 // keeps the old list until the next change of that kind (about 1 in 100
 // new objects while other requests are served). A changed annotation on
 // the missed object is that change.
-func (k *Kube) pointKwokAt(ctx context.Context, name, namespace, pod, root string, logFiles map[string]string) error {
+func (k *Cluster) pointKwokAt(ctx context.Context, name, namespace, pod, root string, logFiles map[string]string) error {
 	selector := map[string]any{
 		"matchNamespaces": []any{namespace},
 		"matchNames":      []any{pod},
@@ -455,7 +458,7 @@ func (k *Kube) pointKwokAt(ctx context.Context, name, namespace, pod, root strin
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	lastNudge := time.Now()
-	err := poll(ctx, func() error {
+	err := testenv.Poll(ctx, pollInterval, func() error {
 		missing, err := k.kwokServes(ctx, namespace, pod, container)
 		if missing != nil && time.Since(lastNudge) >= 250*time.Millisecond {
 			lastNudge = time.Now()
@@ -489,7 +492,7 @@ shift $n
 exec '%s' "$@"
 `
 
-func (k *Kube) nodeReady(ctx context.Context) error {
+func (k *Cluster) nodeReady(ctx context.Context) error {
 	node, err := k.client.CoreV1().Nodes().Get(ctx, k.Node, metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -511,7 +514,7 @@ var kwokResources = struct{ clusterExecs, clusterLogs, crds schema.GroupVersionR
 // installKwokCRDs creates the ClusterExec and ClusterLogs resources, through
 // which the test environment tells kwok, pod by pod, where exec runs and
 // where logs are, and waits until they are served.
-func (k *Kube) installKwokCRDs(ctx context.Context) error {
+func (k *Cluster) installKwokCRDs(ctx context.Context) error {
 	var names []string
 	for _, file := range []string{"kwok.x-k8s.io_clusterexecs.yaml", "kwok.x-k8s.io_clusterlogs.yaml"} {
 		data, err := kwokManifest(file)
@@ -538,7 +541,7 @@ func (k *Kube) installKwokCRDs(ctx context.Context) error {
 	}
 	crds := k.dynamic.Resource(kwokResources.crds)
 	for _, name := range names {
-		err := poll(ctx, func() error {
+		err := testenv.Poll(ctx, pollInterval, func() error {
 			crd, err := crds.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -571,7 +574,7 @@ func (k *Kube) installKwokCRDs(ctx context.Context) error {
 // of a pod's containers, creating it: exec into any container of the pod
 // runs there, and `tar` maps /must-gather to it. A test fills it before the
 // gatherer copies from the pod; it may do so before the pod exists.
-func (k *Kube) PodDir(namespace, pod string) string {
+func (k *Cluster) PodDir(namespace, pod string) string {
 	dir := filepath.Join(k.dir, "pods", namespace, pod, "root")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		panic(err) // the test's temporary directory is broken
@@ -579,14 +582,14 @@ func (k *Kube) PodDir(namespace, pod string) string {
 	return dir
 }
 
-func (k *Kube) logFile(namespace, pod, container string) string {
+func (k *Cluster) logFile(namespace, pod, container string) string {
 	return filepath.Join(k.dir, "pods", namespace, pod, "logs", container+".log")
 }
 
 // AppendLogs appends text, line by line, to the log of a container, which
 // a log stream with Follow shows as it comes. A last line without a newline
 // still counts as a line.
-func (k *Kube) AppendLogs(t testing.TB, namespace, pod, container, text string) {
+func (k *Cluster) AppendLogs(t testing.TB, namespace, pod, container, text string) {
 	t.Helper()
 	if text == "" {
 		return
@@ -619,12 +622,12 @@ func (k *Kube) AppendLogs(t testing.TB, namespace, pod, container, text string) 
 // running, and then ends the container's log streams. It waits for the
 // container to be running first. (On a real node the log stream may end
 // before the status changes.)
-func (k *Kube) FinishGather(t testing.TB, namespace, pod string, exitCode int) {
+func (k *Cluster) FinishGather(t testing.TB, namespace, pod string, exitCode int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pods := k.client.CoreV1().Pods(namespace)
-	err := poll(ctx, func() error {
+	err := testenv.Poll(ctx, pollInterval, func() error {
 		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			p, err := pods.Get(ctx, pod, metav1.GetOptions{})
 			if err != nil {
@@ -678,12 +681,12 @@ func containerStatus(p *corev1.Pod, name string) int {
 
 // WaitPod waits up to 30 seconds for a pod, in any namespace, for which
 // match returns true, and returns it.
-func (k *Kube) WaitPod(t testing.TB, match func(*corev1.Pod) bool) *corev1.Pod {
+func (k *Cluster) WaitPod(t testing.TB, match func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var found *corev1.Pod
-	err := poll(ctx, func() error {
+	err := testenv.Poll(ctx, pollInterval, func() error {
 		list, err := k.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -702,7 +705,7 @@ func (k *Kube) WaitPod(t testing.TB, match func(*corev1.Pod) bool) *corev1.Pod {
 	return found
 }
 
-func (k *Kube) stop(t testing.TB) {
+func (k *Cluster) stop(t testing.TB) {
 	if k.ctrl != nil {
 		k.ctrl.stop()
 	}
@@ -710,14 +713,14 @@ func (k *Kube) stop(t testing.TB) {
 		k.kubelet.close()
 	}
 	for i := len(k.procs) - 1; i >= 0; i-- {
-		k.procs[i].stop()
+		k.procs[i].Stop()
 	}
 	if t.Failed() {
 		for _, p := range k.procs {
-			t.Logf("kube: last lines of %s:\n%s", p.name, tail(p.log, 30))
+			t.Logf("kube: last lines of %s:\n%s", p.Name, p.Tail(30))
 		}
 		if k.kubelet != nil {
-			t.Logf("kube: last lines of the kubelet proxy:\n%s", tail(k.kubelet.logFile.Name(), 30))
+			t.Logf("kube: last lines of the kubelet proxy:\n%s", testenv.Tail(k.kubelet.logFile.Name(), 30))
 		}
 		if k.ctrl != nil {
 			for _, err := range k.ctrl.errors() {
@@ -730,118 +733,32 @@ func (k *Kube) stop(t testing.TB) {
 // startProcess starts a process made by try, which returns its arguments
 // and a readiness check, on fresh ports up to three times in case another
 // process took a port in between.
-func (k *Kube) startProcess(ctx context.Context, name string, try func() ([]string, func() error, error)) error {
+func (k *Cluster) startProcess(ctx context.Context, name string, try func() ([]string, func() error, error)) error {
 	return k.startProcessEnv(ctx, name, nil, try)
 }
 
-func (k *Kube) startProcessEnv(ctx context.Context, name string, env []string, try func() ([]string, func() error, error)) error {
+func (k *Cluster) startProcessEnv(ctx context.Context, name string, env []string, try func() ([]string, func() error, error)) error {
 	var lastErr error
 	for range 3 {
 		args, ready, err := try()
 		if err != nil {
 			return err
 		}
-		p, err := startLogged(k.dir, name, env, args)
+		p, err := testenv.StartProcess(k.dir, name, env, args)
 		if err != nil {
 			return err
 		}
-		if err = waitProcess(ctx, p, ready); err == nil {
+		if err = p.WaitReady(ctx, ready); err == nil {
 			k.procs = append(k.procs, p)
 			return nil
 		}
-		p.stop()
-		lastErr = fmt.Errorf("%s: %w\n%s", name, err, tail(p.log, 30))
+		p.Stop()
+		lastErr = fmt.Errorf("%s: %w\n%s", name, err, p.Tail(30))
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	return lastErr
-}
-
-// process is a program of the control plane, with its output in a file.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-func startLogged(dir, name string, env, args []string) (*process, error) {
-	logPath := filepath.Join(dir, name+".log")
-	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = env
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", args[0], err)
-	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop kills the process: its data is thrown away with the test's
-// temporary directory.
-func (p *process) stop() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	data, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitProcess polls ready until it succeeds, the process exits or ctx ends.
-func waitProcess(ctx context.Context, p *process, ready func() error) error {
-	var err error
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if err = ready(); err == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("exited: %v", p.err)
-		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w", err)
-		case <-tick.C:
-		}
-	}
-}
-
-// poll calls f every 20ms until it succeeds or ctx ends.
-func poll(ctx context.Context, f func() error) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (%v)", err, ctx.Err())
-		case <-tick.C:
-		}
-	}
 }
 
 // httpReady checks that url answers 200 with a body that contains want.
@@ -874,17 +791,17 @@ func writeKubeconfig(path, host string, caPEM []byte, token string) error {
   "contexts": [{"name": "kube", "context": {"cluster": "kube", "user": %q}}],
   "current-context": "kube"
 }
-`, host, base64Std(caPEM), KubeAdminUser, token, KubeAdminUser)
+`, host, base64Std(caPEM), AdminUser, token, AdminUser)
 	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
 func freePort2() (int, int, error) {
-	a, err := freePort()
+	a, err := testenv.FreePort()
 	if err != nil {
 		return 0, 0, err
 	}
 	for {
-		b, err := freePort()
+		b, err := testenv.FreePort()
 		if err != nil || b != a {
 			return a, b, err
 		}

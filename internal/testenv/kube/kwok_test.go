@@ -1,4 +1,4 @@
-package testenv
+package kube
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // 100 new ClusterLogs for good unless the test environment nudges it, so
 // without the nudge this test fails about half of its runs.
 func TestKwokServesEveryPodItIsPointedAt(t *testing.T) {
-	k := KubeCluster(t)
+	k := Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
