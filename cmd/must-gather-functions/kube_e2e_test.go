@@ -59,18 +59,11 @@ func (e *kubeEnv) pod(t *testing.T, id uint64) *corev1.Pod {
 func (e *kubeEnv) waitGone(t *testing.T, id uint64) {
 	t.Helper()
 	sel := metav1.ListOptions{LabelSelector: kubegather.LabelGathering + "=" + fmt.Sprint(id)}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testenv.Eventually(t, 60*time.Second, fmt.Sprintf("the namespace and binding of gathering %d to be deleted", id), func() bool {
 		nss, err1 := e.client.CoreV1().Namespaces().List(context.Background(), sel)
 		crbs, err2 := e.client.RbacV1().ClusterRoleBindings().List(context.Background(), sel)
-		if err1 == nil && err2 == nil && len(nss.Items) == 0 && len(crbs.Items) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gathering %d left objects behind: namespaces %v, bindings %v (%v %v)", id, nss, crbs, err1, err2)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err1 == nil && err2 == nil && len(nss.Items) == 0 && len(crbs.Items) == 0
+	})
 }
 
 func fill(t *testing.T, dir string, files map[string]string) {
@@ -115,19 +108,13 @@ func TestTheWholeSystemGathersFromARealAPIServer(t *testing.T) {
 		})
 		k.AppendLogs(t, pod.Namespace, pod.Name, "gather", "gathering plan cold\n")
 		// exec-output shows the log while the gathering runs.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			cur, _ := e.get(t, fmt.Sprint(g.ID))
-			if strings.Contains(cur.ExecOutput, "gathering plan cold") {
-				if cur.Status != "inprogress" {
-					t.Errorf("status %s while the gather runs", cur.Status)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("exec-output never showed the pod log: %q", cur.ExecOutput)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var cur gathering
+		testenv.Eventually(t, 30*time.Second, "exec-output to show the pod log", func() bool {
+			cur, _ = e.get(t, fmt.Sprint(g.ID))
+			return strings.Contains(cur.ExecOutput, "gathering plan cold")
+		})
+		if cur.Status != "inprogress" {
+			t.Errorf("status %s while the gather runs", cur.Status)
 		}
 		k.FinishGather(t, pod.Namespace, pod.Name, 0)
 

@@ -140,17 +140,13 @@ func (s *system) waitEnded(t *testing.T, id uint64) gathering {
 
 func (s *system) waitEndedWithin(t *testing.T, id uint64, within time.Duration) gathering {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		g, code := s.get(t, fmt.Sprint(id))
-		if code == http.StatusOK && (g.Status == "completed" || g.Status == "error") {
-			return g
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gathering %d did not end: %+v", id, g)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var g gathering
+	testenv.Eventually(t, within, fmt.Sprintf("gathering %d to end", id), func() bool {
+		var code int
+		g, code = s.get(t, fmt.Sprint(id))
+		return code == http.StatusOK && (g.Status == "completed" || g.Status == "error")
+	})
+	return g
 }
 
 // download fetches /data and returns the archive's files.
@@ -253,17 +249,10 @@ func TestShutdownLeavesNoGatheringStuck(t *testing.T) {
 	dir := t.TempDir()
 	s := start(t, dir, nil)
 	g := s.post(t, "application/json", strings.NewReader(`{"command": "echo working; sleep 120", "timeout": "10m"}`))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, "the gathering to start", func() bool {
 		cur, _ := s.get(t, fmt.Sprint(g.ID))
-		if strings.Contains(cur.ExecOutput, "working") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("gathering did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(cur.ExecOutput, "working")
+	})
 	s.stop() // as on SIGTERM
 
 	s = start(t, dir, nil)

@@ -245,31 +245,6 @@ func tarGz(t testing.TB, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
-// untarGz returns the files in a gzip-compressed tar.
-func untarGz(t testing.TB, b []byte) map[string]string {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string]string{}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		content, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[hdr.Name] = string(content)
-	}
-}
-
 // golden compares got with testdata/golden/<name>.json, or rewrites that
 // file under -update.
 func golden(t testing.TB, name string, got []byte) {

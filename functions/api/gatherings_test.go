@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 )
@@ -279,7 +280,7 @@ func TestDownloadStreamsTheArchive(t *testing.T) {
 			if !bytes.Equal(resp.body, archive) {
 				t.Fatalf("body is %d bytes and differs from the %d-byte archive", len(resp.body), len(archive))
 			}
-			if diff := cmp.Diff(files, untarGz(t, resp.body)); diff != "" {
+			if diff := cmp.Diff(files, archivetest.ReadTarGz(t, bytes.NewReader(resp.body))); diff != "" {
 				t.Errorf("archive files (-want +got):\n%s", diff)
 			}
 			wantHeader := map[string]string{

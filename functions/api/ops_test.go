@@ -102,7 +102,18 @@ func TestTwoServersShareARegistry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	d := Deps{Store: e.store, Archives: e.archives, Events: e.bus, Registry: e.reg}
-	NewServer(d) // must not panic on the collectors the first server registered
+	second := NewServer(d) // must not panic on the collectors the first server registered
+	e.do(http.MethodGet, "/no/such/path", "", nil)
+	rec := httptest.NewRecorder()
+	second.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/no/such/path", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("second server: GET /no/such/path: %d, want 404", rec.Code)
+	}
+	// Both servers count into the one registry's collectors.
+	resp := e.do(http.MethodGet, "/metrics", "", nil)
+	if want := `mgf_http_requests_total{code="404",route="unmatched"} 2`; !strings.Contains(string(resp.body), want+"\n") {
+		t.Errorf("metrics lack %s:\n%s", want, resp.body)
+	}
 }
 
 func TestAProcessWithoutTheAPIAnswersHealthAsTheAPIDoes(t *testing.T) {

@@ -114,17 +114,13 @@ func (e *env) create(t *testing.T, r mustgather.Request) (mustgather.Gathering, 
 // waitEnded polls the store until the gathering has ended.
 func (e *env) waitEnded(t *testing.T, id mustgather.ID) mustgather.Gathering {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		g, err := e.store.Get(context.Background(), id)
-		if err == nil && g.Status.Terminal() {
-			return g
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gathering %d did not end: %+v, %v", id, g, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var g mustgather.Gathering
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("gathering %d to end", id), func() bool {
+		var err error
+		g, err = e.store.Get(context.Background(), id)
+		return err == nil && g.Status.Terminal()
+	})
+	return g
 }
 
 // readArchive returns the archive's regular files and their contents.
@@ -294,13 +290,9 @@ func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d of the gathering still runs", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("child %d of the gathering to end", pid), func() bool {
+		return syscall.Kill(pid, 0) != nil
+	})
 }
 
 func TestShutdownEndsARunningGatheringInErrorAndArchivesIt(t *testing.T) {
@@ -309,17 +301,10 @@ func TestShutdownEndsARunningGatheringInErrorAndArchivesIt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.runner.Handle(ctx, ev) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, "the gathering to start", func() bool {
 		cur, _ := e.store.Get(context.Background(), g.ID)
-		if strings.Contains(cur.ExecOutput, "started") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("gathering did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(cur.ExecOutput, "started")
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

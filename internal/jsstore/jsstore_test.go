@@ -79,27 +79,6 @@ func ids(gs []mustgather.Gathering) []mustgather.ID {
 	return out
 }
 
-// eventually polls cond until it is true or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		<-tick.C
-	}
-}
-
 func TestNew(t *testing.T) {
 	t.Parallel()
 	js := jetStream(t, testenv.NATS(t))
@@ -867,9 +846,12 @@ func TestLeases(t *testing.T) {
 			t.Fatalf("Hold: %v", err)
 		}
 		start := time.Now()
-		eventually(t, 10*time.Second, "lease lapses", func() (bool, error) {
+		testenv.Eventually(t, 10*time.Second, "the lease to lapse", func() bool {
 			ok, err := st.Held(ctx, 1)
-			return !ok, err
+			if err != nil {
+				t.Fatalf("Held: %v", err)
+			}
+			return !ok
 		})
 		if d := time.Since(start); d < 500*time.Millisecond {
 			t.Errorf("lease with a TTL of 1s lapsed after %s", d)

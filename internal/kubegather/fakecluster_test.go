@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -29,6 +28,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubev2v/must-gather-functions/internal/archive"
+	"github.com/kubev2v/must-gather-functions/internal/archivetest"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -499,29 +499,7 @@ func (j *testJob) files(t *testing.T) map[string]string {
 	if err := j.aw.Close(); err != nil {
 		t.Fatalf("close archive: %v", err)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(j.archive.Bytes()))
-	if err != nil {
-		t.Fatalf("archive is not gzip: %v", err)
-	}
-	tr := tar.NewReader(zr)
-	files := map[string]string{}
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
-		}
-		if err != nil {
-			t.Fatalf("read archive: %v", err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatalf("read %s: %v", hdr.Name, err)
-		}
-		files[hdr.Name] = string(b)
-	}
+	return archivetest.ReadTarGz(t, bytes.NewReader(j.archive.Bytes()))
 }
 
 // receive waits for a value from ch, failing the test after a while.

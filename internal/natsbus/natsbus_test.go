@@ -104,17 +104,6 @@ func TestARetriedPublishIsStoredOnce(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestConsumerAcknowledgesRetriesAndDrops(t *testing.T) {
 	bus, js, _ := newBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -160,7 +149,7 @@ func TestConsumerAcknowledgesRetriesAndDrops(t *testing.T) {
 	}
 
 	// Consume creates the consumer in its own goroutine: look it up afresh.
-	waitFor(t, "all events handled and acknowledged", func() bool {
+	testenv.Eventually(t, 20*time.Second, "all events handled and acknowledged", func() bool {
 		cons, err := js.Consumer(ctx, "EVENTS", "test")
 		if err != nil {
 			return false
@@ -208,7 +197,7 @@ func TestALongHandlerIsNotRedeliveredWhileItWorks(t *testing.T) {
 	if err := bus.Requested(ctx, gathering(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the handler to start", func() bool { return calls.Load() == 1 })
+	testenv.Eventually(t, 20*time.Second, "the handler to start", func() bool { return calls.Load() == 1 })
 	// Hold the handler for many ack waits; InProgress must keep the message.
 	time.Sleep(1500 * time.Millisecond)
 	close(release)
@@ -269,7 +258,7 @@ func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the process to hold 4 events", func() bool { return held.Load() == 4 })
+	testenv.Eventually(t, 20*time.Second, "the process to hold 4 events", func() bool { return held.Load() == 4 })
 	deadNC.Close()
 	stopDead()
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
 // Environment of TestHelperProcess, the stand-in for a runner process.
@@ -57,7 +57,7 @@ func (p proc) running() bool {
 func waitProc(t *testing.T, path string) proc {
 	t.Helper()
 	var p proc
-	eventually(t, 30*time.Second, "pid in "+filepath.Base(path), func() bool {
+	testenv.Eventually(t, 30*time.Second, "pid in "+filepath.Base(path), func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return false
@@ -79,20 +79,6 @@ func waitProc(t *testing.T, path string) proc {
 
 // testLogger logs into the test's output.
 func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(t.Output(), nil)) }
-
-// eventually polls cond until it is true or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		<-tick.C
-	}
-}
 
 // treeCommand starts a shell that starts a grandchild, writes both pids
 // into dir and waits. The pid files appear whole (written, then renamed).
@@ -121,27 +107,21 @@ func TestAKilledRunnerLeavesNoProcessAndNoFolderBehind(t *testing.T) {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "helper.log"))
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, ownerEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, helperEnv+"=1", helperDirEnv+"="+dir, helperCommandEnv+"="+treeCommand(dir))
+	helper, err := testenv.StartProcess(dir, "helper", env, []string{os.Args[0], "-test.run=^TestHelperProcess$"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logFile.Close()
-	helper := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, ownerEnv+"=") {
-			helper.Env = append(helper.Env, kv)
-		}
-	}
-	helper.Env = append(helper.Env, helperEnv+"=1", helperDirEnv+"="+dir, helperCommandEnv+"="+treeCommand(dir))
-	helper.Stdout, helper.Stderr = logFile, logFile
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		_ = helper.Process.Kill()
-		_ = helper.Wait()
+		helper.Stop()
 		if t.Failed() {
-			b, _ := os.ReadFile(logFile.Name())
+			b, _ := os.ReadFile(helper.Log)
 			t.Logf("helper output:\n%s", b)
 		}
 	})
@@ -160,13 +140,16 @@ func TestAKilledRunnerLeavesNoProcessAndNoFolderBehind(t *testing.T) {
 			shell.running(), grandchild.running(), outputFolders(t, tmp))
 	}
 
-	if err := helper.Process.Kill(); err != nil {
-		t.Fatal(err)
+	select {
+	case <-helper.Done():
+		t.Fatalf("the helper ended before it was killed: %v", helper.Err())
+	default:
 	}
-	if err := helper.Wait(); err == nil {
+	helper.Stop()
+	if helper.Err() == nil {
 		t.Fatal("the helper ended before it was killed")
 	}
-	eventually(t, 10*time.Second, "the shell dies with its runner", func() bool { return !shell.running() })
+	testenv.Eventually(t, 10*time.Second, "the shell dies with its runner", func() bool { return !shell.running() })
 	// The grandchild is beyond the parent-death signal's reach: Sweep's job.
 	if !grandchild.running() {
 		t.Fatal("the grandchild died before the sweep; this test proves nothing")

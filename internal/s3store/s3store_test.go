@@ -6,8 +6,8 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -139,12 +139,11 @@ func TestPingFailsWhenStorageIsGone(t *testing.T) {
 	})
 
 	t.Run("Ping fails when nothing listens at the endpoint", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := testenv.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		gone := &Store{client: mustClient(t, addr), bucket: cfg.Bucket, partSize: DefaultPartSize}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()

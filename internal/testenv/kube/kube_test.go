@@ -268,20 +268,10 @@ func TestKubeCluster(t *testing.T) {
 		if err := admin.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		deadline := time.After(15 * time.Second)
-		for {
+		testenv.Eventually(t, 15*time.Second, "namespace "+ns+" to be gone", func() bool {
 			_, err := admin.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				break
-			}
-			select {
-			case <-deadline:
-				t.Fatalf("namespace %s still there after 15s (err %v)", ns, err)
-			case <-tick.C:
-			}
-		}
+			return apierrors.IsNotFound(err)
+		})
 		t.Logf("namespace gone %v after its deletion", time.Since(began).Round(time.Millisecond))
 		pods, err := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
