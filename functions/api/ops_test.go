@@ -111,7 +111,7 @@ func TestTwoServersShareARegistry(t *testing.T) {
 	}
 	// Both servers count into the one registry's collectors.
 	resp := e.do(http.MethodGet, "/metrics", "", nil)
-	if want := `mgf_http_requests_total{code="404",route="unmatched"} 2`; !strings.Contains(string(resp.body), want+"\n") {
+	if want := `mustgather_api_http_requests_total{code="404",route="unmatched"} 2`; !strings.Contains(string(resp.body), want+"\n") {
 		t.Errorf("metrics lack %s:\n%s", want, resp.body)
 	}
 }

@@ -323,7 +323,7 @@ func TestAProcessHoldsNoMoreEventsThanItHandlesSoTheRestGoToTheOthers(t *testing
 			return nil
 		})
 	})
-	waitFor(t, "the busy process to handle 2 events", func() bool { return held.Load() == 2 })
+	testenv.Eventually(t, 20*time.Second, "the busy process to handle 2 events", func() bool { return held.Load() == 2 })
 
 	var mu sync.Mutex
 	got := map[string]bool{}
@@ -335,7 +335,7 @@ func TestAProcessHoldsNoMoreEventsThanItHandlesSoTheRestGoToTheOthers(t *testing
 			return nil
 		})
 	})
-	waitFor(t, "the free process to get the 4 events the busy one does not handle", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the free process to get the 4 events the busy one does not handle", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 4
