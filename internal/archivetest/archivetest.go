@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"syscall"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
 // Size is the size of the archive that Conformance stores: larger than
@@ -258,26 +260,21 @@ func Conformance(t *testing.T, s mustgather.ArchiveStore, leftovers Leftovers) {
 			_, err := s.Put(ctx, key(23), r)
 			put <- err
 		}()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		var release sync.Once
+		// Should the test fail first, the writer still ends with it.
+		t.Cleanup(func() { release.Do(func() { close(r.release) }) })
+		testenv.Eventually(t, 30*time.Second, "the upload to leave something to see", func() bool {
 			left, err := leftovers(ctx, key(23))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(left) > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				close(r.release)
-				t.Fatalf("the upload left nothing to see within 30s; Put: %v", <-put)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return len(left) > 0
+		})
 		if err := s.Delete(ctx, key(23)); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
 		noLeftovers(t, key(23))
-		close(r.release)
+		release.Do(func() { close(r.release) })
 		if err := <-put; err == nil {
 			t.Error("the abandoned Put succeeded after Delete removed its upload")
 		}
