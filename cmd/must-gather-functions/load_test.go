@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -41,13 +40,13 @@ func runAsServer() {
 
 // child is the system running in a process of its own.
 type child struct {
-	cmd  *exec.Cmd
+	*testenv.Process
 	base string
-	done chan struct{}
 }
 
 // startChild runs the system in a new process with env on top of test
-// defaults and waits until it serves HTTP.
+// defaults and waits until it serves HTTP. Its log is in the test log if
+// the test fails.
 func startChild(t *testing.T, env map[string]string) *child {
 	t.Helper()
 	vars := map[string]string{
@@ -57,48 +56,47 @@ func startChild(t *testing.T, env map[string]string) *child {
 	for k, v := range env {
 		vars[k] = v
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	var environ []string
 	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		environ = append(environ, k+"="+v)
 	}
-	cmd.Stderr = &testLog{t: t}
-	out, err := cmd.StdoutPipe()
+	p, err := testenv.StartProcess(t.TempDir(), "child", environ, []string{os.Args[0], "-test.run=^$"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "must-gather-functions: listening on "); ok {
-			c.base = u
-			break
+	c := &child{Process: p}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("log of a child process, last lines:\n%s", c.Tail(40))
 		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = p.WaitReady(ctx, func() error {
+		for _, line := range strings.Split(p.Tail(1000), "\n") {
+			if u, ok := strings.CutPrefix(line, "must-gather-functions: listening on "); ok {
+				c.base = u
+				return nil
+			}
+		}
+		return errors.New("not listening yet")
+	})
+	if err != nil {
+		t.Fatalf("child did not start: %v\n%s", err, p.Tail(20))
 	}
-	go func() { _, _ = io.Copy(io.Discard, out); _ = cmd.Wait(); close(c.done) }()
-	if c.base == "" {
-		_ = cmd.Process.Kill()
-		<-c.done
-		t.Fatalf("child did not start: %v", cmd.ProcessState)
-	}
-	t.Cleanup(func() { c.kill() })
 	return c
 }
 
 // kill ends the process at once, as kill -9 does, and waits for it.
-func (c *child) kill() {
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
-}
+func (c *child) kill() { c.Stop() }
 
 // stop asks the process to shut down, as Kubernetes does, and waits for it.
 func (c *child) stop(t *testing.T) {
 	t.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.Signal(syscall.SIGTERM)
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-time.After(60 * time.Second):
 		t.Errorf("child did not stop within 60s of SIGTERM")
 		c.kill()

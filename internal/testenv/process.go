@@ -58,6 +58,9 @@ func (p *Process) Err() error {
 	return p.err
 }
 
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Stop kills the process and waits for it to exit.
 func (p *Process) Stop() {
 	_ = p.cmd.Process.Kill()
