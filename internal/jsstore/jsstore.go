@@ -60,19 +60,20 @@ const (
 	prefixOpen   = "open."
 )
 
-// Config configures a Store. The zero value selects the defaults.
+// Config configures a Store. A zero field takes its value from
+// DefaultConfig.
 type Config struct {
-	// Bucket is the KV bucket of gatherings; default "must-gather".
+	// Bucket is the KV bucket of gatherings.
 	Bucket string
-	// LeaseBucket is the KV bucket of runner leases; default
-	// "must-gather-leases". It must differ from Bucket.
+	// LeaseBucket is the KV bucket of runner leases. It must differ from
+	// Bucket.
 	LeaseBucket string
-	// LeaseTTL is how long after its last Hold a lease lapses; default 30s,
-	// at least 100ms (the smallest bucket TTL nats-server accepts).
+	// LeaseTTL is how long after its last Hold a lease lapses; at least
+	// 100ms (the smallest bucket TTL nats-server accepts).
 	LeaseTTL time.Duration
-	// Replicas is the number of copies of each bucket in a cluster; default 1.
+	// Replicas is the number of copies of each bucket in a cluster.
 	Replicas int
-	// Storage is where the buckets are kept; default (the zero value)
+	// Storage is where the buckets are kept; the zero value is
 	// jetstream.FileStorage.
 	Storage jetstream.StorageType
 }

@@ -33,25 +33,25 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
-// Config configures the stream that holds the events.
+// Config configures the stream that holds the events. A zero field takes
+// its value from DefaultConfig.
 type Config struct {
-	// Stream is the JetStream stream name; default "MUST_GATHER".
+	// Stream is the JetStream stream name.
 	Stream string
-	// SubjectPrefix starts every subject of the stream; default
-	// "mustgather". Requested events go to <SubjectPrefix>.requested, status
-	// events to <SubjectPrefix>.status.<id>.
+	// SubjectPrefix starts every subject of the stream. Requested events go
+	// to <SubjectPrefix>.requested, status events to
+	// <SubjectPrefix>.status.<id>.
 	SubjectPrefix string
-	// MaxAge is how long events are kept; default 72h.
+	// MaxAge is how long events are kept.
 	MaxAge time.Duration
-	// Duplicates is the window in which a repeated message id is dropped;
-	// default 2m.
+	// Duplicates is the window in which a repeated message id is dropped.
 	Duplicates time.Duration
-	// Replicas of the stream; default 1.
+	// Replicas of the stream.
 	Replicas int
-	// Storage of the stream; default file.
+	// Storage of the stream; the zero value is file storage.
 	Storage jetstream.StorageType
 	// Source is the CloudEvents source of the events published through
-	// Updated and Requeued; default eventing.SourceRunner.
+	// Updated and Requeued.
 	Source string
 }
 
