@@ -33,20 +33,23 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 
 var errNotYet = errors.New("not yet")
 
-// Poll calls f every interval until it returns nil or ctx ends, and then
-// returns f's last error with why ctx ended.
+// Poll calls f until it returns nil or ctx ends, waiting interval after
+// each call, and then returns f's last error with why ctx ended. The wait
+// comes after the call, not on a fixed beat, so that a slow f (listing
+// thousands of records under load) never runs back to back.
 func Poll(ctx context.Context, interval time.Duration, f func() error) error {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	wait := time.NewTimer(interval)
+	defer wait.Stop()
 	for {
 		err := f()
 		if err == nil {
 			return nil
 		}
+		wait.Reset(interval)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (%v)", err, ctx.Err())
-		case <-tick.C:
+		case <-wait.C:
 		}
 	}
 }
