@@ -6,6 +6,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -132,7 +133,8 @@ type Cluster struct {
 	Node       string       // name of the simulated node that kwok plays
 
 	dir     string
-	kwokCA  []byte // verifies kwok's serving certificate
+	kwokCA  []byte            // verifies kwok's serving certificate
+	saKey   *ecdsa.PrivateKey // signs service-account tokens, as kube-apiserver does
 	client  kubernetes.Interface
 	dynamic dynamic.Interface
 	procs   []*testenv.Process // etcd, kube-apiserver, kwok: stopped in reverse order
@@ -276,6 +278,7 @@ func (k *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	k.kwokCA = pki.caPEM
+	k.saKey = pki.saKey
 	if err := k.startKwok(ctx, pki); err != nil {
 		return err
 	}

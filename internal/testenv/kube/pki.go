@@ -29,6 +29,7 @@ type kubePKI struct {
 	kwokCert          string
 	kwokKey           string
 	serviceAccountKey string
+	saKey             *ecdsa.PrivateKey
 }
 
 func newKubePKI(dir string) (*kubePKI, error) {
@@ -115,6 +116,7 @@ func newKubePKI(dir string) (*kubePKI, error) {
 	if err := writeECKey(p.serviceAccountKey, saKey); err != nil {
 		return nil, err
 	}
+	p.saKey = saKey
 	return p, nil
 }
 
