@@ -28,6 +28,16 @@ var (
 	// ErrLeaseHeld is returned by Leases.Hold when another holder has the
 	// lease.
 	ErrLeaseHeld = errors.New("lease held by another runner")
+	// ErrUnauthenticated is returned by an Authorizer for a missing,
+	// malformed, unknown or expired token.
+	ErrUnauthenticated = errors.New("not authenticated")
+	// ErrForbidden is returned by an Authorizer when the token's user is
+	// known but lacks the access asked for.
+	ErrForbidden = errors.New("forbidden")
+	// ErrAuthUnavailable is returned by an Authorizer that could not reach
+	// a decision, such as when the cluster's API server does not answer.
+	// It never means yes.
+	ErrAuthUnavailable = errors.New("authorization unavailable")
 )
 
 // FieldError names the request field that is invalid and why. It wraps

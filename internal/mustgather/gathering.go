@@ -81,6 +81,9 @@ type Gathering struct {
 	// Since and SinceTime go beyond the seed; they appear only when set.
 	Since     string `json:"since,omitempty"`
 	SinceTime string `json:"since-time,omitempty"`
+	// RequestedBy is the user whose token started the gathering; empty
+	// with authorization off.
+	RequestedBy string `json:"requested-by,omitempty"`
 
 	// Seq is the sequence number of the last Update applied; it is stored
 	// with the gathering but not part of the API object.

@@ -103,3 +103,27 @@ type Archive interface {
 func ArchiveKey(id ID, archiveName string) string {
 	return "gatherings/" + id.String() + "/" + archiveName
 }
+
+// Access is what a caller asks to be allowed to do.
+type Access string
+
+const (
+	// AccessAdmin is everything a gathering needs: cluster-admin.
+	AccessAdmin Access = "admin"
+	// AccessMetrics is reading the metrics endpoint.
+	AccessMetrics Access = "metrics"
+)
+
+// Principal is the user a token belongs to.
+type Principal struct {
+	Username string
+}
+
+// Authorizer decides whether the bearer of a token has an access on a
+// cluster. It never keeps or reveals the token.
+type Authorizer interface {
+	// Authorize returns the token's user when it has access a on server
+	// ("" is the default cluster). It returns an error that wraps
+	// ErrUnauthenticated, ErrForbidden or ErrAuthUnavailable otherwise.
+	Authorize(ctx context.Context, token, server string, a Access) (Principal, error)
+}
