@@ -111,6 +111,14 @@ func httpError(err error) (int, errorBody) {
 		// Anything else (a seek that failed) is the server's.
 	}
 	switch {
+	case errors.Is(err, mustgather.ErrUnauthenticated):
+		return http.StatusUnauthorized, errorBody{Error: err.Error()}
+	case errors.Is(err, mustgather.ErrForbidden):
+		return http.StatusForbidden, errorBody{Error: err.Error()}
+	case errors.Is(err, mustgather.ErrAuthUnavailable):
+		// The cause (an API server that does not answer) is the server's
+		// to log, not the client's to read.
+		return http.StatusServiceUnavailable, errorBody{Error: "authorization is unavailable: the cluster's API server did not answer; try again later"}
 	case errors.Is(err, mustgather.ErrInvalid):
 		return http.StatusBadRequest, errorBody{Error: err.Error()}
 	case errors.Is(err, mustgather.ErrNotFound):
@@ -129,6 +137,9 @@ func respondErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	status, body := httpError(err)
 	if status >= 500 {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	if _, ok := errors.AsType[*bodyError](err); ok {
 		log.DebugContext(r.Context(), "request body not read", "method", r.Method, "path", r.URL.Path,

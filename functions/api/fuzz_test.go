@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -67,6 +68,55 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		if got, err := decodeRequest("application/x-www-form-urlencoded", []byte(form.Encode())); err != nil || got != valid {
 			t.Fatalf("form round trip of %+v: %+v, %v", valid, got, err)
+		}
+	})
+}
+
+// FuzzBearerToken checks that any Authorization and
+// X-Forwarded-Access-Token headers yield either a token the API may pass
+// on, taken from the header it came in, or a 401 that does not echo the
+// header, and never a panic. The seed corpus is in
+// testdata/fuzz/FuzzBearerToken.
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer abc.def-ghi_jkl~mno+pqr/stu==", "", false)
+	f.Add("bearer  sha256~token", "", false)
+	f.Add("Basic dXNlcjpwYXNz", "sha256~forwarded", true)
+	f.Add("Bearer", "", false)
+	f.Add("Bearer a b", "", false)
+	f.Add("", "eyJhbGciOiJFUzI1NiJ9.e30.sig", true)
+	f.Fuzz(func(t *testing.T, authorization, forwardedToken string, forwarded bool) {
+		h := http.Header{}
+		if authorization != "" {
+			h.Set("Authorization", authorization)
+		}
+		if forwardedToken != "" {
+			h.Set("X-Forwarded-Access-Token", forwardedToken)
+		}
+		tok, err := bearerToken(h, forwarded)
+		if err != nil {
+			status, answer := httpError(err)
+			if status != http.StatusUnauthorized {
+				t.Fatalf("%v answers %d, want 401", err, status)
+			}
+			// Every message is shorter than this; a longer one would hold
+			// what the client sent.
+			if len(answer.Error) > 100 {
+				t.Fatalf("answer %q is long enough to echo a header", answer.Error)
+			}
+			return
+		}
+		if tok == "" || len(tok) > maxTokenBytes {
+			t.Fatalf("token of %d bytes", len(tok))
+		}
+		from := authorization
+		if forwarded && forwardedToken != "" {
+			from = forwardedToken
+		}
+		if !strings.Contains(from, tok) {
+			t.Fatalf("token %q is not from the header %q", tok, from)
+		}
+		if strings.ContainsAny(tok, " \t\r\n\",;") {
+			t.Fatalf("token %q holds a separator", tok)
 		}
 	})
 }

@@ -18,32 +18,41 @@ import (
 // is announced whenever possible.
 const writeTimeout = 15 * time.Second
 
-// handleCreate starts a gathering: decode, validate, store, announce.
+// handleCreate starts a gathering: decode, validate, authorize against
+// the cluster it runs on, store, announce.
 func handleCreate(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(w, r, MaxBodyBytes, d.BodyTimeout)
 		if err != nil {
-			respondErr(w, r, d.Logger, err)
+			respondUnlessDenied(w, r, d, err)
 			return
 		}
 		req, err := decodeRequest(r.Header.Get("Content-Type"), body)
 		if err != nil {
-			respondErr(w, r, d.Logger, err)
+			respondUnlessDenied(w, r, d, err)
 			return
 		}
 		req, err = req.Validate(d.Policy)
+		if err != nil {
+			respondUnlessDenied(w, r, d, err)
+			return
+		}
+		who, err := authorize(d, r, req.Server, mustgather.AccessAdmin)
 		if err != nil {
 			respondErr(w, r, d.Logger, err)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), writeTimeout)
 		defer cancel()
-		g, err := d.Store.Create(ctx, mustgather.NewGathering(req, d.Now()))
+		g := mustgather.NewGathering(req, d.Now())
+		g.RequestedBy = who.Username
+		g, err = d.Store.Create(ctx, g)
 		if err != nil {
 			respondErr(w, r, d.Logger, err)
 			return
 		}
 		d.Logger.InfoContext(ctx, "gathering requested", "gathering", g.ID, "request", req.String())
+		audit(ctx, d, "create", who, g)
 		if err := d.Events.Requested(ctx, g); err != nil {
 			// The record is what counts: the reaper announces unfinished
 			// gatherings that no runner has picked up.
@@ -52,6 +61,12 @@ func handleCreate(d Deps) http.Handler {
 		w.Header().Set("Location", "/must-gather/"+g.ID.String())
 		writeJSON(w, http.StatusCreated, g)
 	})
+}
+
+// audit logs that who did action to g: who asked for what, never how they
+// proved it.
+func audit(ctx context.Context, d Deps, action string, who mustgather.Principal, g mustgather.Gathering) {
+	d.Logger.InfoContext(ctx, "audit", "action", action, "user", who.Username, "gathering", g.ID, "server", g.Server)
 }
 
 // handleList lists gatherings by id, optionally filtered.
@@ -100,11 +115,15 @@ func listFilter(r *http.Request) (mustgather.Filter, error) {
 func handleGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := query(r); err != nil {
-			respondErr(w, r, d.Logger, err)
+			respondUnlessDenied(w, r, d, err)
 			return
 		}
 		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
 		if err != nil {
+			respondUnlessDenied(w, r, d, err)
+			return
+		}
+		if _, err := authorize(d, r, g.Server, mustgather.AccessAdmin); err != nil {
 			respondErr(w, r, d.Logger, err)
 			return
 		}
@@ -119,10 +138,15 @@ func handleData(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		partial, err := partialParam(r)
 		if err != nil {
-			respondErr(w, r, d.Logger, err)
+			respondUnlessDenied(w, r, d, err)
 			return
 		}
 		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
+		if err != nil {
+			respondUnlessDenied(w, r, d, err)
+			return
+		}
+		who, err := authorize(d, r, g.Server, mustgather.AccessAdmin)
 		if err != nil {
 			respondErr(w, r, d.Logger, err)
 			return
@@ -140,6 +164,7 @@ func handleData(d Deps) http.Handler {
 			return
 		}
 		defer a.Close()
+		audit(r.Context(), d, "download", who, g)
 		h := w.Header()
 		h.Set("Content-Type", "application/gzip")
 		h.Set("Content-Disposition", attachment(g.ArchiveName))

@@ -61,7 +61,8 @@ func handleReadyz(log *slog.Logger, ready func(context.Context) error) http.Hand
 
 // addOpsRoutes adds liveness, readiness and, with a registry, metrics: the
 // operations endpoints every process serves, with or without the API.
-func addOpsRoutes(handle func(pattern string, h http.Handler), log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry) {
+// guard, if not nil, wraps the metrics handler.
+func addOpsRoutes(handle func(pattern string, h http.Handler), log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry, guard func(http.Handler) http.Handler) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -71,7 +72,11 @@ func addOpsRoutes(handle func(pattern string, h http.Handler), log *slog.Logger,
 	handle("GET /healthz", handleHealthz())
 	handle("GET /readyz", handleReadyz(log, ready))
 	if reg != nil {
-		handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+		if guard != nil {
+			h = guard(h)
+		}
+		handle("GET /metrics", h)
 	}
 }
 
@@ -80,6 +85,6 @@ func addOpsRoutes(handle func(pattern string, h http.Handler), log *slog.Logger,
 // may be nil, as in Deps.
 func NewOpsHandler(log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
-	addOpsRoutes(func(pattern string, h http.Handler) { mux.Handle(pattern, h) }, log, ready, reg)
+	addOpsRoutes(func(pattern string, h http.Handler) { mux.Handle(pattern, h) }, log, ready, reg, nil)
 	return mux
 }

@@ -1,16 +1,26 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
 
 // addRoutes is the API's table of contents. A GET pattern also answers HEAD.
 func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
 	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, m.instrument(pattern, h)) }
 
-	handle("POST /must-gather", handleCreate(d))
-	handle("GET /must-gather", handleList(d))
-	handle("GET /must-gather/{id}", handleGet(d))
-	handle("GET /must-gather/{id}/data", handleData(d))
+	admin := func(h http.Handler) http.Handler { return requireAccess(d, mustgather.AccessAdmin, h) }
+	token := func(h http.Handler) http.Handler { return requireToken(d, h) }
+
+	// A create, get and download is reviewed against the gathering's own
+	// cluster (its server), once the handler knows which that is.
+	handle("POST /must-gather", token(handleCreate(d)))
+	handle("GET /must-gather", admin(handleList(d)))
+	handle("GET /must-gather/{id}", token(handleGet(d)))
+	handle("GET /must-gather/{id}/data", token(handleData(d)))
 
 	handle("GET /openapi.yaml", handleOpenAPI())
-	addOpsRoutes(handle, d.Logger, d.Ready, d.Registry) // GET /healthz, /readyz, /metrics
+	metrics := func(h http.Handler) http.Handler { return requireAccess(d, mustgather.AccessMetrics, h) }
+	addOpsRoutes(handle, d.Logger, d.Ready, d.Registry, metrics) // GET /healthz, /readyz, /metrics
 }

@@ -46,6 +46,13 @@ type Deps struct {
 	// Registry receives the HTTP metrics and is served on /metrics; nil
 	// means no metrics and no /metrics.
 	Registry *prometheus.Registry
+	// Auth decides who may call the API: a cluster-admin for the
+	// gatherings, anyone allowed to get /metrics for the metrics. nil turns
+	// authorization off.
+	Auth mustgather.Authorizer
+	// ForwardedToken takes the bearer token from X-Forwarded-Access-Token
+	// when a request has it, as an OAuth proxy in front of the API sends it.
+	ForwardedToken bool
 }
 
 // NewServer returns the API as an http.Handler. It panics when Store,
