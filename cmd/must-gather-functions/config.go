@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/kubev2v/must-gather-functions/functions/api"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -46,6 +48,14 @@ type config struct {
 	// API holds the API's settings (Policy, BodyTimeout); its dependencies
 	// are added when it starts.
 	API api.Deps
+
+	auth string // AUTH as given
+	// Auth says whether the API reviews bearer tokens: AUTH, or its
+	// default rule.
+	Auth bool
+	// AuthReview is how tokens are reviewed; the clusters are added when
+	// the API starts.
+	AuthReview auth.Config
 
 	Runner            runner.Config
 	RunnerConcurrency int
@@ -86,6 +96,7 @@ func defaultConfig() config {
 			Policy:      mustgather.DefaultPolicy(),
 			BodyTimeout: api.DefaultBodyTimeout,
 		},
+		AuthReview:        auth.DefaultConfig(),
 		Runner:            runner.DefaultConfig(),
 		RunnerConcurrency: 4,
 		Gatherer:          "auto",
@@ -150,6 +161,9 @@ func (c *config) settings() []setting {
 		{Var: "MUST_GATHER_SWEEP_INTERVAL", Field: &c.SweepInterval, Help: "how often the runner deletes leftovers of crashed runners (namespaces; with the process gatherer, processes and folders)"},
 		{Var: "SHUTDOWN_TIMEOUT", Field: &c.ShutdownTimeout, Help: "how long a graceful shutdown (SIGTERM) may take"},
 		{Var: "API_BODY_TIMEOUT", Field: &c.API.BodyTimeout, Help: "how long the body of a `POST /must-gather` may take to arrive in full; a slower one is answered 408"},
+		{Var: "AUTH", Field: &c.auth, Default: "`on`; `off` with embedded NATS on loopback and `HTTP_ADDRESS` on loopback", Help: "`on` or `off`: the API admits only bearer tokens of a cluster-admin (TokenReview and SubjectAccessReview against the gathering's cluster), and `/metrics` only those allowed to get it. `off` is refused unless `HTTP_ADDRESS` is on loopback"},
+		{Var: "AUTH_CACHE_TTL", Field: &c.AuthReview.CacheTTL, Help: "how long a token's review is reused (kept under a SHA-256 of the token, never the token)"},
+		{Var: "AUTH_FORWARDED_TOKEN", Field: &c.API.ForwardedToken, Help: "take the token from `X-Forwarded-Access-Token`, as an OAuth proxy in front of the API sends it, when a request has that header"},
 	}
 }
 
@@ -162,6 +176,21 @@ const minReapInterval = 100 * time.Millisecond
 // minLeaseTTL is the shortest LEASE_TTL: a lease is renewed every third of
 // it, and a renewal must fit in between.
 const minLeaseTTL = 3 * time.Second
+
+// isLoopback reports whether the listen address addr (host:port) takes
+// connections only from this machine: an empty host, which listens on every
+// interface, does not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 func (c config) has(fn string) bool { return slices.Contains(c.Functions, fn) }
 
@@ -212,6 +241,20 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 			host = "127.0.0.1"
 		}
 		c.HTTPAddress = fmt.Sprintf("%s:%d", host, c.Port)
+	}
+	loopback := isLoopback(c.HTTPAddress)
+	switch strings.ToLower(c.auth) {
+	case "":
+		c.Auth = !(c.embedded() && isLoopback(net.JoinHostPort(c.NATS.EmbeddedHost, "0")) && loopback)
+	case "on", "true":
+		c.Auth = true
+	case "off", "false":
+		c.Auth = false
+	default:
+		errs = append(errs, fmt.Errorf("AUTH: %q is neither on nor off", c.auth))
+	}
+	if !c.Auth && !loopback && c.has("api") {
+		errs = append(errs, fmt.Errorf("AUTH: authorization may be off only while HTTP_ADDRESS is on loopback, not %q", c.HTTPAddress))
 	}
 	if c.LogFormat == "" {
 		c.LogFormat = "text"

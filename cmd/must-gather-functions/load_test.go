@@ -291,6 +291,7 @@ func TestSoak(t *testing.T) {
 	shared := map[string]string{
 		"NATS_URL": nats.ClientURL(), "ARCHIVE_DIR": filepath.Join(dir, "archives"),
 		"RUNNER_REAP_INTERVAL": minReapInterval.String(), "LOG_LEVEL": "error",
+		"AUTH": "off", "HTTP_ADDRESS": "127.0.0.1:0",
 	}
 	with := func(fns string) map[string]string {
 		env := map[string]string{"FUNCTIONS": fns, "PROCESS_TEMP_DIR": t.TempDir()}
@@ -333,6 +334,7 @@ func crashRun(t *testing.T, kills int) {
 	shared := map[string]string{
 		"NATS_URL": nats.ClientURL(), "ARCHIVE_DIR": filepath.Join(dir, "archives"), "LEASE_TTL": leaseTTL.String(),
 		"RUNNER_REAP_INTERVAL": minReapInterval.String(), "PROCESS_TEMP_DIR": procTmp,
+		"AUTH": "off", "HTTP_ADDRESS": "127.0.0.1:0",
 	}
 	with := func(fns string) map[string]string {
 		env := map[string]string{"FUNCTIONS": fns}

@@ -24,8 +24,10 @@ import (
 	"github.com/kubev2v/must-gather-functions/functions/api"
 	"github.com/kubev2v/must-gather-functions/functions/recorder"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/dirstore"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
+	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
@@ -43,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "functions", cfg.Functions, "http", cfg.HTTPAddress, "nats", natsWhere(cfg), "archives", cfg.ArchiveStore)
-	if cfg.has("api") {
+	if cfg.has("api") && !cfg.Auth {
 		log.Warn("authorization is off: anyone who reaches the API can start gatherings and download archives")
 	}
 
@@ -159,6 +161,15 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 		a.Logger = d.log.With("function", "api")
 		a.Store, a.Archives, a.Events = d.store, d.archives, d.bus
 		a.Ready, a.Registry = d.ready, d.reg
+		if cfg.Auth {
+			clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
+			if err != nil {
+				return nil, nil, fmt.Errorf("authorization needs the clusters to review tokens against: %w", err)
+			}
+			if a.Auth, err = auth.New(clusters, cfg.AuthReview); err != nil {
+				return nil, nil, err
+			}
+		}
 		handler = api.NewServer(a)
 	} else {
 		handler = api.NewOpsHandler(d.log, d.ready, d.reg)

@@ -323,6 +323,7 @@ func TestTheFunctionsRunAsSeparateProcessesOnExternalNATSAndS3(t *testing.T) {
 	shared := map[string]string{
 		"NATS_URL": nats.ClientURL(), "ARCHIVE_STORE": "s3", "S3_ENDPOINT": m.Endpoint, "S3_ACCESS_KEY": m.AccessKey,
 		"S3_SECRET_KEY": m.SecretKey, "S3_BUCKET": testenv.Name("split"), "S3_USE_TLS": "false", "HTTP_ADDRESS": "127.0.0.1:0",
+		"AUTH": "off",
 	}
 	with := func(fns string) map[string]string {
 		env := map[string]string{"FUNCTIONS": fns}

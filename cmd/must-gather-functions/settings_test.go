@@ -187,3 +187,40 @@ func TestDurationsReadAsPeopleWriteThem(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthorizationIsOffOnlyOnLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		env      map[string]string
+		wantAuth bool
+		wantErr  string
+	}{
+		{"embedded NATS on loopback turns it off by default", nil, false, ""},
+		{"external NATS turns it on by default", map[string]string{"NATS_URL": "nats://nats:4222"}, true, ""},
+		{"embedded NATS on every interface turns it on by default", map[string]string{"HTTP_ADDRESS": ":8080"}, true, ""},
+		{"AUTH=on turns it on on loopback", map[string]string{"AUTH": "on"}, true, ""},
+		{"AUTH=off on loopback is allowed", map[string]string{"NATS_URL": "nats://nats:4222", "HTTP_ADDRESS": "localhost:8080", "AUTH": "off"}, false, ""},
+		{"AUTH=off on every interface is refused", map[string]string{"HTTP_ADDRESS": ":8080", "AUTH": "off"}, false,
+			`AUTH: authorization may be off only while HTTP_ADDRESS is on loopback, not ":8080"`},
+		{"AUTH=off on an outside address is refused", map[string]string{"NATS_URL": "nats://nats:4222", "HTTP_ADDRESS": "10.0.0.1:8080", "AUTH": "off"}, false,
+			`AUTH: authorization may be off only while HTTP_ADDRESS is on loopback, not "10.0.0.1:8080"`},
+		{"a process without the API may listen anywhere", map[string]string{"FUNCTIONS": "runner", "NATS_URL": "nats://nats:4222", "AUTH": "off"}, false, ""},
+		{"AUTH must be on or off", map[string]string{"AUTH": "maybe"}, false, `AUTH: "maybe" is neither on nor off`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig([]string{"x"}, func(k string) string { return tt.env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Auth != tt.wantAuth {
+				t.Errorf("Auth = %v, want %v", c.Auth, tt.wantAuth)
+			}
+		})
+	}
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
+)
+
+// TestWithAuthOnOnlyTheClusterAdminGathers runs the whole system with
+// AUTH=on against a real kube-apiserver: the tokens are reviewed by the
+// cluster of KUBECONFIG.
+func TestWithAuthOnOnlyTheClusterAdminGathers(t *testing.T) {
+	k := kube.Start(t)
+	s := start(t, t.TempDir(), map[string]string{"AUTH": "on", "KUBECONFIG": k.Kubeconfig, "GATHERER": "process"})
+	send := func(method, path, token, body string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if status, body := send(http.MethodPost, "/must-gather", "", `{"command": "true"}`); status != http.StatusUnauthorized {
+		t.Errorf("without a token: %d %s, want 401", status, body)
+	}
+	if status, body := send(http.MethodPost, "/must-gather", k.NoRights.BearerToken, `{"command": "true"}`); status != http.StatusForbidden {
+		t.Errorf("without rights: %d %s, want 403", status, body)
+	}
+	status, body := send(http.MethodPost, "/must-gather", k.Admin.BearerToken, `{"command": "true"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("as cluster-admin: %d %s, want 201", status, body)
+	}
+	var g struct {
+		RequestedBy string `json:"requested-by"`
+	}
+	if err := json.Unmarshal(body, &g); err != nil {
+		t.Fatal(err)
+	}
+	if g.RequestedBy != kube.AdminUser {
+		t.Errorf("requested-by = %q, want %q", g.RequestedBy, kube.AdminUser)
+	}
+	if status, _ := send(http.MethodGet, "/healthz", "", ""); status != http.StatusOK {
+		t.Errorf("healthz: %d", status)
+	}
+}
