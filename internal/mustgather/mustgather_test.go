@@ -355,3 +355,53 @@ func TestIsCustomNameTakesWhatValidateKeeps(t *testing.T) {
 		})
 	}
 }
+
+func TestTheImageAllowListRejectsEveryOtherImage(t *testing.T) {
+	p := policy
+	p.AllowedImages = []string{"quay.io/kubev2v/*", "registry.redhat.io/openshift4/ose-must-gather@sha256:*", "openshift/must-gather:*"}
+	p.DefaultImage = "quay.io/kubev2v/forklift-must-gather:latest"
+	tests := []struct {
+		name  string
+		p     mustgather.Policy
+		in    mustgather.Request
+		field string // "": allowed
+	}{
+		{"an image under an allowed repository", p, mustgather.Request{Image: "quay.io/kubev2v/forklift-must-gather:2.9"}, ""},
+		{"no image, with an allowed default", p, mustgather.Request{}, ""},
+		{"every image of a list allowed", p, mustgather.Request{Image: "quay.io/kubev2v/a, registry.redhat.io/openshift4/ose-must-gather@sha256:" + strings.Repeat("a", 64)}, ""},
+		{"an allowed image stream", p, mustgather.Request{ImageStream: "openshift/must-gather:latest"}, ""},
+		{"an image elsewhere", p, mustgather.Request{Image: "quay.io/evil/must-gather:latest"}, "image"},
+		{"an image further down the allowed repository", p, mustgather.Request{Image: "quay.io/kubev2v/x/y:1"}, "image"},
+		{"one image of a list not allowed", p, mustgather.Request{Image: "quay.io/kubev2v/a,docker.io/library/busybox"}, "image"},
+		{"a tag where only digests are allowed", p, mustgather.Request{Image: "registry.redhat.io/openshift4/ose-must-gather:latest"}, "image"},
+		{"an image stream not allowed", p, mustgather.Request{ImageStream: "evil/must-gather:latest"}, "image-stream"},
+		{"no image, with a default not allowed", func() mustgather.Policy {
+			q := p
+			q.DefaultImage = "docker.io/library/busybox"
+			return q
+		}(), mustgather.Request{}, "image"},
+		{"any image without an allow-list", policy, mustgather.Request{Image: "quay.io/evil/must-gather:latest"}, ""},
+	}
+	for _, tt := range tests {
+		verdict := "is allowed"
+		if tt.field != "" {
+			verdict = "is rejected naming " + tt.field
+		}
+		t.Run(tt.name+" "+verdict, func(t *testing.T) {
+			_, err := tt.in.Validate(tt.p)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var fe *mustgather.FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field || !strings.Contains(fe.Message, "allowed") {
+				t.Errorf("error %v, want one naming %s that says what is allowed", err, tt.field)
+			}
+		})
+	}
+	if err := mustgather.CheckImagePatterns([]string{"quay.io/kubev2v/*", "quay.io/[a-"}); err == nil || !strings.Contains(err.Error(), `"quay.io/[a-"`) {
+		t.Errorf("a malformed pattern: %v", err)
+	}
+}

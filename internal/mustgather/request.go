@@ -99,6 +99,43 @@ type Policy struct {
 	// TargetNamespace is the NS of a targeted gathering (plan or vm) that
 	// names no namespace: where Forklift runs, usually openshift-mtv.
 	TargetNamespace string
+	// AllowedImages, when not empty, are the only images a gathering may
+	// run, as path.Match patterns (see AllowsImage): a gathering runs its
+	// image with cluster-admin rights. Empty allows every image.
+	AllowedImages []string
+	// DefaultImage is what a gathering that names neither image nor
+	// image-stream runs; with AllowedImages it must match them too. Empty
+	// means unknown here, and is not checked.
+	DefaultImage string
+}
+
+// CheckImagePatterns reports the first of patterns that path.Match cannot
+// use.
+func CheckImagePatterns(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("image pattern %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// AllowsImage reports whether ref, as written (no registry or tag is
+// added), matches one of p's AllowedImages, or there are none. A pattern
+// is a path.Match pattern: "*" matches any run of characters but "/", so
+// quay.io/kubev2v/* allows every image directly under quay.io/kubev2v,
+// with any tag or digest, but none further down. An image stream is
+// matched as namespace/name:tag.
+func (p Policy) AllowsImage(ref string) bool {
+	if len(p.AllowedImages) == 0 {
+		return true
+	}
+	for _, pat := range p.AllowedImages {
+		if ok, _ := path.Match(pat, ref); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Length caps, in bytes, for each field.
@@ -147,6 +184,9 @@ func (r Request) Validate(p Policy) (Request, error) {
 	if r.Image != "" && r.ImageStream != "" {
 		return r, fieldErr("image-stream", "give image or image-stream, not both")
 	}
+	if err := r.allowedImages(p); err != nil {
+		return r, err
+	}
 	if r.NodeName != "" {
 		if len(r.NodeName) > 253 || !dns1123Subdomain.MatchString(r.NodeName) {
 			return r, fieldErr("node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)")
@@ -183,6 +223,30 @@ func (r Request) Validate(p Policy) (Request, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// allowedImages checks the images r runs against p's allow-list: each of
+// its images, its image stream, or else the default image.
+func (r Request) allowedImages(p Policy) error {
+	if len(p.AllowedImages) == 0 {
+		return nil
+	}
+	allowed := strings.Join(p.AllowedImages, ", ")
+	switch {
+	case r.ImageStream != "":
+		if !p.AllowsImage(r.ImageStream) {
+			return fieldErr("image-stream", "%q is not an allowed image; allowed: %s", r.ImageStream, allowed)
+		}
+	case r.Image != "":
+		for img := range strings.SplitSeq(r.Image, ",") {
+			if img = strings.TrimSpace(img); !p.AllowsImage(img) {
+				return fieldErr("image", "%q is not an allowed image; allowed: %s", img, allowed)
+			}
+		}
+	case p.DefaultImage != "" && !p.AllowsImage(p.DefaultImage):
+		return fieldErr("image", "no image given, and the default image %q is not an allowed image; name one that is: %s", p.DefaultImage, allowed)
+	}
+	return nil
 }
 
 // targeted checks plan, vm and namespace and, when any is given, builds
