@@ -206,6 +206,7 @@ func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
 		{"the binding's subject is the namespace's default service account", s.crb.Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: s.ns.Name}}},
 		{"the pod is labelled", s.pod.Labels, map[string]string{"app": "must-gather", LabelManagedBy: ManagedBy, LabelGathering: "42", LabelOwner: ManagedBy}},
 		{"the pod runs the gathering's command", s.pod.Spec.Containers[0].Command[4], "PLAN=mig-plan-cold /usr/bin/targeted"},
+		{"the command is an argument of a fixed script, never part of it", s.pod.Spec.Containers[0].Command[:4], []string{"/bin/bash", "-c", gatherScript, "gather"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
