@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
@@ -57,5 +58,44 @@ func TestWithAuthOnOnlyTheClusterAdminGathers(t *testing.T) {
 	}
 	if status, _ := send(http.MethodGet, "/healthz", "", ""); status != http.StatusOK {
 		t.Errorf("healthz: %d", status)
+	}
+}
+
+// TestWithAuthOnAProcessWithoutTheAPIServesMetricsOnlyToThoseAllowed runs
+// a runner and recorder process, as in a cluster, with AUTH=on: its
+// /metrics follows the API's rule.
+func TestWithAuthOnAProcessWithoutTheAPIServesMetricsOnlyToThoseAllowed(t *testing.T) {
+	k := kube.Start(t)
+	nats := testenv.NATS(t)
+	s := start(t, t.TempDir(), map[string]string{
+		"FUNCTIONS": "runner,recorder", "NATS_URL": nats.ClientURL(), "HTTP_ADDRESS": "127.0.0.1:0",
+		"AUTH": "on", "KUBECONFIG": k.Kubeconfig, "GATHERER": "process",
+	})
+	for _, tt := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"no token is refused /metrics", "/metrics", "", http.StatusUnauthorized},
+		{"a user without rights is forbidden /metrics", "/metrics", k.NoRights.BearerToken, http.StatusForbidden},
+		{"the cluster-admin gets /metrics", "/metrics", k.Admin.BearerToken, http.StatusOK},
+		{"readiness needs no token", "/readyz", "", http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, s.base+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s: %d, want %d", tt.path, resp.StatusCode, tt.want)
+			}
+		})
 	}
 }

@@ -83,7 +83,7 @@ type natsConfig struct {
 // defaultConfig is the configuration without any variable set: each
 // package's defaults, and the command's own.
 func defaultConfig() config {
-	return config{
+	c := config{
 		functions: "all",
 		Port:      8080,
 		LogLevel:  "info",
@@ -95,6 +95,8 @@ func defaultConfig() config {
 		API: api.Deps{
 			Policy:      mustgather.DefaultPolicy(),
 			BodyTimeout: api.DefaultBodyTimeout,
+			PostRate:    api.DefaultPostRate,
+			PostBurst:   api.DefaultPostBurst,
 		},
 		AuthReview:        auth.DefaultConfig(),
 		Runner:            runner.DefaultConfig(),
@@ -104,6 +106,10 @@ func defaultConfig() config {
 		SweepInterval:     5 * time.Minute,
 		ShutdownTimeout:   90 * time.Second,
 	}
+	// The API checks the image the Kubernetes gatherer runs by default
+	// against the allow-list: one setting, MUST_GATHER_IMAGE.
+	c.API.Policy.DefaultImage = c.Kube.DefaultImage
+	return c
 }
 
 // settings is the table of every variable: the field it sets, and the
@@ -151,7 +157,8 @@ func (c *config) settings() []setting {
 		{Var: "GATHERER", Field: &c.Gatherer, Help: "`kube`, `process`, or `auto`: kube when in a pod or `KUBECONFIG`/`KUBE_CONTEXTS` is set"},
 		{Var: "KUBECONFIG", Field: &c.Kubeconfig, Help: "kubeconfig file; its current context is the default cluster (in a pod: the in-cluster config)"},
 		{Var: "KUBE_CONTEXTS", Field: &c.KubeContexts, Help: "comma-separated `name=context` or `context` entries: the clusters a request's `server` may name"},
-		{Var: "MUST_GATHER_IMAGE", Field: &c.Kube.DefaultImage, Help: "image of a gathering that names neither `image` nor `image-stream`"},
+		{Var: "MUST_GATHER_IMAGE", Field: &c.Kube.DefaultImage, Also: []any{&c.API.Policy.DefaultImage}, Help: "image of a gathering that names neither `image` nor `image-stream`"},
+		{Var: "MUST_GATHER_ALLOWED_IMAGES", Field: &c.API.Policy.AllowedImages, Default: "empty: any image", Help: "comma-separated patterns (Go's `path.Match`: `*` matches anything but `/`), e.g. `quay.io/kubev2v/*`: when set, a request whose `image` (each of the list), `image-stream` (as `namespace/name:tag`) or, naming neither, `MUST_GATHER_IMAGE` matches none is answered 400"},
 		{Var: "MUST_GATHER_NAMESPACE_PREFIX", Field: &c.Kube.NamespacePrefix, Help: "prefix of the temporary namespaces"},
 		{Var: "MUST_GATHER_NODE_SELECTOR", Field: &c.Kube.NodeSelector, Help: "`key=value,…` node selector for gather pods (`node-name` overrides)"},
 		{Var: "MUST_GATHER_HOST_NETWORK", Field: &c.Kube.HostNetwork, Help: "run gather pods in the host network, as `oc adm must-gather --host-network`"},
@@ -161,6 +168,9 @@ func (c *config) settings() []setting {
 		{Var: "MUST_GATHER_SWEEP_INTERVAL", Field: &c.SweepInterval, Help: "how often the runner deletes leftovers of crashed runners (namespaces; with the process gatherer, processes and folders)"},
 		{Var: "SHUTDOWN_TIMEOUT", Field: &c.ShutdownTimeout, Help: "how long a graceful shutdown (SIGTERM) may take"},
 		{Var: "API_BODY_TIMEOUT", Field: &c.API.BodyTimeout, Help: "how long the body of a `POST /must-gather` may take to arrive in full; a slower one is answered 408"},
+		{Var: "API_POST_RATE", Field: &c.API.PostRate, Help: "gatherings one user (the token's username; with `AUTH=off`, the client address) may start a minute once the burst is spent; more are answered 429 with `Retry-After`. `0`: no limit. Counted in each API replica on its own"},
+		{Var: "API_POST_BURST", Field: &c.API.PostBurst, Help: "gatherings one user may start at once before `API_POST_RATE` applies"},
+		{Var: "CORS_ORIGINS", Field: &c.API.CORSOrigins, Default: "empty: no CORS headers", Help: "comma-separated origins (`https://console.example.com`) whose pages may call the API from a browser, such as the Forklift console's; others get no CORS headers"},
 		{Var: "AUTH", Field: &c.auth, Default: "`on`; `off` with embedded NATS on loopback and `HTTP_ADDRESS` on loopback", Help: "`on` or `off`: the API admits only bearer tokens of a cluster-admin (TokenReview and SubjectAccessReview against the gathering's cluster), and `/metrics` only those allowed to get it. `off` is refused unless `HTTP_ADDRESS` is on loopback"},
 		{Var: "AUTH_CACHE_TTL", Field: &c.AuthReview.CacheTTL, Help: "how long a token's review is reused (kept under a SHA-256 of the token, never the token)"},
 		{Var: "AUTH_FORWARDED_TOKEN", Field: &c.API.ForwardedToken, Help: "take the token from `X-Forwarded-Access-Token`, as an OAuth proxy in front of the API sends it, when a request has that header"},
@@ -273,6 +283,15 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if p := c.API.Policy; p.DefaultTimeout <= 0 || p.MaxTimeout <= 0 || p.DefaultTimeout > p.MaxTimeout {
 		errs = append(errs, fmt.Errorf("DEFAULT_TIMEOUT (%s) must be > 0 and <= MAX_TIMEOUT (%s)", p.DefaultTimeout, p.MaxTimeout))
+	}
+	if c.API.PostRate < 0 || c.API.PostBurst < 1 {
+		errs = append(errs, fmt.Errorf("API_POST_RATE (%d) must be at least 0 and API_POST_BURST (%d) at least 1", c.API.PostRate, c.API.PostBurst))
+	}
+	if err := api.CheckOrigins(c.API.CORSOrigins); err != nil {
+		errs = append(errs, fmt.Errorf("CORS_ORIGINS: %w", err))
+	}
+	if err := mustgather.CheckImagePatterns(c.API.Policy.AllowedImages); err != nil {
+		errs = append(errs, fmt.Errorf("MUST_GATHER_ALLOWED_IMAGES: %w", err))
 	}
 	if c.RunnerConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))

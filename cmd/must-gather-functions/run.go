@@ -153,26 +153,27 @@ func (d *deps) ready(ctx context.Context) error {
 
 // startHTTP listens on HTTP_ADDRESS with the API, or, in a process without
 // it, with only the health, readiness and metrics endpoints the API also
-// serves. It does not serve yet.
+// serves, /metrics under the same authorization. It does not serve yet.
 func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listener, error) {
+	a := cfg.API
+	a.Logger = d.log
+	a.Ready, a.Registry = d.ready, d.reg
+	if cfg.Auth {
+		clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("authorization needs the clusters to review tokens against: %w", err)
+		}
+		if a.Auth, err = auth.New(clusters, cfg.AuthReview); err != nil {
+			return nil, nil, err
+		}
+	}
 	var handler http.Handler
 	if cfg.has("api") {
-		a := cfg.API
 		a.Logger = d.log.With("function", "api")
 		a.Store, a.Archives, a.Events = d.store, d.archives, d.bus
-		a.Ready, a.Registry = d.ready, d.reg
-		if cfg.Auth {
-			clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
-			if err != nil {
-				return nil, nil, fmt.Errorf("authorization needs the clusters to review tokens against: %w", err)
-			}
-			if a.Auth, err = auth.New(clusters, cfg.AuthReview); err != nil {
-				return nil, nil, err
-			}
-		}
 		handler = api.NewServer(a)
 	} else {
-		handler = api.NewOpsHandler(d.log, d.ready, d.reg)
+		handler = api.NewOpsHandler(a)
 	}
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddress,

@@ -91,18 +91,22 @@ func TestNoVariableSetMeansThePackagesDefaults(t *testing.T) {
 
 func TestAVariableReachesThePackageThatUsesIt(t *testing.T) {
 	env := map[string]string{
-		"DEFAULT_TIMEOUT":           " 20m ",
-		"MUST_GATHER_IMAGE":         "quay.io/example/gather:v1",
-		"MUST_GATHER_NODE_SELECTOR": "node-role.kubernetes.io/worker=, zone = a",
-		"MUST_GATHER_HOST_NETWORK":  "true",
-		"S3_PART_SIZE":              "8388608",
-		"S3_USE_TLS":                "false",
-		"LEASE_TTL":                 "9s",
-		"EVENTS_SUBJECT":            "mg",
-		"KUBE_CONTEXTS":             "prod=admin@prod,staging",
-		"PROCESS_TEMP_DIR":          "/var/tmp/gather",
-		"API_BODY_TIMEOUT":          "5s",
-		"RUNNER_REAP_INTERVAL":      "100ms",
+		"DEFAULT_TIMEOUT":            " 20m ",
+		"MUST_GATHER_IMAGE":          "quay.io/example/gather:v1",
+		"MUST_GATHER_NODE_SELECTOR":  "node-role.kubernetes.io/worker=, zone = a",
+		"MUST_GATHER_HOST_NETWORK":   "true",
+		"S3_PART_SIZE":               "8388608",
+		"S3_USE_TLS":                 "false",
+		"LEASE_TTL":                  "9s",
+		"EVENTS_SUBJECT":             "mg",
+		"KUBE_CONTEXTS":              "prod=admin@prod,staging",
+		"PROCESS_TEMP_DIR":           "/var/tmp/gather",
+		"API_BODY_TIMEOUT":           "5s",
+		"RUNNER_REAP_INTERVAL":       "100ms",
+		"API_POST_RATE":              "3",
+		"API_POST_BURST":             "4",
+		"CORS_ORIGINS":               "https://console.example.com",
+		"MUST_GATHER_ALLOWED_IMAGES": "quay.io/example/*, quay.io/kubev2v/*",
 	}
 	c, err := loadConfig([]string{"x"}, func(k string) string { return env[k] })
 	if err != nil {
@@ -116,6 +120,10 @@ func TestAVariableReachesThePackageThatUsesIt(t *testing.T) {
 		{"the runner's default timeout", c.Runner.DefaultTimeout, 20 * time.Minute},
 		{"the kubernetes gatherer's default timeout", c.Kube.DefaultTimeout, 20 * time.Minute},
 		{"the image", c.Kube.DefaultImage, "quay.io/example/gather:v1"},
+		{"the image the API checks against the allow-list", c.API.Policy.DefaultImage, "quay.io/example/gather:v1"},
+		{"the allow-list", c.API.Policy.AllowedImages, []string{"quay.io/example/*", "quay.io/kubev2v/*"}},
+		{"the POST rate and burst", []int{c.API.PostRate, c.API.PostBurst}, []int{3, 4}},
+		{"the CORS origins", c.API.CORSOrigins, []string{"https://console.example.com"}},
 		{"the node selector", c.Kube.NodeSelector, map[string]string{"node-role.kubernetes.io/worker": "", "zone": "a"}},
 		{"host network", c.Kube.HostNetwork, true},
 		{"the part size", c.S3.PartSize, uint64(8 << 20)},
@@ -220,6 +228,38 @@ func TestAuthorizationIsOffOnlyOnLoopback(t *testing.T) {
 			}
 			if c.Auth != tt.wantAuth {
 				t.Errorf("Auth = %v, want %v", c.Auth, tt.wantAuth)
+			}
+		})
+	}
+}
+
+func TestInputSettingsAreCheckedAtStart(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"origins and image patterns", map[string]string{"CORS_ORIGINS": "https://console.example.com, http://localhost:9000", "MUST_GATHER_ALLOWED_IMAGES": "quay.io/kubev2v/*"}, ""},
+		{"no limit on POSTs", map[string]string{"API_POST_RATE": "0"}, ""},
+		{"a wildcard origin is refused", map[string]string{"CORS_ORIGINS": "*"}, `CORS_ORIGINS: "*" is not an origin`},
+		{"an origin with a path is refused", map[string]string{"CORS_ORIGINS": "https://console.example.com/ui"}, `CORS_ORIGINS: "https://console.example.com/ui" is not an origin`},
+		{"a malformed image pattern is refused", map[string]string{"MUST_GATHER_ALLOWED_IMAGES": "quay.io/[a-"}, `MUST_GATHER_ALLOWED_IMAGES: image pattern "quay.io/[a-"`},
+		{"a negative rate is refused", map[string]string{"API_POST_RATE": "-1"}, "API_POST_RATE (-1) must be at least 0"},
+		{"a burst of none is refused", map[string]string{"API_POST_BURST": "0"}, "API_POST_BURST (0) at least 1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig([]string{"x"}, func(k string) string { return tt.env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.API.Policy.DefaultImage != c.Kube.DefaultImage || c.API.Policy.DefaultImage == "" {
+				t.Errorf("the API checks the default image %q, the runner runs %q", c.API.Policy.DefaultImage, c.Kube.DefaultImage)
 			}
 		})
 	}

@@ -322,22 +322,33 @@ func metricsReader(t *testing.T, k *kube.Cluster) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	name := testenv.Name("metrics-reader")
-	token := k.ServiceAccountToken(t, "default", name, time.Now().Add(time.Hour))
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Rules:      []rbacv1.PolicyRule{{Verbs: []string{"get"}, NonResourceURLs: []string{"/metrics"}}},
 	}
-	if _, err := c.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	if _, err := c.RbacV1().ClusterRoles().Create(context.Background(), role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return serviceAccountBoundTo(t, k, name)
+}
+
+// serviceAccountBoundTo returns a token of a new service account of the
+// default namespace bound to the cluster role.
+func serviceAccountBoundTo(t *testing.T, k *kube.Cluster, clusterRole string) string {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := testenv.Name("sa")
+	token := k.ServiceAccountToken(t, "default", name, time.Now().Add(time.Hour))
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: clusterRole},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "default", Name: name}},
 	}
-	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+	if _, err := c.RbacV1().ClusterRoleBindings().Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return token

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -98,6 +99,9 @@ func httpError(err error) (int, errorBody) {
 	if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
 	}
+	if rle, ok := errors.AsType[*rateLimitError](err); ok {
+		return http.StatusTooManyRequests, errorBody{Error: rle.Error()}
+	}
 	if nce, ok := errors.AsType[*notCompletedError](err); ok {
 		return http.StatusConflict, errorBody{Error: nce.Error(), Status: nce.g.Status}
 	}
@@ -140,6 +144,9 @@ func respondErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	if rle, ok := errors.AsType[*rateLimitError](err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(rle.seconds()))
 	}
 	if _, ok := errors.AsType[*bodyError](err); ok {
 		log.DebugContext(r.Context(), "request body not read", "method", r.Method, "path", r.URL.Path,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,8 +20,8 @@ import (
 const writeTimeout = 15 * time.Second
 
 // handleCreate starts a gathering: decode, validate, authorize against
-// the cluster it runs on, store, announce.
-func handleCreate(d Deps) http.Handler {
+// the cluster it runs on, count against the user's limit, store, announce.
+func handleCreate(d Deps, posts *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(w, r, MaxBodyBytes, d.BodyTimeout)
 		if err != nil {
@@ -39,6 +40,11 @@ func handleCreate(d Deps) http.Handler {
 		}
 		who, err := authorize(d, r, req.Server, mustgather.AccessAdmin)
 		if err != nil {
+			respondErr(w, r, d.Logger, err)
+			return
+		}
+		if err := posts.allow(limitKey(r, who)); err != nil {
+			d.Logger.InfoContext(r.Context(), "gathering refused: over the limit", "user", who.Username, "remote", r.RemoteAddr)
 			respondErr(w, r, d.Logger, err)
 			return
 		}
@@ -61,6 +67,19 @@ func handleCreate(d Deps) http.Handler {
 		w.Header().Set("Location", "/must-gather/"+g.ID.String())
 		writeJSON(w, http.StatusCreated, g)
 	})
+}
+
+// limitKey is whose limit a request counts against: its user's, or, with
+// authorization off, its remote address's.
+func limitKey(r *http.Request, who mustgather.Principal) string {
+	if who.Username != "" {
+		return "user:" + who.Username
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr:" + host
 }
 
 // audit logs that who did action to g: who asked for what, never how they

@@ -8,8 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
 // OpenAPI is the OpenAPI 3.0 document of the API, as served on
@@ -60,31 +61,31 @@ func handleReadyz(log *slog.Logger, ready func(context.Context) error) http.Hand
 }
 
 // addOpsRoutes adds liveness, readiness and, with a registry, metrics: the
-// operations endpoints every process serves, with or without the API.
-// guard, if not nil, wraps the metrics handler.
-func addOpsRoutes(handle func(pattern string, h http.Handler), log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry, guard func(http.Handler) http.Handler) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// operations endpoints every process serves, with or without the API. Of
+// d it uses Logger, Ready, Registry, and Auth and ForwardedToken for
+// /metrics.
+func addOpsRoutes(handle func(pattern string, h http.Handler), d Deps) {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	ready := d.Ready
 	if ready == nil {
 		ready = func(context.Context) error { return nil }
 	}
 	handle("GET /healthz", handleHealthz())
-	handle("GET /readyz", handleReadyz(log, ready))
-	if reg != nil {
-		var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-		if guard != nil {
-			h = guard(h)
-		}
-		handle("GET /metrics", h)
+	handle("GET /readyz", handleReadyz(d.Logger, ready))
+	if d.Registry != nil {
+		h := promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})
+		handle("GET /metrics", requireAccess(d, mustgather.AccessMetrics, h))
 	}
 }
 
 // NewOpsHandler serves only /healthz, /readyz and /metrics, as NewServer
-// does, for a process that runs functions but not the API. ready and reg
-// may be nil, as in Deps.
-func NewOpsHandler(log *slog.Logger, ready func(context.Context) error, reg *prometheus.Registry) http.Handler {
+// does, for a process that runs functions but not the API. Of d it uses
+// only Logger, Ready, Registry, Auth and ForwardedToken: with Auth,
+// /metrics needs a token allowed to get it, as in the API.
+func NewOpsHandler(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	addOpsRoutes(func(pattern string, h http.Handler) { mux.Handle(pattern, h) }, log, ready, reg, nil)
+	addOpsRoutes(func(pattern string, h http.Handler) { mux.Handle(pattern, h) }, d)
 	return mux
 }

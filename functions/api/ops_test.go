@@ -120,7 +120,7 @@ func TestAProcessWithoutTheAPIAnswersHealthAsTheAPIDoes(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	var notReady error
-	h := NewOpsHandler(nil, func(context.Context) error { return notReady }, reg)
+	h := NewOpsHandler(Deps{Ready: func(context.Context) error { return notReady }, Registry: reg})
 	get := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

@@ -7,7 +7,7 @@ import (
 )
 
 // addRoutes is the API's table of contents. A GET pattern also answers HEAD.
-func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
+func addRoutes(mux *http.ServeMux, d Deps, m *metrics, posts *limiter) {
 	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, m.instrument(pattern, h)) }
 
 	admin := func(h http.Handler) http.Handler { return requireAccess(d, mustgather.AccessAdmin, h) }
@@ -15,12 +15,11 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics) {
 
 	// A create, get and download is reviewed against the gathering's own
 	// cluster (its server), once the handler knows which that is.
-	handle("POST /must-gather", token(handleCreate(d)))
+	handle("POST /must-gather", token(handleCreate(d, posts)))
 	handle("GET /must-gather", admin(handleList(d)))
 	handle("GET /must-gather/{id}", token(handleGet(d)))
 	handle("GET /must-gather/{id}/data", token(handleData(d)))
 
 	handle("GET /openapi.yaml", handleOpenAPI())
-	metrics := func(h http.Handler) http.Handler { return requireAccess(d, mustgather.AccessMetrics, h) }
-	addOpsRoutes(handle, d.Logger, d.Ready, d.Registry, metrics) // GET /healthz, /readyz, /metrics
+	addOpsRoutes(handle, d) // GET /healthz, /readyz, /metrics
 }

@@ -53,6 +53,16 @@ type Deps struct {
 	// ForwardedToken takes the bearer token from X-Forwarded-Access-Token
 	// when a request has it, as an OAuth proxy in front of the API sends it.
 	ForwardedToken bool
+	// CORSOrigins are the origins (https://console.example.com) whose
+	// pages may call the API from a browser; see CheckOrigins. Empty: no
+	// CORS headers at all.
+	CORSOrigins []string
+	// PostRate is how many gatherings one user (the token's username, or
+	// the remote address with authorization off) may start a minute, after
+	// a burst of PostBurst (at least 1); more are answered 429. Zero means
+	// no limit. The count is this process's: each replica keeps its own.
+	PostRate  int
+	PostBurst int
 }
 
 // NewServer returns the API as an http.Handler. It panics when Store,
@@ -73,8 +83,8 @@ func NewServer(d Deps) http.Handler {
 	}
 	m := newMetrics(d.Registry)
 	mux := http.NewServeMux()
-	addRoutes(mux, d, m)
-	return jsonFallback(mux, m)
+	addRoutes(mux, d, m, newLimiter(d.PostRate, d.PostBurst, d.Now))
+	return withCORS(d.CORSOrigins, jsonFallback(mux, m))
 }
 
 // jsonFallback answers the requests that match no route (404) or match a
