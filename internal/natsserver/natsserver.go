@@ -4,6 +4,7 @@ package natsserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -22,6 +23,13 @@ type Options struct {
 	StoreDir string
 	// Logger receives the server's log; nil keeps it silent.
 	Logger server.Logger
+	// TLS, if set, makes clients connect over TLS (tls://); with
+	// ClientAuth set to tls.RequireAndVerifyClientCert it also verifies
+	// their certificates.
+	TLS *tls.Config
+	// Username and Password, if set, are required of every client.
+	Username string
+	Password string
 }
 
 // Server is a running embedded nats-server.
@@ -44,6 +52,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
+		Username:   o.Username,
+		Password:   o.Password,
+	}
+	if o.TLS != nil {
+		opts.TLS, opts.TLSConfig = true, o.TLS
+		opts.TLSVerify = o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

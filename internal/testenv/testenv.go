@@ -35,9 +35,23 @@ func NATS(t testing.TB) *natsserver.Server {
 // server and start another on the same data.
 func NATSIn(t testing.TB, dir string) *natsserver.Server {
 	t.Helper()
+	return NATSWith(t, natsserver.Options{StoreDir: dir})
+}
+
+// NATSWith is NATS with the options o, for a server with TLS or a
+// password; a zero Port or StoreDir is a random port and a temporary
+// directory.
+func NATSWith(t testing.TB, o natsserver.Options) *natsserver.Server {
+	t.Helper()
+	if o.Port == 0 {
+		o.Port = -1
+	}
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := natsserver.Start(ctx, natsserver.Options{Host: "127.0.0.1", Port: -1, StoreDir: dir})
+	s, err := natsserver.Start(ctx, o)
 	if err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
