@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,8 +75,13 @@ type config struct {
 
 // natsConfig says which NATS to connect to, or how to run the embedded one.
 type natsConfig struct {
-	URL          string // empty: the embedded server
-	Creds        string
+	URL   string // empty: the embedded server; secret, as it may hold a password
+	Creds string // credentials file
+	// CAFile, CertFile and KeyFile are PEM files: the CA that signed the
+	// server's certificate, and the client's certificate and key.
+	CAFile       string
+	CertFile     string
+	KeyFile      string
 	EmbeddedHost string
 	EmbeddedPort int
 }
@@ -125,8 +131,11 @@ func (c *config) settings() []setting {
 		{Var: "LOG_FORMAT", Field: &c.LogFormat, Default: "`json` in a cluster (`KUBERNETES_SERVICE_HOST` set), else `text`", Help: "`text` or `json` (log/slog)"},
 		{Var: "LOG_LEVEL", Field: &c.LogLevel, Help: "`debug`, `info`, `warn` or `error`"},
 		{Var: "DATA_DIR", Field: &c.DataDir, Help: "where the embedded NATS store (`nats/`) and local archives (`archives/`) live"},
-		{Var: "NATS_URL", Field: &c.NATS.URL, Default: "empty: embedded server", Help: "NATS server URL(s) with JetStream, e.g. `nats://nats:4222`"},
-		{Var: "NATS_CREDS", Field: &c.NATS.Creds, Help: "NATS credentials file"},
+		{Var: "NATS_URL", Field: &c.NATS.URL, Default: "empty: embedded server", Secret: true, Help: "NATS server URL(s) with JetStream, e.g. `nats://nats:4222`, `tls://user:password@nats:4222` (logs and errors show it with the password redacted)"},
+		{Var: "NATS_CREDS", Field: &c.NATS.Creds, Help: "NATS credentials file (`.creds`: user JWT and NKey seed)"},
+		{Var: "NATS_CA_FILE", Field: &c.NATS.CAFile, Default: "system roots", Help: "PEM file of the CA that signed NATS's certificate; turns on TLS"},
+		{Var: "NATS_CERT_FILE", Field: &c.NATS.CertFile, Help: "PEM client certificate for NATS (TLS client authentication); needs `NATS_KEY_FILE`"},
+		{Var: "NATS_KEY_FILE", Field: &c.NATS.KeyFile, Help: "PEM key of `NATS_CERT_FILE`"},
 		{Var: "NATS_EMBEDDED_HOST", Field: &c.NATS.EmbeddedHost, Help: "listen host of the embedded NATS"},
 		{Var: "NATS_EMBEDDED_PORT", Field: &c.NATS.EmbeddedPort, Help: "listen port of the embedded NATS for NATS tools; `-1` picks a free one"},
 		{Var: "KV_BUCKET", Field: &c.Store.Bucket, Help: "KV bucket of gathering records"},
@@ -138,8 +147,8 @@ func (c *config) settings() []setting {
 		{Var: "ARCHIVE_STORE", Field: &c.ArchiveStore, Default: "`s3` if `S3_ENDPOINT` is set, else `dir`", Help: "where archives go"},
 		{Var: "ARCHIVE_DIR", Field: &c.ArchiveDir, Default: "`$DATA_DIR/archives`", Help: "folder of the `dir` store"},
 		{Var: "S3_ENDPOINT", Field: &c.S3.Endpoint, Help: "S3 endpoint `host:port`"},
-		{Var: "S3_ACCESS_KEY", Field: &c.S3.AccessKey, Help: "S3 access key"},
-		{Var: "S3_SECRET_KEY", Field: &c.S3.SecretKey, Help: "S3 secret key"},
+		{Var: "S3_ACCESS_KEY", Field: &c.S3.AccessKey, Secret: true, Help: "S3 access key"},
+		{Var: "S3_SECRET_KEY", Field: &c.S3.SecretKey, Secret: true, Help: "S3 secret key"},
 		{Var: "S3_BUCKET", Field: &c.S3.Bucket, Help: "bucket; created if missing"},
 		{Var: "S3_REGION", Field: &c.S3.Region, Help: "region, if the server needs one"},
 		{Var: "S3_USE_TLS", Field: &c.S3.UseTLS, Help: "HTTPS to S3"},
@@ -312,8 +321,55 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.Store.LeaseTTL < minLeaseTTL {
 		errs = append(errs, fmt.Errorf("LEASE_TTL: must be at least %s", minLeaseTTL))
 	}
+	errs = append(errs, c.NATS.check()...)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
 }
+
+// check reports what is wrong with the NATS settings, never quoting
+// NATS_URL, which may hold a password.
+func (n natsConfig) check() []error {
+	var errs []error
+	if (n.CertFile == "") != (n.KeyFile == "") {
+		errs = append(errs, errors.New("NATS_CERT_FILE and NATS_KEY_FILE: set both or neither"))
+	}
+	if n.URL == "" {
+		if n.CAFile != "" || n.CertFile != "" || n.KeyFile != "" {
+			errs = append(errs, errors.New("NATS_CA_FILE, NATS_CERT_FILE, NATS_KEY_FILE: need NATS_URL; the embedded server is reached in process, without TLS"))
+		}
+		return errs
+	}
+	for i, u := range strings.Split(n.URL, ",") {
+		if _, err := url.Parse(strings.TrimSpace(u)); err != nil {
+			// url's error quotes the URL, password and all.
+			errs = append(errs, fmt.Errorf("NATS_URL: entry %d is not a URL", i+1))
+		}
+	}
+	return errs
+}
+
+// redactURLs returns the comma-separated URLs of urls with their
+// passwords, or a user that stands alone (a token), replaced; an entry
+// that is not a URL is replaced whole.
+func redactURLs(urls string) string {
+	var out []string
+	for _, raw := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		switch {
+		case err != nil:
+			out = append(out, "redacted")
+			continue
+		case u.User == nil:
+		case hasPassword(u.User):
+			u.User = url.UserPassword(u.User.Username(), "redacted")
+		default:
+			u.User = url.User("redacted")
+		}
+		out = append(out, u.String())
+	}
+	return strings.Join(out, ",")
+}
+
+func hasPassword(u *url.Userinfo) bool { _, ok := u.Password(); return ok }

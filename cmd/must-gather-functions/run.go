@@ -94,7 +94,7 @@ type deps struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	nc       *nats.Conn
-	natsURL  string
+	natsURL  string // where NATS is, without its password
 	stopNATS func()
 	js       jetstream.JetStream
 	store    *jsstore.Store
@@ -315,14 +315,70 @@ func natsWhere(cfg config) string {
 	if cfg.embedded() {
 		return fmt.Sprintf("embedded on %s:%d, data in %s", cfg.NATS.EmbeddedHost, cfg.NATS.EmbeddedPort, filepath.Join(cfg.DataDir, "nats"))
 	}
-	return cfg.NATS.URL
+	return redactURLs(cfg.NATS.URL)
+}
+
+// unanswered reports whether a failed connection attempt may succeed
+// later: no server answered, or the network failed. A server's refusal,
+// including a TLS alert such as "certificate required", will not change.
+func unanswered(err error) bool {
+	if errors.Is(err, nats.ErrTLS) {
+		return false
+	}
+	if op, ok := errors.AsType[*net.OpError](err); ok {
+		return op.Op != "remote error" // crypto/tls's Op for an alert from the peer
+	}
+	return errors.Is(err, nats.ErrNoServers)
+}
+
+// connectExternal connects to NATS_URL. A server that does not answer yet
+// is waited for until ctx ends, as NATS may start after this process; one
+// that answers and refuses (a certificate that does not verify, wrong
+// credentials) fails at once, since waiting would not change its mind.
+// Errors name the URL with its password redacted.
+func connectExternal(ctx context.Context, n natsConfig, opts []nats.Option) (*nats.Conn, error) {
+	where := redactURLs(n.URL)
+	if n.CAFile != "" {
+		opts = append(opts, nats.RootCAs(n.CAFile))
+	}
+	if n.CertFile != "" {
+		opts = append(opts, nats.ClientCert(n.CertFile, n.KeyFile))
+	}
+	nc, err := nats.Connect(n.URL, opts...)
+	if err == nil {
+		return nc, nil
+	}
+	if !unanswered(err) {
+		return nil, fmt.Errorf("connect to %s: %w", where, err)
+	}
+	var last atomic.Pointer[error] // the error of the latest attempt
+	opts = append(opts, nats.RetryOnFailedConnect(true), nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { last.Store(&err) }))
+	nc, err = nats.Connect(n.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", where, err)
+	}
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			if err := last.Load(); err != nil {
+				return nil, fmt.Errorf("connect to %s: %w; last attempt: %w", where, ctx.Err(), *err)
+			}
+			return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nc, nil
 }
 
 // connectNATS connects to NATS_URL, or starts the embedded server first.
 func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (nc *nats.Conn, url string, stop func(), err error) {
 	closed := make(chan struct{})
+	// Once: a first connection that fails may be closed before the one
+	// that succeeds.
+	closeOnce := sync.OnceFunc(func() { close(closed) })
 	opts := []nats.Option{
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.ClosedHandler(func(*nats.Conn) { closeOnce() }),
 		nats.Name("must-gather-functions"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -332,25 +388,18 @@ func connectNATS(ctx context.Context, cfg config, log *slog.Logger) (nc *nats.Co
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// ConnectedUrlRedacted would keep a token, which stands where a user does.
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", redactURLs(c.ConnectedUrl())) }),
 	}
 	if cfg.NATS.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
 	}
 	if !cfg.embedded() {
-		nc, err = nats.Connect(cfg.NATS.URL, append(opts, nats.RetryOnFailedConnect(true))...)
+		nc, err := connectExternal(ctx, cfg.NATS, opts)
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("connect to %s: %w", cfg.NATS.URL, err)
+			return nil, "", nil, err
 		}
-		for !nc.IsConnected() {
-			select {
-			case <-ctx.Done():
-				nc.Close()
-				return nil, "", nil, fmt.Errorf("connect to %s: %w", cfg.NATS.URL, ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		return nc, cfg.NATS.URL, func() { _ = nc.Drain() }, nil
+		return nc, redactURLs(cfg.NATS.URL), func() { _ = nc.Drain() }, nil
 	}
 	s, err := natsserver.Start(ctx, natsserver.Options{
 		Host: cfg.NATS.EmbeddedHost, Port: cfg.NATS.EmbeddedPort,

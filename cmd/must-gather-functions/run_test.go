@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 type system struct {
 	base    string // http://127.0.0.1:port
 	natsURL string
+	log     *logBuffer // everything it logged
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -51,9 +53,9 @@ func start(t *testing.T, dataDir string, env map[string]string) *system {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &system{cancel: cancel, done: make(chan error, 1)}
+	s := &system{log: &logBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		err := run(ctx, []string{"must-gather-functions"}, func(k string) string { return vars[k] }, pw, &testLog{t: t})
+		err := run(ctx, []string{"must-gather-functions"}, func(k string) string { return vars[k] }, pw, io.MultiWriter(&testLog{t: t}, s.log))
 		pw.Close()
 		s.done <- err
 	}()
@@ -75,6 +77,24 @@ func start(t *testing.T, dataDir string, env map[string]string) *system {
 	}
 	t.Cleanup(s.stop)
 	return s
+}
+
+// logBuffer keeps what a system logs, for tests that read it afterwards.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (s *system) stop() {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -29,7 +30,14 @@ type setting struct {
 	Default string
 	// Help says what the setting means, in the README's words.
 	Help string
+	// Secret marks a value that must never be logged or echoed in an
+	// error. It may also come from the file that Var+"_FILE" names (a
+	// mounted Kubernetes Secret); setting both is an error.
+	Secret bool
 }
+
+// fileVar is the variable that names the file of a secret setting.
+func (s setting) fileVar() string { return s.Var + "_FILE" }
 
 // settingError is a variable whose value cannot be read as its type.
 type settingError struct {
@@ -37,19 +45,28 @@ type settingError struct {
 	Value string
 	Want  string // what the value is not, such as "a whole number"
 	Err   error  // the parser's error, if any
+	// Secret hides Value from Error, and Err, which may quote it.
+	Secret bool
 }
 
 func (e *settingError) Error() string {
+	if e.Secret {
+		return fmt.Sprintf("%s: the value (not shown: it is secret) is not %s", e.Var, e.Want)
+	}
 	return fmt.Sprintf("%s: %q is not %s", e.Var, e.Value, e.Want)
 }
 
 func (e *settingError) Unwrap() error { return e.Err }
 
 // read sets the field from the variable, if it is set to more than
-// blanks, and then the Also fields from the field. A value that cannot be
-// read leaves the default in place.
+// blanks, or, for a secret, from the file its _FILE variable names, and
+// then the Also fields from the field. A value that cannot be read leaves
+// the default in place.
 func (s setting) read(getenv func(string) string) error {
-	err := s.parse(strings.TrimSpace(getenv(s.Var)))
+	v, err := s.value(getenv)
+	if err == nil {
+		err = s.parse(v)
+	}
 	from := reflect.ValueOf(s.Field).Elem()
 	for _, to := range s.Also {
 		reflect.ValueOf(to).Elem().Set(from)
@@ -57,11 +74,44 @@ func (s setting) read(getenv func(string) string) error {
 	return err
 }
 
+// value is the variable's value without surrounding blanks or, for a
+// secret whose _FILE variable is set, the file's content without its
+// trailing newline, as editors and `kubectl create secret --from-file`
+// leave one.
+func (s setting) value(getenv func(string) string) (string, error) {
+	v := strings.TrimSpace(getenv(s.Var))
+	if !s.Secret {
+		return v, nil
+	}
+	file := strings.TrimSpace(getenv(s.fileVar()))
+	switch {
+	case file == "":
+		return v, nil
+	case v != "":
+		return "", fmt.Errorf("%s and %s are both set; set one", s.Var, s.fileVar())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		// The path is not secret; os's error names it.
+		return "", fmt.Errorf("%s: %w", s.fileVar(), err)
+	}
+	v = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if v == "" {
+		return "", fmt.Errorf("%s: %s is empty", s.fileVar(), file)
+	}
+	return v, nil
+}
+
 func (s setting) parse(v string) error {
 	if v == "" {
 		return nil
 	}
-	bad := func(want string, err error) error { return &settingError{Var: s.Var, Value: v, Want: want, Err: err} }
+	bad := func(want string, err error) error {
+		if s.Secret {
+			err = nil
+		}
+		return &settingError{Var: s.Var, Value: v, Want: want, Err: err, Secret: s.Secret}
+	}
 	switch f := s.Field.(type) {
 	case *string:
 		*f = v
@@ -176,7 +226,12 @@ func settingsMarkdown(settings []setting) string {
 	var b strings.Builder
 	b.WriteString("| variable | default | meaning |\n|---|---|---|\n")
 	for _, s := range settings {
-		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.Var, s.defaultText(), s.Help)
+		vars, help := "`"+s.Var+"`", s.Help
+		if s.Secret {
+			vars += " or `" + s.fileVar() + "`"
+			help += "; secret: may come from a file, and is kept out of logs and errors (see [Secrets and TLS](#secrets-and-tls))"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", vars, s.defaultText(), help)
 	}
 	return b.String()
 }
