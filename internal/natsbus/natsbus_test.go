@@ -16,6 +16,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -207,21 +208,26 @@ func TestALongHandlerIsNotRedeliveredWhileItWorks(t *testing.T) {
 	}
 }
 
+// openBus opens the test stream on a connection of its own to srv, as
+// another process would.
+func openBus(ctx context.Context, t *testing.T, srv *natsserver.Server) *natsbus.Bus {
+	t.Helper()
+	js, err := jetstream.New(testenv.Conn(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bus
+}
+
 func TestEventsADeadProcessHeldDoNotHoldUpTheOthers(t *testing.T) {
 	srv := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := func() *natsbus.Bus {
-		js, err := jetstream.New(testenv.Conn(t, srv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bus
-	}
+	open := func() *natsbus.Bus { return openBus(ctx, t, srv) }
 	// The consumer's AckWait is far longer than the test waits below, so
 	// only events nobody holds can reach the live process in time.
 	cfg := natsbus.ConsumerConfig{Durable: "runner", Filter: "mg.requested", Concurrency: 4, AckWait: time.Minute}
@@ -288,17 +294,7 @@ func TestAProcessHoldsNoMoreEventsThanItHandlesSoTheRestGoToTheOthers(t *testing
 	srv := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := func() *natsbus.Bus {
-		js, err := jetstream.New(testenv.Conn(t, srv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bus, err := natsbus.New(ctx, js, natsbus.Config{Stream: "EVENTS", SubjectPrefix: "mg"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bus
-	}
+	open := func() *natsbus.Bus { return openBus(ctx, t, srv) }
 	// Only events nobody holds can reach the second process in time.
 	cfg := natsbus.ConsumerConfig{Durable: "runner", Filter: "mg.requested", AckWait: time.Minute}
 	pub := open()
