@@ -59,15 +59,9 @@ func TestASecretComesFromItsVariableOrFromTheFileItsFILEVariableNames(t *testing
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env := tt.env(t)
-			c, err := loadConfig([]string{"x"}, func(k string) string { return env[k] })
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			c, ok := loadOrWantErr(t, env, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, got{c.S3.AccessKey, c.S3.SecretKey, c.NATS.URL}); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)

@@ -216,15 +216,9 @@ func TestAuthorizationIsOffOnlyOnLoopback(t *testing.T) {
 		{"AUTH must be on or off", map[string]string{"AUTH": "maybe"}, false, `AUTH: "maybe" is neither on nor off`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := loadConfig([]string{"x"}, func(k string) string { return tt.env[k] })
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			c, ok := loadOrWantErr(t, tt.env, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if c.Auth != tt.wantAuth {
 				t.Errorf("Auth = %v, want %v", c.Auth, tt.wantAuth)
@@ -248,19 +242,31 @@ func TestInputSettingsAreCheckedAtStart(t *testing.T) {
 		{"a burst of none is refused", map[string]string{"API_POST_BURST": "0"}, "API_POST_BURST (0) at least 1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := loadConfig([]string{"x"}, func(k string) string { return tt.env[k] })
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			c, ok := loadOrWantErr(t, tt.env, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if c.API.Policy.DefaultImage != c.Kube.DefaultImage || c.API.Policy.DefaultImage == "" {
 				t.Errorf("the API checks the default image %q, the runner runs %q", c.API.Policy.DefaultImage, c.Kube.DefaultImage)
 			}
 		})
 	}
+}
+
+// loadOrWantErr loads the configuration of env. With wantErr set, it checks
+// that loading fails with an error that says wantErr and returns false;
+// otherwise loading must succeed.
+func loadOrWantErr(t *testing.T, env map[string]string, wantErr string) (config, bool) {
+	t.Helper()
+	c, err := loadConfig([]string{"x"}, func(k string) string { return env[k] })
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want %q", err, wantErr)
+		}
+		return c, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, true
 }
