@@ -122,6 +122,7 @@ func TestAVariableReachesThePackageThatUsesIt(t *testing.T) {
 		{"the image", c.Kube.DefaultImage, "quay.io/example/gather:v1"},
 		{"the image the API checks against the allow-list", c.API.Policy.DefaultImage, "quay.io/example/gather:v1"},
 		{"the allow-list", c.API.Policy.AllowedImages, []string{"quay.io/example/*", "quay.io/kubev2v/*"}},
+		{"the allow-list the kubernetes gatherer checks resolved image streams against", c.Kube.AllowedImages, []string{"quay.io/example/*", "quay.io/kubev2v/*"}},
 		{"the POST rate and burst", []int{c.API.PostRate, c.API.PostBurst}, []int{3, 4}},
 		{"the CORS origins", c.API.CORSOrigins, []string{"https://console.example.com"}},
 		{"the node selector", c.Kube.NodeSelector, map[string]string{"node-role.kubernetes.io/worker": "", "zone": "a"}},

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -511,5 +512,19 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
 		panic("unreachable")
+	}
+}
+
+// imageStreamTag makes namespace/nameTag an ImageStreamTag that points at
+// image.
+func (c *fakeCluster) imageStreamTag(t *testing.T, namespace, nameTag, image string) {
+	t.Helper()
+	ist := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
+		"metadata": map[string]any{"name": nameTag, "namespace": namespace},
+		"image":    map[string]any{"dockerImageReference": image},
+	}}
+	if _, err := c.dyn.Resource(imageStreamTags).Namespace(namespace).Create(context.Background(), ist, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -111,6 +111,11 @@ type Config struct {
 	PollInterval time.Duration
 	// GatherLogLimit caps the gather.logs file kept per image, in bytes.
 	GatherLogLimit int
+	// AllowedImages, when not empty, are the patterns of the images a
+	// gathering may run (mustgather.Policy.AllowsImage). The API checks a
+	// request's image and image stream name; the image an image stream
+	// resolves to is known only here, and is checked here.
+	AllowedImages []string
 }
 
 // DefaultConfig returns the defaults documented in the README.

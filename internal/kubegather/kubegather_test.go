@@ -18,7 +18,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/klog/v2"
@@ -492,6 +491,7 @@ func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
 		name      string
 		gathering mustgather.Gathering
 		react     func(c *fakeCluster)
+		allowed   []string
 		wantErr   string
 		wantIs    error
 	}{
@@ -505,6 +505,16 @@ func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
 			name:      "an image stream that does not exist",
 			gathering: mustgather.Gathering{ImageStream: "openshift/nope:latest"},
 			wantErr:   "resolve image stream openshift/nope:latest",
+		},
+		{
+			name:      "an image stream that resolves to an image the allow-list does not name",
+			gathering: mustgather.Gathering{ImageStream: "openshift/must-gather:latest"},
+			react: func(c *fakeCluster) {
+				c.imageStreamTag(t, "openshift", "must-gather:latest", "registry.example.com/evil/gather@sha256:abc")
+			},
+			allowed: []string{"openshift/must-gather:latest", "quay.io/kubev2v/*"},
+			wantErr: "image stream openshift/must-gather:latest resolves to registry.example.com/evil/gather@sha256:abc, which is not an allowed image",
+			wantIs:  mustgather.ErrInvalid,
 		},
 		{
 			name: "a binding that cannot be created",
@@ -523,7 +533,9 @@ func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
 				tt.react(c)
 			}
 			job := newTestJob(t, tt.gathering)
-			err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
+			cfg := testConfig()
+			cfg.AllowedImages = tt.allowed
+			err := c.gatherer(cfg).Gather(context.Background(), job.Job)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one that says %q", err, tt.wantErr)
 			}
@@ -543,24 +555,26 @@ func TestImagesComeFromTheGathering(t *testing.T) {
 	tests := []struct {
 		name      string
 		gathering mustgather.Gathering
+		allowed   []string
 		want      []string
 	}{
-		{"no image runs the default image", mustgather.Gathering{}, []string{forkliftImage}},
-		{"a list of images runs each once", mustgather.Gathering{Image: "quay.io/a/b:1, quay.io/c/d:2,quay.io/a/b:1"}, []string{"quay.io/a/b:1", "quay.io/c/d:2"}},
-		{"an image stream runs the image its tag points at", mustgather.Gathering{ImageStream: "openshift/must-gather:latest"}, []string{streamImage}},
+		{"no image runs the default image", mustgather.Gathering{}, nil, []string{forkliftImage}},
+		{"a list of images runs each once", mustgather.Gathering{Image: "quay.io/a/b:1, quay.io/c/d:2,quay.io/a/b:1"}, nil, []string{"quay.io/a/b:1", "quay.io/c/d:2"}},
+		{"an image stream runs the image its tag points at", mustgather.Gathering{ImageStream: "openshift/must-gather:latest"}, nil, []string{streamImage}},
+		{
+			"an image stream whose image the allow-list names",
+			mustgather.Gathering{ImageStream: "openshift/must-gather:latest"},
+			[]string{"quay.io/kubev2v/*", "image-registry.openshift-image-registry.svc:5000/openshift/*"},
+			[]string{streamImage},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newFakeCluster(t, nil)
-			ist := &unstructured.Unstructured{Object: map[string]any{
-				"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
-				"metadata": map[string]any{"name": "must-gather:latest", "namespace": "openshift"},
-				"image":    map[string]any{"dockerImageReference": streamImage},
-			}}
-			if _, err := c.dyn.Resource(imageStreamTags).Namespace("openshift").Create(context.Background(), ist, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			got, err := c.gatherer(testConfig()).resolveImages(context.Background(), tt.gathering)
+			c.imageStreamTag(t, "openshift", "must-gather:latest", streamImage)
+			cfg := testConfig()
+			cfg.AllowedImages = tt.allowed
+			got, err := c.gatherer(cfg).resolveImages(context.Background(), tt.gathering)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -141,6 +141,10 @@ func (g *Gatherer) resolveImages(ctx context.Context, mg mustgather.Gathering) (
 		if err != nil {
 			return nil, err
 		}
+		if p := (mustgather.Policy{AllowedImages: g.cfg.AllowedImages}); !p.AllowsImage(img) {
+			return nil, fmt.Errorf("image stream %s resolves to %s, which is not an allowed image; allowed: %s: %w",
+				s, img, strings.Join(p.AllowedImages, ", "), mustgather.ErrInvalid)
+		}
 		return []string{img}, nil
 	}
 	var images []string
