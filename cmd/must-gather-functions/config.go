@@ -33,9 +33,11 @@ type config struct {
 
 	Port        int
 	HTTPAddress string
-	LogFormat   string
-	LogLevel    string
-	DataDir     string
+	// MaxHeaderBytes bounds the request line and headers of one request.
+	MaxHeaderBytes int
+	LogFormat      string
+	LogLevel       string
+	DataDir        string
 
 	NATS natsConfig
 
@@ -92,12 +94,15 @@ func defaultConfig() config {
 	c := config{
 		functions: "all",
 		Port:      8080,
-		LogLevel:  "info",
-		DataDir:   "data",
-		NATS:      natsConfig{EmbeddedHost: "127.0.0.1", EmbeddedPort: 4222},
-		Store:     jsstore.DefaultConfig(),
-		Bus:       natsbus.DefaultConfig(),
-		S3:        s3store.DefaultConfig(),
+		// A bearer token is at most 16 KiB (the API refuses longer ones);
+		// this leaves room for it and every usual header.
+		MaxHeaderBytes: 64 << 10,
+		LogLevel:       "info",
+		DataDir:        "data",
+		NATS:           natsConfig{EmbeddedHost: "127.0.0.1", EmbeddedPort: 4222},
+		Store:          jsstore.DefaultConfig(),
+		Bus:            natsbus.DefaultConfig(),
+		S3:             s3store.DefaultConfig(),
 		API: api.Deps{
 			Policy:      mustgather.DefaultPolicy(),
 			BodyTimeout: api.DefaultBodyTimeout,
@@ -128,6 +133,7 @@ func (c *config) settings() []setting {
 		{Var: "FUNCTIONS", Field: &c.functions, Help: "which functions this process runs: comma-separated `api`, `runner`, `recorder`, or `all`; the first command-line argument overrides it"},
 		{Var: "PORT", Field: &c.Port, Help: "HTTP port (Knative's convention)"},
 		{Var: "HTTP_ADDRESS", Field: &c.HTTPAddress, Default: "`127.0.0.1:$PORT` with embedded NATS, else `:$PORT`", Help: "full listen address; overrides `PORT`"},
+		{Var: "HTTP_MAX_HEADER_BYTES", Field: &c.MaxHeaderBytes, Help: "the most bytes a request's line and headers may take (at least 16384, as a bearer token may be 16 KiB); more is answered `431 Request Header Fields Too Large` before any handler runs"},
 		{Var: "LOG_FORMAT", Field: &c.LogFormat, Default: "`json` in a cluster (`KUBERNETES_SERVICE_HOST` set), else `text`", Help: "`text` or `json` (log/slog)"},
 		{Var: "LOG_LEVEL", Field: &c.LogLevel, Help: "`debug`, `info`, `warn` or `error`"},
 		{Var: "DATA_DIR", Field: &c.DataDir, Help: "where the embedded NATS store (`nats/`) and local archives (`archives/`) live"},
@@ -301,6 +307,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if err := mustgather.CheckImagePatterns(c.API.Policy.AllowedImages); err != nil {
 		errs = append(errs, fmt.Errorf("MUST_GATHER_ALLOWED_IMAGES: %w", err))
+	}
+	if c.MaxHeaderBytes < 16<<10 {
+		errs = append(errs, fmt.Errorf("HTTP_MAX_HEADER_BYTES: %d is less than 16384, the size of the longest bearer token the API takes", c.MaxHeaderBytes))
 	}
 	if c.RunnerConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))

@@ -187,7 +187,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 		// Archives stream for as long as they take; WriteTimeout would cut
 		// large downloads, so idle and header limits bound clients instead.
 		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddress)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -275,5 +276,34 @@ func TestABadSecretValueIsReportedWithoutTheValue(t *testing.T) {
 	}
 	if errors.Is(err, strconv.ErrSyntax) {
 		t.Errorf("the parser's error, which quotes the value, is reachable: %v", err)
+	}
+}
+
+func TestHeadersOverTheLimitAreRefusedBeforeAnyHandler(t *testing.T) {
+	s := start(t, t.TempDir(), map[string]string{"HTTP_MAX_HEADER_BYTES": "16384"})
+	for _, tt := range []struct {
+		name   string
+		header int // bytes of one extra header's value
+		want   int
+	}{
+		{"headers within the limit", 12 << 10, http.StatusOK},
+		// net/http allows 4 KiB more than the limit for the request line.
+		{"headers over the limit", 32 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, s.base+"/must-gather", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Padding", strings.Repeat("p", tt.header))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
 	}
 }

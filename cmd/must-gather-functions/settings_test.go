@@ -241,6 +241,7 @@ func TestInputSettingsAreCheckedAtStart(t *testing.T) {
 		{"a malformed image pattern is refused", map[string]string{"MUST_GATHER_ALLOWED_IMAGES": "quay.io/[a-"}, `MUST_GATHER_ALLOWED_IMAGES: image pattern "quay.io/[a-"`},
 		{"a negative rate is refused", map[string]string{"API_POST_RATE": "-1"}, "API_POST_RATE (-1) must be at least 0"},
 		{"a burst of none is refused", map[string]string{"API_POST_BURST": "0"}, "API_POST_BURST (0) at least 1"},
+		{"a header limit that a bearer token does not fit in is refused", map[string]string{"HTTP_MAX_HEADER_BYTES": "8192"}, "HTTP_MAX_HEADER_BYTES: 8192 is less than 16384"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, ok := loadOrWantErr(t, tt.env, tt.wantErr)
