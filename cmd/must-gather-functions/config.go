@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/functions/api"
+	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
@@ -73,6 +74,11 @@ type config struct {
 	SweepInterval time.Duration
 
 	ShutdownTimeout time.Duration
+
+	// Sinks is the delivery of final events to subscribers; its stream
+	// and bucket names are derived from the events stream and the KV
+	// bucket when it starts.
+	Sinks sinks.Config
 }
 
 // natsConfig says which NATS to connect to, or how to run the embedded one.
@@ -116,6 +122,7 @@ func defaultConfig() config {
 		Kube:              kubegather.DefaultConfig(),
 		SweepInterval:     5 * time.Minute,
 		ShutdownTimeout:   90 * time.Second,
+		Sinks:             sinks.DefaultConfig(),
 	}
 	// The API checks the image the Kubernetes gatherer runs by default
 	// against the allow-list: one setting, MUST_GATHER_IMAGE.
@@ -130,7 +137,7 @@ func defaultConfig() config {
 // one (go generate).
 func (c *config) settings() []setting {
 	return []setting{
-		{Var: "FUNCTIONS", Field: &c.functions, Help: "which functions this process runs: comma-separated `api`, `runner`, `recorder`, or `all`; the first command-line argument overrides it"},
+		{Var: "FUNCTIONS", Field: &c.functions, Help: "which functions this process runs: comma-separated `api`, `runner`, `recorder`, `notifier`, or `all`; the first command-line argument overrides it"},
 		{Var: "PORT", Field: &c.Port, Help: "HTTP port (Knative's convention)"},
 		{Var: "HTTP_ADDRESS", Field: &c.HTTPAddress, Default: "`127.0.0.1:$PORT` with embedded NATS, else `:$PORT`", Help: "full listen address; overrides `PORT`"},
 		{Var: "HTTP_MAX_HEADER_BYTES", Field: &c.MaxHeaderBytes, Help: "the most bytes a request's line and headers may take (at least 16384, as a bearer token may be 16 KiB); more is answered `431 Request Header Fields Too Large` before any handler runs"},
@@ -189,10 +196,17 @@ func (c *config) settings() []setting {
 		{Var: "AUTH", Field: &c.auth, Default: "`on`; `off` with embedded NATS on loopback and `HTTP_ADDRESS` on loopback", Help: "`on` or `off`: the API admits only bearer tokens of a cluster-admin (TokenReview and SubjectAccessReview against the gathering's cluster), and `/metrics` only those allowed to get it. `off` is refused unless `HTTP_ADDRESS` is on loopback"},
 		{Var: "AUTH_CACHE_TTL", Field: &c.AuthReview.CacheTTL, Help: "how long a token's review is reused (kept under a SHA-256 of the token, never the token)"},
 		{Var: "AUTH_FORWARDED_TOKEN", Field: &c.API.ForwardedToken, Help: "take the token from `X-Forwarded-Access-Token`, as an OAuth proxy in front of the API sends it, when a request has that header"},
+		{Var: "NOTIFIER_SINKS", Field: &c.Sinks.Sinks, Help: "comma-separated http(s) URLs that get each `gathering.completed` and `gathering.failed` CloudEvent (binary mode) from the processes that run the notifier; see [Subscribers](#subscribers)"},
+		{Var: "NOTIFIER_SINK_SECRET", Field: &c.Sinks.Secret, Default: "empty: unsigned", Secret: true, Help: "key of the HMAC-SHA256 signature in `X-Must-Gather-Signature` of every delivery"},
+		{Var: "NOTIFIER_SINK_PRESIGNED", Field: &c.Sinks.Presigned, Help: "add `download-url` and `download-url-expires-at`, a download that needs no token, to the events of completed gatherings: only for trusted sinks"},
+		{Var: "NOTIFIER_SINK_RETRIES", Field: &c.Sinks.Retries, Help: "retries of a failed delivery to a sink before its dead letter"},
+		{Var: "NOTIFIER_SINK_BACKOFF", Field: &c.Sinks.Backoff, Help: "delay before the first retry; doubled for each next one, with jitter"},
+		{Var: "NOTIFIER_SINK_BACKOFF_MAX", Field: &c.Sinks.MaxBackoff, Help: "the longest delay between retries, also the longest `Retry-After` of a sink that is honoured"},
+		{Var: "NOTIFIER_SINK_TIMEOUT", Field: &c.Sinks.Timeout, Help: "how long one delivery attempt may take"},
 	}
 }
 
-var allFunctions = []string{"api", "runner", "recorder"}
+var allFunctions = []string{"api", "runner", "recorder", "notifier"}
 
 // minReapInterval is the shortest RUNNER_REAP_INTERVAL: a pass reads every
 // unfinished gathering, so a shorter one would only load NATS.
@@ -246,7 +260,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		case slices.Contains(allFunctions, f):
 			c.Functions = append(c.Functions, f)
 		default:
-			errs = append(errs, fmt.Errorf("FUNCTIONS: unknown function %q (want api, runner, recorder or all)", f))
+			errs = append(errs, fmt.Errorf("FUNCTIONS: unknown function %q (want api, runner, recorder, notifier or all)", f))
 		}
 	}
 	slices.Sort(c.Functions)
@@ -329,6 +343,12 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Store.LeaseTTL < minLeaseTTL {
 		errs = append(errs, fmt.Errorf("LEASE_TTL: must be at least %s", minLeaseTTL))
+	}
+	if err := sinks.CheckSinks(c.Sinks.Sinks); err != nil {
+		errs = append(errs, fmt.Errorf("NOTIFIER_SINKS: %w", err))
+	}
+	if s := c.Sinks; s.Retries < 0 || s.MaxBackoff < s.Backoff {
+		errs = append(errs, fmt.Errorf("NOTIFIER_SINK_RETRIES (%d) must be at least 0 and NOTIFIER_SINK_BACKOFF_MAX (%s) at least NOTIFIER_SINK_BACKOFF (%s)", s.Retries, s.MaxBackoff, s.Backoff))
 	}
 	errs = append(errs, c.NATS.check()...)
 	if err := errors.Join(errs...); err != nil {

@@ -66,6 +66,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.has("recorder") {
 		startRecorder(d, recorders, errc)
 	}
+	if cfg.has("notifier") {
+		// Delivery to subscribers follows the status events as the
+		// recorder does, and stops with it, after the runner's last ones.
+		if err := startSinks(ctx, cfg, d, recorders, errc); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	if cfg.has("runner") {
 		if err := startRunner(cfg, d, runners, errc, getenv); err != nil {
 			_ = ln.Close()

@@ -247,6 +247,11 @@ type ConsumerConfig struct {
 	// BackOff is the redelivery delay after a failed handler; default 1s,
 	// 5s, 15s, 30s, 60s, then 60s.
 	BackOff []time.Duration
+	// DeliverPolicy says where a consumer created now starts: the zero
+	// value is every event the stream holds, jetstream.DeliverNewPolicy
+	// only those published after it exists. It applies when the consumer
+	// is created; a consumer that exists goes on where it is.
+	DeliverPolicy jetstream.DeliverPolicy
 	// Logger for failures; nil discards.
 	Logger *slog.Logger
 }
@@ -278,7 +283,7 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 		AckWait:       c.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: c.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		DeliverPolicy: c.DeliverPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", c.Durable, err)

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
+)
+
+// startSinks delivers the final status events to NOTIFIER_SINKS, in the
+// group g, when there are sinks. The dead-letter stream and the deliveries
+// bucket take their names from the events stream and the KV bucket, so that
+// two deployments on one NATS keep theirs apart, and a delivery is
+// remembered as long as the stream keeps its event.
+func startSinks(ctx context.Context, cfg config, d *deps, g *group, errc chan<- error) error {
+	if len(cfg.Sinks.Sinks) == 0 {
+		return nil
+	}
+	sc := cfg.Sinks
+	sc.DeadLetterStream = cfg.Bus.Stream + "_DEADLETTER"
+	sc.DeliveriesBucket = cfg.Store.Bucket + "-deliveries"
+	sc.DeliveriesTTL = cfg.Bus.MaxAge
+	log := d.log.With("function", "notifier")
+	n, err := sinks.New(ctx, sc, sinks.Deps{
+		JS: d.js, Bus: d.bus, Records: d.store, Logger: log, Registry: d.reg,
+	})
+	if errors.Is(err, sinks.ErrNoPresigner) {
+		return fmt.Errorf("NOTIFIER_SINK_PRESIGNED: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("delivering final events to subscribers", "sinks", len(sc.Sinks), "signed", sc.Secret != "", "dead_letters", sc.DeadLetterStream)
+	g.wg.Go(func() {
+		if err := n.Run(g.ctx); err != nil {
+			select {
+			case errc <- fmt.Errorf("notifier sinks: %w", err):
+			default:
+			}
+		}
+	})
+	return nil
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
+	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks/sinkstest"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+func TestASubscriberGetsTheSignedCompletionOfAGathering(t *testing.T) {
+	r := sinkstest.New(t, nil)
+	s := start(t, t.TempDir(), map[string]string{"NOTIFIER_SINKS": r.URL, "NOTIFIER_SINK_SECRET": "subscriber-key"})
+	g := s.post(t, "application/json", strings.NewReader(`{"command": "echo hello", "custom-name": "subscribed"}`))
+	testenv.Eventually(t, 60*time.Second, "the completed event at the subscriber", func() bool { return len(r.Deliveries()) > 0 })
+	d := r.Deliveries()[0]
+	if d.Event.Type() != eventing.TypeCompleted || d.Event.Subject() != fmt.Sprint(g.ID) {
+		t.Errorf("event %s of %s, want %s of %d", d.Event.Type(), d.Event.Subject(), eventing.TypeCompleted, g.ID)
+	}
+	if err := sinks.Verify([]byte("subscriber-key"), d.Header.Get(sinks.SignatureHeader), d.Header.Get("Ce-Id"), d.Event.Data(), 0, time.Now()); err != nil {
+		t.Errorf("signature: %v", err)
+	}
+	var data struct {
+		gathering
+		Download string `json:"download"`
+	}
+	if err := json.Unmarshal(d.Event.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.get(t, fmt.Sprint(g.ID))
+	if data.gathering != got || data.Download != fmt.Sprintf("/must-gather/%d/data", g.ID) {
+		t.Errorf("data %+v, want the API's %+v and its download path", data, got)
+	}
+}
+
+func TestSinksThatAreNotHTTPURLsAreRefused(t *testing.T) {
+	_, err := loadConfig([]string{"x"}, func(k string) string {
+		return map[string]string{"NOTIFIER_SINKS": "https://ok.example/hook, mailto:ops@example.com"}[k]
+	})
+	if want := "NOTIFIER_SINKS: entry 2 (mailto:) is not an absolute http or https URL"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("loadConfig: %v, want %q", err, want)
+	}
+}
