@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 		Backoff:          time.Second,
 		MaxBackoff:       time.Minute,
 		Timeout:          10 * time.Second,
-		Concurrency:      16,
+		Concurrency:      64,
 		Durable:          "notifier-sinks",
 		AckWait:          30 * time.Second,
 		DeadLetterStream: "MUST_GATHER_DEADLETTER",

@@ -39,7 +39,7 @@ type env struct {
 	cfg    sinks.Config // names unique to the test, fast retries
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{srv: testenv.NATS(t)}
 	e.js = e.connect(t)
@@ -60,7 +60,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // connect opens a connection of its own, as another replica would.
-func (e *env) connect(t *testing.T) jetstream.JetStream {
+func (e *env) connect(t testing.TB) jetstream.JetStream {
 	t.Helper()
 	js, err := jetstream.New(testenv.Conn(t, e.srv))
 	if err != nil {
@@ -69,7 +69,7 @@ func (e *env) connect(t *testing.T) jetstream.JetStream {
 	return js
 }
 
-func (e *env) notifier(t *testing.T, js jetstream.JetStream, cfg sinks.Config, reg prometheus.Registerer) *sinks.Notifier {
+func (e *env) notifier(t testing.TB, js jetstream.JetStream, cfg sinks.Config, reg prometheus.Registerer) *sinks.Notifier {
 	t.Helper()
 	bus, err := natsbus.New(context.Background(), js, e.busCfg)
 	if err != nil {
@@ -83,7 +83,7 @@ func (e *env) notifier(t *testing.T, js jetstream.JetStream, cfg sinks.Config, r
 }
 
 // run runs n until the test ends, and waits for its consumer.
-func (e *env) run(t *testing.T, n *sinks.Notifier) (stop func()) {
+func (e *env) run(t testing.TB, n *sinks.Notifier) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -104,7 +104,22 @@ func (e *env) run(t *testing.T, n *sinks.Notifier) (stop func()) {
 
 // finish creates a gathering, ends it in the store with status and
 // publishes its final event, as a runner does.
-func (e *env) finish(t *testing.T, name string, status mustgather.Status) (mustgather.Gathering, cloudevents.Event) {
+func (e *env) finish(t testing.TB, name string, status mustgather.Status) (mustgather.Gathering, cloudevents.Event) {
+	t.Helper()
+	g, u := e.settle(t, name, status)
+	if err := e.bus.Updated(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := eventing.NewStatus(u, eventing.SourceRunner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, ev
+}
+
+// settle creates a gathering and ends it in the store with status, and
+// returns the final update to publish.
+func (e *env) settle(t testing.TB, name string, status mustgather.Status) (mustgather.Gathering, mustgather.Update) {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -124,18 +139,11 @@ func (e *env) finish(t *testing.T, name string, status mustgather.Status) (mustg
 	if g, err = e.store.Apply(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.bus.Updated(ctx, u); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := eventing.NewStatus(u, eventing.SourceRunner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g, ev
+	return g, u
 }
 
 // drained waits until the consumer has handled every event.
-func (e *env) drained(t *testing.T) {
+func (e *env) drained(t testing.TB) {
 	t.Helper()
 	testenv.Eventually(t, 20*time.Second, "every event handled", func() bool {
 		c, err := e.js.Consumer(context.Background(), e.busCfg.Stream, e.cfg.Durable)
@@ -148,7 +156,7 @@ func (e *env) drained(t *testing.T) {
 }
 
 // deadLetters reads every record of the dead-letter stream.
-func (e *env) deadLetters(t *testing.T) []sinks.DeadLetter {
+func (e *env) deadLetters(t testing.TB) []sinks.DeadLetter {
 	t.Helper()
 	ctx := context.Background()
 	s, err := e.js.Stream(ctx, e.cfg.DeadLetterStream)
@@ -444,7 +452,7 @@ func TestAnEventHeldByACrashedReplicaIsDeliveredByAnother(t *testing.T) {
 }
 
 // recorded returns how many deliveries the bucket records.
-func (e *env) recorded(t *testing.T) int {
+func (e *env) recorded(t testing.TB) int {
 	t.Helper()
 	kv, err := e.js.KeyValue(context.Background(), e.cfg.DeliveriesBucket)
 	if err != nil {

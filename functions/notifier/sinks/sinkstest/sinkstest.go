@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/protocol"
@@ -29,10 +30,12 @@ type Receiver struct {
 	got      []Delivery
 }
 
-// Delivery is an accepted request: the event and the request's headers.
+// Delivery is an accepted request: the event, the request's headers, and
+// when it came.
 type Delivery struct {
 	Event  cloudevents.Event
 	Header http.Header
+	At     time.Time
 }
 
 // New starts a Receiver. answer returns the HTTP status of request n (1,
@@ -93,7 +96,7 @@ func (r *Receiver) receive(ctx context.Context, e cloudevents.Event) protocol.Re
 	}
 	h, _ := ctx.Value(requestKey{}).(http.Header)
 	r.mu.Lock()
-	r.got = append(r.got, Delivery{Event: e, Header: h})
+	r.got = append(r.got, Delivery{Event: e, Header: h, At: time.Now()})
 	r.mu.Unlock()
 	return nil
 }
