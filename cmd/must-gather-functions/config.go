@@ -203,6 +203,7 @@ func (c *config) settings() []setting {
 		{Var: "NOTIFIER_SINK_BACKOFF", Field: &c.Sinks.Backoff, Help: "delay before the first retry; doubled for each next one, with jitter"},
 		{Var: "NOTIFIER_SINK_BACKOFF_MAX", Field: &c.Sinks.MaxBackoff, Help: "the longest delay between retries, also the longest `Retry-After` of a sink that is honoured"},
 		{Var: "NOTIFIER_SINK_TIMEOUT", Field: &c.Sinks.Timeout, Help: "how long one delivery attempt may take"},
+		{Var: "NOTIFIER_SINK_CA_FILE", Field: &c.Sinks.CAFile, Default: "system roots", Help: "PEM file of CAs that sign `https` sinks' certificates, trusted besides the system's roots"},
 	}
 }
 

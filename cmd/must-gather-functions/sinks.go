@@ -25,10 +25,12 @@ func startSinks(ctx context.Context, cfg config, d *deps, g *group, errc chan<- 
 	n, err := sinks.New(ctx, sc, sinks.Deps{
 		JS: d.js, Bus: d.bus, Records: d.store, Logger: log, Registry: d.reg,
 	})
-	if errors.Is(err, sinks.ErrNoPresigner) {
+	switch {
+	case errors.Is(err, sinks.ErrNoPresigner):
 		return fmt.Errorf("NOTIFIER_SINK_PRESIGNED: %w", err)
-	}
-	if err != nil {
+	case errors.Is(err, sinks.ErrCAFile):
+		return fmt.Errorf("NOTIFIER_SINK_CA_FILE: %w", err)
+	case err != nil:
 		return err
 	}
 	log.Info("delivering final events to subscribers", "sinks", len(sc.Sinks), "signed", sc.Secret != "", "dead_letters", sc.DeadLetterStream)

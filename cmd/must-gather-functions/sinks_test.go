@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +47,28 @@ func TestSinksThatAreNotHTTPURLsAreRefused(t *testing.T) {
 	})
 	if want := "NOTIFIER_SINKS: entry 2 (mailto:) is not an absolute http or https URL"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("loadConfig: %v, want %q", err, want)
+	}
+}
+
+func TestSinkSettingsThatCannotWorkStopTheStart(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"a CA file that is not there", map[string]string{"NOTIFIER_SINK_CA_FILE": "/nonexistent/ca.crt"}, "NOTIFIER_SINK_CA_FILE: bad sink CA file"},
+		{"presigned URLs without a presigner", map[string]string{"NOTIFIER_SINK_PRESIGNED": "true"}, "NOTIFIER_SINK_PRESIGNED: presigned download URLs asked for"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{
+				"PORT": "0", "NATS_EMBEDDED_PORT": "-1", "DATA_DIR": t.TempDir(), "LOG_LEVEL": "error",
+				"NOTIFIER_SINKS": "https://sink.example/hook",
+			}
+			maps.Copy(env, tt.env)
+			err := run(context.Background(), []string{"x"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run: %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

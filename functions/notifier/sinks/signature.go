@@ -66,6 +66,10 @@ func Verify(secret []byte, header, id string, body []byte, tolerance time.Durati
 	if tolerance == 0 {
 		tolerance = DefaultTolerance
 	}
+	if strings.ContainsRune(id, '\n') {
+		// No header holds one, and it would make the signed text ambiguous.
+		return fmt.Errorf("%w: the event id holds a newline", ErrInvalidSignature)
+	}
 	var (
 		t     int64
 		haveT bool

@@ -16,11 +16,14 @@ package sinks
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -58,6 +61,9 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration
+	// CAFile is a PEM file of CA certificates that https sinks may be
+	// signed by, besides the system's roots.
+	CAFile string
 	// Concurrency is how many events this process delivers at once.
 	Concurrency int
 	// Durable is the consumer shared by every replica.
@@ -128,6 +134,10 @@ func (c *Config) defaults() {
 	}
 }
 
+// ErrCAFile is New's error for a Config.CAFile that cannot be read or
+// holds no certificate.
+var ErrCAFile = errors.New("bad sink CA file")
+
 // ErrNoPresigner is New's error for Config.Presigned without Deps.Presign.
 var ErrNoPresigner = errors.New("presigned download URLs asked for, but this process has no presigner")
 
@@ -189,7 +199,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Notifier, error) {
 	if cfg.Secret != "" {
 		n.secret = []byte(cfg.Secret)
 	}
-	if n.client, err = newClient(); err != nil {
+	if n.client, err = newClient(cfg.CAFile); err != nil {
 		return nil, err
 	}
 	if _, err := deps.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -307,12 +317,26 @@ func (n *Notifier) event(ctx context.Context, in cloudevents.Event, u mustgather
 	return out, nil
 }
 
-// newClient returns the sdk-go HTTP client that sends to the sinks. It
-// follows no redirect, so a signed event goes only where it was
-// configured to go.
-func newClient() (cloudevents.Client, error) {
+// newClient returns the sdk-go HTTP client that sends to the sinks,
+// trusting the system's roots and the CAs of caFile. It follows no
+// redirect, so a signed event goes only where it was configured to go.
+func newClient(caFile string) (cloudevents.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
+	if caFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCAFile, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrCAFile, caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	hc := http.Client{
 		Transport:     recordResponse{next: tr},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -3,6 +3,7 @@ package sinks_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -468,6 +469,40 @@ func (e *env) recorded(t testing.TB) int {
 	return len(keys)
 }
 
+func TestHTTPSSinksSignedByAPrivateCANeedItsCAFile(t *testing.T) {
+	ca := testenv.NewCA(t, "sinks")
+	server := ca.ServerTLS(t, "sink")
+	server.ClientAuth = tls.NoClientCert
+	for _, tt := range []struct {
+		name      string
+		caFile    string
+		delivered bool
+	}{
+		{"with the CA file the event is delivered", ca.CertFile, true},
+		{"without it the certificate is not trusted and the event is dead-lettered", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			r := sinkstest.NewTLS(t, server, nil)
+			cfg := e.cfg
+			cfg.Sinks, cfg.CAFile, cfg.Retries = []string{r.URL}, tt.caFile, 1
+			n := e.notifier(t, e.js, cfg, nil)
+			_, ev := e.finish(t, "https", mustgather.StatusCompleted)
+			if err := n.Handle(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(r.Count()) == 1; got != tt.delivered {
+				t.Errorf("delivered %v, want %v", got, tt.delivered)
+			}
+			if dead := e.deadLetters(t); tt.delivered == (len(dead) != 0) {
+				t.Errorf("dead letters %+v", dead)
+			} else if !tt.delivered && !strings.Contains(dead[0].LastError, "certificate") {
+				t.Errorf("last error %q does not say why", dead[0].LastError)
+			}
+		})
+	}
+}
+
 func TestPresignedURLsNeedAPresigner(t *testing.T) {
 	e := newEnv(t)
 	bus := e.bus
@@ -576,4 +611,26 @@ func TestVerifyAcceptsOnlyAFreshSignatureOfTheSameEventAndBody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzVerify: Verify never panics on any header, accepts what Sign made for
+// the same event id and body, and nothing else made of them.
+func FuzzVerify(f *testing.F) {
+	f.Add("t=1764504000,v1=00", "gathering-1-2-completed", []byte(`{"id":1}`))
+	f.Add("t=,v1=,v1", "", []byte{})
+	f.Add("v1=zz,t=-1", "x", []byte("\n"))
+	at := time.Unix(1764504000, 0)
+	f.Fuzz(func(t *testing.T, header, id string, body []byte) {
+		_ = sinks.Verify([]byte(secret), header, id, body, 0, at)
+		if strings.Contains(id, "\n") {
+			return // never a header's value
+		}
+		good := sinks.Sign([]byte(secret), id, body, at)
+		if err := sinks.Verify([]byte(secret), good, id, body, 0, at); err != nil {
+			t.Errorf("Verify of Sign: %v", err)
+		}
+		if err := sinks.Verify([]byte(secret), good, id, append(body, 'x'), 0, at); err == nil {
+			t.Error("a longer body verifies")
+		}
+	})
 }

@@ -5,6 +5,7 @@ package sinkstest
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -42,11 +43,22 @@ type Delivery struct {
 // 2, ...); nil answers 200 to all.
 func New(t testing.TB, answer func(n int) int) *Receiver {
 	t.Helper()
+	return NewTLS(t, nil, answer)
+}
+
+// NewTLS starts a Receiver that serves HTTPS with cfg, or HTTP if cfg is
+// nil.
+func NewTLS(t testing.TB, cfg *tls.Config, answer func(n int) int) *Receiver {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Receiver{URL: "http://" + ln.Addr().String() + "/events", answer: answer, RetryAfter: "0"}
+	scheme := "http"
+	if cfg != nil {
+		scheme, ln = "https", tls.NewListener(ln, cfg)
+	}
+	r := &Receiver{URL: scheme + "://" + ln.Addr().String() + "/events", answer: answer, RetryAfter: "0"}
 	p, err := cehttp.New(cehttp.WithListener(ln), cehttp.WithPath("/events"), cehttp.WithMiddleware(r.middleware))
 	if err != nil {
 		t.Fatal(err)
