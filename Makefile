@@ -19,6 +19,12 @@ GOLANGCI_BIN := $(TOOLS_DIR)/golangci-lint/$(GOLANGCI_VERSION)/golangci-lint
 
 export MINIO_BIN
 
+# The browser of the web page's test (cmd/must-gather-functions/web_e2e_test.go):
+# Debian's chromium package, which `make tools` installs when it is missing.
+CHROMIUM_BIN ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+export CHROMIUM_BIN
+
 TEST_FLAGS ?= -race -count=1 -timeout 25m
 BENCH_FLAGS ?= -benchmem -count=1 -timeout 30m
 
@@ -41,7 +47,14 @@ generate: ## Rewrite generated text: README's settings table from the code's (go
 	$(GO) generate ./...
 
 .PHONY: tools
-tools: $(MINIO_BIN) kube-tools ## Install the pinned test tools (MinIO, kube-apiserver, etcd, kwok) into the cache folder.
+tools: $(MINIO_BIN) kube-tools chromium ## Install the pinned test tools (MinIO, kube-apiserver, etcd, kwok) into the cache folder, and Chromium.
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the web page's browser test, unless there is one.
+	@command -v chromium >/dev/null 2>&1 || test -x "$(CHROMIUM_BIN)" || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt="$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	  $$apt install -y -qq chromium >/dev/null 2>&1 || { $$apt update -qq && $$apt install -y -qq chromium >/dev/null; }; }
 
 $(MINIO_BIN):
 	@echo "building MinIO $(MINIO_VERSION) into $(dir $@) (first time only; takes minutes)"

@@ -11,39 +11,42 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
+// send sends a request to the system with a bearer token (none when empty)
+// and a JSON body (none when empty), and returns the answer's status and body.
+func (s *system) send(t *testing.T, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
 // TestWithAuthOnOnlyTheClusterAdminGathers runs the whole system with
 // AUTH=on against a real kube-apiserver: the tokens are reviewed by the
 // cluster of KUBECONFIG.
 func TestWithAuthOnOnlyTheClusterAdminGathers(t *testing.T) {
 	k := kube.Start(t)
 	s := start(t, t.TempDir(), map[string]string{"AUTH": "on", "KUBECONFIG": k.Kubeconfig, "GATHERER": "process"})
-	send := func(method, path, token, body string) (int, []byte) {
-		t.Helper()
-		req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	if status, body := send(http.MethodPost, "/must-gather", "", `{"command": "true"}`); status != http.StatusUnauthorized {
+	if status, body := s.send(t, http.MethodPost, "/must-gather", "", `{"command": "true"}`); status != http.StatusUnauthorized {
 		t.Errorf("without a token: %d %s, want 401", status, body)
 	}
-	if status, body := send(http.MethodPost, "/must-gather", k.NoRights.BearerToken, `{"command": "true"}`); status != http.StatusForbidden {
+	if status, body := s.send(t, http.MethodPost, "/must-gather", k.NoRights.BearerToken, `{"command": "true"}`); status != http.StatusForbidden {
 		t.Errorf("without rights: %d %s, want 403", status, body)
 	}
-	status, body := send(http.MethodPost, "/must-gather", k.Admin.BearerToken, `{"command": "true"}`)
+	status, body := s.send(t, http.MethodPost, "/must-gather", k.Admin.BearerToken, `{"command": "true"}`)
 	if status != http.StatusCreated {
 		t.Fatalf("as cluster-admin: %d %s, want 201", status, body)
 	}
@@ -56,7 +59,7 @@ func TestWithAuthOnOnlyTheClusterAdminGathers(t *testing.T) {
 	if g.RequestedBy != kube.AdminUser {
 		t.Errorf("requested-by = %q, want %q", g.RequestedBy, kube.AdminUser)
 	}
-	if status, _ := send(http.MethodGet, "/healthz", "", ""); status != http.StatusOK {
+	if status, _ := s.send(t, http.MethodGet, "/healthz", "", ""); status != http.StatusOK {
 		t.Errorf("healthz: %d", status)
 	}
 }

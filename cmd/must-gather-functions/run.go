@@ -179,6 +179,11 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 	if cfg.has("api") {
 		a.Logger = d.log.With("function", "api")
 		a.Store, a.Archives, a.Events = d.store, d.archives, d.bus
+		page, err := newWeb(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		a.Web = page
 		handler = api.NewServer(a)
 	} else {
 		handler = api.NewOpsHandler(a)

@@ -20,6 +20,14 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics, posts *limiter) {
 	handle("GET /must-gather/{id}", token(handleGet(d)))
 	handle("GET /must-gather/{id}/data", token(handleData(d)))
 
+	// The web page's static files need no token: they hold no data, and
+	// the page asks its user for one when the API answers 401. {$} keeps
+	// every other path an API 404.
+	if d.Web != nil {
+		handle("GET /{$}", d.Web)
+		handle("GET /static/{file}", d.Web)
+	}
+
 	handle("GET /openapi.yaml", handleOpenAPI())
 	addOpsRoutes(handle, d) // GET /healthz, /readyz, /metrics
 }

@@ -63,6 +63,10 @@ type Deps struct {
 	// no limit. The count is this process's: each replica keeps its own.
 	PostRate  int
 	PostBurst int
+	// Web serves the web page on GET / and its files on GET
+	// /static/{file}, without authorization (see package web); nil serves
+	// no page.
+	Web http.Handler
 }
 
 // NewServer returns the API as an http.Handler. It panics when Store,

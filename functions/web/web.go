@@ -1,0 +1,171 @@
+// Package web is the page that shows a person the whole flow: the list of
+// gatherings with live status, a form to start one, its output while it
+// runs, and its archive. The page is static files embedded in the binary,
+// with no build step and nothing fetched at run time; its scripts call the
+// API from the browser, with the user's token when one is needed.
+//
+// The files hold no data and need no token: the page asks for one when
+// the API answers 401. They are served with a strict Content-Security-Policy
+// (no inline script or style, nothing from another origin but what Config
+// names), so that pod output the page shows can never run as script.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+//go:embed index.html static
+var files embed.FS
+
+// Config is how the page is served. Its zero value serves a page that
+// talks only to its own origin.
+type Config struct {
+	// ConnectSources are origins besides the page's own that its scripts
+	// may fetch from (https://s3.example.com), such as the public S3
+	// endpoint presigned downloads point at.
+	ConnectSources []string
+}
+
+// CheckSources reports the first of sources that is not an origin
+// (scheme://host[:port], no path), so that a setting cannot widen the
+// Content-Security-Policy with a wildcard or a keyword.
+func CheckSources(sources []string) error {
+	for _, s := range sources {
+		scheme, host, ok := strings.Cut(s, "://")
+		bad := !ok || (scheme != "http" && scheme != "https") || host == "" ||
+			strings.ContainsAny(host, "/?#*@;,' \t\"")
+		if bad {
+			return fmt.Errorf("%q is not an origin such as https://s3.example.com (scheme://host[:port], no path, no wildcard)", s)
+		}
+	}
+	return nil
+}
+
+// file is one embedded file, ready to serve.
+type file struct {
+	body        []byte
+	contentType string
+	etag        string // strong, from the content's SHA-256
+	version     string // the query (?v=) that pins this content in the page
+}
+
+// Handler serves the page at / and its files under /static/. It answers
+// GET and HEAD; the caller routes only those to it.
+type Handler struct {
+	csp    string
+	page   file
+	static map[string]file // by name under static/
+}
+
+// contentTypes are the media types of the page's files, by extension. A
+// file of any other extension is not served.
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".svg":  "image/svg+xml",
+}
+
+// New returns the page's handler. It fails when cfg is invalid.
+func New(cfg Config) (*Handler, error) {
+	if err := CheckSources(cfg.ConnectSources); err != nil {
+		return nil, err
+	}
+	h := &Handler{csp: contentSecurityPolicy(cfg), static: map[string]file{}}
+	entries, err := fs.ReadDir(files, "static")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		body, err := files.ReadFile("static/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		f, ok := newFile(e.Name(), body)
+		if !ok {
+			return nil, fmt.Errorf("web: static/%s has no known content type", e.Name())
+		}
+		h.static[e.Name()] = f
+	}
+	page, err := files.ReadFile("index.html")
+	if err != nil {
+		return nil, err
+	}
+	// The page names each file with its version, so that a browser may
+	// keep the file for good and still never mixes an old script with a
+	// new page.
+	for name, f := range h.static {
+		page = []byte(strings.ReplaceAll(string(page), `"static/`+name+`"`, `"static/`+name+`?v=`+f.version+`"`))
+	}
+	h.page, _ = newFile("index.html", page)
+	return h, nil
+}
+
+func newFile(name string, body []byte) (file, bool) {
+	ct, ok := contentTypes[path.Ext(name)]
+	sum := sha256.Sum256(body)
+	v := hex.EncodeToString(sum[:8])
+	return file{body: body, contentType: ct, etag: `"` + v + `"`, version: v}, ok
+}
+
+// contentSecurityPolicy allows the page's own scripts, styles and images,
+// data: images (the icon), and fetches from its origin and cfg's sources;
+// nothing inline, no frames around it, no base URL but its own.
+func contentSecurityPolicy(cfg Config) string {
+	connect := append([]string{"'self'"}, cfg.ConnectSources...)
+	return strings.Join([]string{
+		"default-src 'self'",
+		"script-src 'self'",
+		"style-src 'self'",
+		"img-src 'self' data:",
+		"connect-src " + strings.Join(connect, " "),
+		"frame-ancestors 'none'",
+		"base-uri 'none'",
+		"form-action 'self'",
+	}, "; ")
+}
+
+// immutable is how long a browser may keep a file whose URL names its
+// version.
+const immutable = "public, max-age=31536000, immutable"
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", h.csp)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	name, isStatic := strings.CutPrefix(r.URL.Path, "/static/")
+	f, ok := h.static[name]
+	if !isStatic {
+		f, ok = h.page, r.URL.Path == "/"
+	}
+	if !ok {
+		// As the API answers a path it does not know.
+		hd.Set("Content-Type", "application/json")
+		hd.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "no such resource: " + r.URL.Path})
+		return
+	}
+	// The page and a file asked for without its version are checked again
+	// each time (304 while unchanged); a file asked for by its version
+	// never changes.
+	hd.Set("Cache-Control", "no-cache")
+	if isStatic && r.URL.Query().Get("v") == f.version {
+		hd.Set("Cache-Control", immutable)
+	}
+	hd.Set("Content-Type", f.contentType)
+	hd.Set("ETag", f.etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+}
