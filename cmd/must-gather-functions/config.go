@@ -36,9 +36,13 @@ type config struct {
 	HTTPAddress string
 	// MaxHeaderBytes bounds the request line and headers of one request.
 	MaxHeaderBytes int
-	LogFormat      string
-	LogLevel       string
-	DataDir        string
+	// TLSCertFile and TLSKeyFile, when set, make the HTTP server serve
+	// HTTPS with them (httptls.go).
+	TLSCertFile string
+	TLSKeyFile  string
+	LogFormat   string
+	LogLevel    string
+	DataDir     string
 
 	NATS natsConfig
 
@@ -141,6 +145,8 @@ func (c *config) settings() []setting {
 		{Var: "PORT", Field: &c.Port, Help: "HTTP port (Knative's convention)"},
 		{Var: "HTTP_ADDRESS", Field: &c.HTTPAddress, Default: "`127.0.0.1:$PORT` with embedded NATS, else `:$PORT`", Help: "full listen address; overrides `PORT`"},
 		{Var: "HTTP_MAX_HEADER_BYTES", Field: &c.MaxHeaderBytes, Help: "the most bytes a request's line and headers may take (at least 16384, as a bearer token may be 16 KiB); more is answered `431 Request Header Fields Too Large` before any handler runs"},
+		{Var: "HTTP_TLS_CERT_FILE", Field: &c.TLSCertFile, Default: "empty: plain HTTP", Help: "PEM certificate (chain) to serve HTTPS with, such as the `tls.crt` of a Secret that OpenShift's service CA fills; needs `HTTP_TLS_KEY_FILE`. Read again when it changes, so a renewed certificate needs no restart"},
+		{Var: "HTTP_TLS_KEY_FILE", Field: &c.TLSKeyFile, Help: "PEM key of `HTTP_TLS_CERT_FILE`"},
 		{Var: "LOG_FORMAT", Field: &c.LogFormat, Default: "`json` in a cluster (`KUBERNETES_SERVICE_HOST` set), else `text`", Help: "`text` or `json` (log/slog)"},
 		{Var: "LOG_LEVEL", Field: &c.LogLevel, Help: "`debug`, `info`, `warn` or `error`"},
 		{Var: "DATA_DIR", Field: &c.DataDir, Help: "where the embedded NATS store (`nats/`) and local archives (`archives/`) live"},
@@ -307,6 +313,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("ARCHIVE_STORE: %q is neither dir nor s3", c.ArchiveStore))
 	case c.ArchiveStore == "s3" && c.S3.Endpoint == "":
 		errs = append(errs, fmt.Errorf("S3_ENDPOINT: required with ARCHIVE_STORE=s3"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE: set both or neither"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is neither text nor json", c.LogFormat))

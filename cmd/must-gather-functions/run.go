@@ -207,10 +207,17 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddress, err)
 	}
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		if ln, err = tlsListener(ln, cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, nil, err
+		}
+		scheme = "https"
+	}
 	if cfg.embedded() {
 		fmt.Fprintf(stdout, "must-gather-functions: embedded NATS on %s\n", d.natsURL)
 	}
-	fmt.Fprintf(stdout, "must-gather-functions: listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "must-gather-functions: listening on %s://%s\n", scheme, ln.Addr())
 	return srv, ln, nil
 }
 

@@ -326,6 +326,7 @@ func TestBadConfigurationIsReportedNotPanicked(t *testing.T) {
 		{"an unknown function", map[string]string{"FUNCTIONS": "api,cron"}, `unknown function "cron"`},
 		{"a timeout that is not a duration", map[string]string{"DEFAULT_TIMEOUT": "soon"}, "DEFAULT_TIMEOUT"},
 		{"an s3 store without endpoint", map[string]string{"ARCHIVE_STORE": "s3"}, "S3_ENDPOINT"},
+		{"a TLS certificate without its key", map[string]string{"HTTP_TLS_CERT_FILE": "tls.crt"}, "HTTP_TLS_KEY_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
