@@ -16,6 +16,12 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_BIN := $(TOOLS_DIR)/minio/$(MINIO_VERSION)/minio
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI_BIN := $(TOOLS_DIR)/golangci-lint/$(GOLANGCI_VERSION)/golangci-lint
+KO_VERSION := v0.19.1
+KO_BIN := $(TOOLS_DIR)/ko/$(KO_VERSION)/ko
+# ko's cache; its OCI layout img/ also holds the base image tools/kobase makes.
+KOCACHE ?= $(TOOLS_DIR)/ko/cache
+IMAGE_PLATFORMS := linux/amd64,linux/arm64
+IMAGES_DIR := bin/images
 
 export MINIO_BIN
 
@@ -68,6 +74,30 @@ $(GOLANGCI_BIN):
 	@tmp=$$(mktemp -d $(dir $@).tmp.XXXXXX) && \
 	  GOBIN=$$tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION) && \
 	  mv $$tmp/golangci-lint $@ && rmdir $$tmp
+
+$(KO_BIN):
+	@echo "building ko $(KO_VERSION) into $(dir $@) (first time only; about a minute)"
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d $(dir $@).tmp.XXXXXX) && \
+	  GOBIN=$$tmp GOFLAGS=-trimpath $(GO) install github.com/google/ko@$(KO_VERSION) && \
+	  mv $$tmp/ko $@ && rmdir $$tmp
+
+.PHONY: images
+images: $(KO_BIN) ## Build the image (linux/amd64, linux/arm64) with ko into bin/images/*.tar; with KO_DOCKER_REPO set, push it instead.
+	@mkdir -p $(IMAGES_DIR)
+	@base=$$($(GO) run ./tools/kobase -layout $(KOCACHE)/img) && echo "base image $$base (made locally, in $(KOCACHE)/img)" && \
+	if [ -n "$$KO_DOCKER_REPO" ]; then \
+	  KOCACHE=$(KOCACHE) KO_DEFAULTBASEIMAGE=$$base $(KO_BIN) build --bare \
+	    --platform=$(IMAGE_PLATFORMS) --image-refs=$(IMAGES_DIR)/pushed ./cmd/must-gather-functions && \
+	  echo "pushed $$(cat $(IMAGES_DIR)/pushed)"; \
+	else \
+	  platforms=$(IMAGE_PLATFORMS); for p in $${platforms//,/ }; do \
+	    KOCACHE=$(KOCACHE) KO_DEFAULTBASEIMAGE=$$base KO_DOCKER_REPO=localhost/must-gather-functions $(KO_BIN) build --bare \
+	      --push=false --sbom=none --platform=$$p --tarball=$(IMAGES_DIR)/must-gather-functions-$${p//\//-}.tar \
+	      ./cmd/must-gather-functions || exit 1; \
+	  done; \
+	  ls -l $(IMAGES_DIR)/*.tar; \
+	fi
 
 .PHONY: test
 test: tools ## Run every test with -race against real NATS and MinIO.
