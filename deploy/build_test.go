@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -186,4 +187,39 @@ func mustJSON(t *testing.T, y []byte) []byte {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// TestEveryFunctionScalesAsItsWorkNeeds: the api scales to zero; the
+// runner never does, as gatherings outlive requests and its reaper,
+// sweeper and queue must keep running; the recorder and the notifier
+// scale to zero in the base, made for events over HTTP, and keep one
+// replica in the overlays while they pull from JetStream.
+func TestEveryFunctionScalesAsItsWorkNeeds(t *testing.T) {
+	minScale := func(dir string) map[string]string {
+		out := map[string]string{}
+		for name, s := range knativeServices(t, build(t, dir)) {
+			out[name] = s.Spec.Template.Annotations["autoscaling.knative.dev/min-scale"]
+		}
+		return out
+	}
+	tests := []struct {
+		dir  string
+		want map[string]string
+	}{
+		{"base", map[string]string{"api": "0", "runner": "1", "recorder": "0", "notifier": "0"}},
+		{"overlays/dev", map[string]string{"api": "0", "runner": "1", "recorder": "1", "notifier": "1"}},
+		{"overlays/openshift", map[string]string{"api": "0", "runner": "1", "recorder": "1", "notifier": "1"}},
+	}
+	for _, tt := range tests {
+		if got := minScale(tt.dir); !maps.Equal(got, tt.want) {
+			t.Errorf("%s: min-scale %v, want %v", tt.dir, got, tt.want)
+		}
+	}
+	// A stopping pod gets timeoutSeconds to finish: more than the
+	// process's SHUTDOWN_TIMEOUT (90s by default).
+	for name, s := range knativeServices(t, build(t, "overlays/dev")) {
+		if ts := s.Spec.Template.Spec.TimeoutSeconds; ts == nil || *ts <= 90 {
+			t.Errorf("%s: timeoutSeconds %v, want more than SHUTDOWN_TIMEOUT (90s)", name, ts)
+		}
+	}
 }
