@@ -282,6 +282,9 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) error {
 // returns it, and where to download its archive.
 type payload struct {
 	mustgather.Gathering
+	// Reason says why a failed gathering failed, as the store has it; the
+	// API's object leaves it out.
+	Reason string `json:"reason,omitempty"`
 	// Download is the API's path of the archive, which needs a token.
 	Download string `json:"download"`
 	// DownloadURL and DownloadURLExpiresAt: a URL that needs no token,
@@ -294,6 +297,9 @@ type payload struct {
 // whose gathering is g: the type and id of in, the data of g.
 func (n *Notifier) event(ctx context.Context, in cloudevents.Event, u mustgather.Update, g mustgather.Gathering) (cloudevents.Event, error) {
 	p := payload{Gathering: g, Download: "/must-gather/" + g.ID.String() + "/data"}
+	if g.Status == mustgather.StatusError {
+		p.Reason = g.Reason
+	}
 	if n.cfg.Presigned && g.Status == mustgather.StatusCompleted {
 		url, expires, err := n.deps.Presign(ctx, g)
 		if err != nil {

@@ -6,6 +6,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"net"
 	"slices"
 	"strconv"
@@ -204,6 +208,9 @@ func wantData(t *testing.T, g mustgather.Gathering) map[string]any {
 		t.Fatal(err)
 	}
 	m["download"] = "/must-gather/" + g.ID.String() + "/data"
+	if g.Reason != "" {
+		m["reason"] = g.Reason
+	}
 	return m
 }
 
@@ -287,6 +294,76 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 		}
 	}
 	return 0
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestWhatASubscriberGetsIsTheGoldenRequest keeps the requests that
+// subscribers parse in testdata: the CloudEvents headers and the data
+// (indented there) of a completed and a failed gathering. The signature
+// changes with the time, so it is verified instead.
+func TestWhatASubscriberGetsIsTheGoldenRequest(t *testing.T) {
+	e := newEnv(t)
+	r := sinkstest.New(t, nil)
+	cfg := e.cfg
+	cfg.Sinks, cfg.Secret = []string{r.URL}, secret
+	n := e.notifier(t, e.js, cfg, nil)
+	at := time.Date(2026, 11, 30, 10, 0, 0, 123456789, time.UTC)
+	ctx := context.Background()
+	for i, status := range []mustgather.Status{mustgather.StatusCompleted, mustgather.StatusError} {
+		g, err := e.store.Create(ctx, mustgather.NewGathering(mustgather.Request{
+			CustomName: "plan:mig-plan-cold", Image: "quay.io/kubev2v/forklift-must-gather:latest",
+			Command: "PLAN=mig-plan-cold NS=openshift-mtv /usr/bin/targeted", Timeout: "30m",
+		}, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Claim(ctx, g.ID, at.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		u := mustgather.Update{ID: g.ID, Seq: 7, Status: status, Time: at.Add(3 * time.Minute), ExecOutput: "[must-gather-abcde] OUT done\n"}
+		if status == mustgather.StatusCompleted {
+			u.ArchiveName, u.ArchiveSize = "must-gather-1-plan-mig-plan-cold.tar.gz", 95334
+		} else {
+			u.Reason = "timed out after 30m"
+		}
+		if _, err := e.store.Apply(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := eventing.NewStatus(u, eventing.SourceRunner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		d := r.Deliveries()[i]
+		if err := sinks.Verify([]byte(secret), d.Header.Get(sinks.SignatureHeader), d.Event.ID(), d.Event.Data(), 0, time.Now()); err != nil {
+			t.Errorf("signature: %v", err)
+		}
+		var got bytes.Buffer
+		for _, h := range []string{"Content-Type", "Ce-Specversion", "Ce-Id", "Ce-Type", "Ce-Source", "Ce-Subject", "Ce-Time"} {
+			fmt.Fprintf(&got, "%s: %s\n", h, d.Header.Get(h))
+		}
+		got.WriteString("\n")
+		if err := json.Indent(&got, d.Event.Data(), "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		got.WriteString("\n")
+		path := filepath.Join("testdata", string(status)+".http")
+		if *update {
+			if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run go test ./functions/notifier/sinks -run Golden -update)", err)
+		}
+		if diff := cmp.Diff(string(want), got.String()); diff != "" {
+			t.Errorf("%s differs from the golden file (-want +got):\n%s", path, diff)
+		}
+	}
 }
 
 func TestAFinalEventHandledTwiceReachesEachSinkOnce(t *testing.T) {
