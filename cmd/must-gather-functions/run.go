@@ -24,6 +24,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/functions/api"
 	"github.com/kubev2v/must-gather-functions/functions/recorder"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/functions/web"
 	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/dirstore"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
@@ -179,7 +180,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 	if cfg.has("api") {
 		a.Logger = d.log.With("function", "api")
 		a.Store, a.Archives, a.Events = d.store, d.archives, d.bus
-		page, err := newWeb(cfg)
+		page, err := web.New()
 		if err != nil {
 			return nil, nil, err
 		}

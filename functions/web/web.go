@@ -6,8 +6,8 @@
 //
 // The files hold no data and need no token: the page asks for one when
 // the API answers 401. They are served with a strict Content-Security-Policy
-// (no inline script or style, nothing from another origin but what Config
-// names), so that pod output the page shows can never run as script.
+// (no inline script or style, nothing from another origin), so that pod
+// output the page shows can never run as script.
 package web
 
 import (
@@ -26,30 +26,6 @@ import (
 
 //go:embed index.html static
 var files embed.FS
-
-// Config is how the page is served. Its zero value serves a page that
-// talks only to its own origin.
-type Config struct {
-	// ConnectSources are origins besides the page's own that its scripts
-	// may fetch from (https://s3.example.com), such as the public S3
-	// endpoint presigned downloads point at.
-	ConnectSources []string
-}
-
-// CheckSources reports the first of sources that is not an origin
-// (scheme://host[:port], no path), so that a setting cannot widen the
-// Content-Security-Policy with a wildcard or a keyword.
-func CheckSources(sources []string) error {
-	for _, s := range sources {
-		scheme, host, ok := strings.Cut(s, "://")
-		bad := !ok || (scheme != "http" && scheme != "https") || host == "" ||
-			strings.ContainsAny(host, "/?#*@;,' \t\"")
-		if bad {
-			return fmt.Errorf("%q is not an origin such as https://s3.example.com (scheme://host[:port], no path, no wildcard)", s)
-		}
-	}
-	return nil
-}
 
 // file is one embedded file, ready to serve.
 type file struct {
@@ -76,12 +52,9 @@ var contentTypes = map[string]string{
 	".svg":  "image/svg+xml",
 }
 
-// New returns the page's handler. It fails when cfg is invalid.
-func New(cfg Config) (*Handler, error) {
-	if err := CheckSources(cfg.ConnectSources); err != nil {
-		return nil, err
-	}
-	h := &Handler{csp: contentSecurityPolicy(cfg), static: map[string]file{}}
+// New returns the page's handler.
+func New() (*Handler, error) {
+	h := &Handler{csp: contentSecurityPolicy, static: map[string]file{}}
 	entries, err := fs.ReadDir(files, "static")
 	if err != nil {
 		return nil, err
@@ -118,22 +91,13 @@ func newFile(name string, body []byte) (file, bool) {
 	return file{body: body, contentType: ct, etag: `"` + v + `"`, version: v}, ok
 }
 
-// contentSecurityPolicy allows the page's own scripts, styles and images,
-// data: images (the icon), and fetches from its origin and cfg's sources;
-// nothing inline, no frames around it, no base URL but its own.
-func contentSecurityPolicy(cfg Config) string {
-	connect := append([]string{"'self'"}, cfg.ConnectSources...)
-	return strings.Join([]string{
-		"default-src 'self'",
-		"script-src 'self'",
-		"style-src 'self'",
-		"img-src 'self' data:",
-		"connect-src " + strings.Join(connect, " "),
-		"frame-ancestors 'none'",
-		"base-uri 'none'",
-		"form-action 'self'",
-	}, "; ")
-}
+// contentSecurityPolicy allows the page's own scripts, styles, images and
+// fetches, and data: images; nothing inline, no frames around it, no base
+// URL but its own. A presigned download link, which may point at S3, is
+// followed as a navigation that saves a file, which connect-src does not
+// govern, so the page needs no other origin.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 // immutable is how long a browser may keep a file whose URL names its
 // version.
