@@ -87,9 +87,9 @@ images: $(KO_BIN) ## Build the image (linux/amd64, linux/arm64) with ko into bin
 	@mkdir -p $(IMAGES_DIR)
 	@base=$$($(GO) run ./tools/kobase -layout $(KOCACHE)/img) && echo "base image $$base (made locally, in $(KOCACHE)/img)" && \
 	if [ -n "$$KO_DOCKER_REPO" ]; then \
-	  KOCACHE=$(KOCACHE) KO_DEFAULTBASEIMAGE=$$base $(KO_BIN) build --bare \
-	    --platform=$(IMAGE_PLATFORMS) --image-refs=$(IMAGES_DIR)/pushed ./cmd/must-gather-functions && \
-	  echo "pushed $$(cat $(IMAGES_DIR)/pushed)"; \
+	  ref=$$(KOCACHE=$(KOCACHE) KO_DEFAULTBASEIMAGE=$$base $(KO_BIN) build --bare \
+	    --platform=$(IMAGE_PLATFORMS) ./cmd/must-gather-functions) && \
+	  echo "$$ref" > $(IMAGES_DIR)/pushed && echo "pushed $$ref (in $(IMAGES_DIR)/pushed)"; \
 	else \
 	  platforms=$(IMAGE_PLATFORMS); for p in $${platforms//,/ }; do \
 	    KOCACHE=$(KOCACHE) KO_DEFAULTBASEIMAGE=$$base KO_DOCKER_REPO=localhost/must-gather-functions $(KO_BIN) build --bare \
