@@ -20,6 +20,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/presign"
 	"github.com/kubev2v/must-gather-functions/internal/process"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
 )
@@ -52,6 +53,8 @@ type config struct {
 	ArchiveStore string
 	ArchiveDir   string
 	S3           s3store.Config
+	// Presign is how download links are made (GET /must-gather/{id}/url).
+	Presign presign.Config
 
 	// API holds the API's settings (Policy, BodyTimeout); its dependencies
 	// are added when it starts.
@@ -113,6 +116,7 @@ func defaultConfig() config {
 		Store:          jsstore.DefaultConfig(),
 		Bus:            natsbus.DefaultConfig(),
 		S3:             s3store.DefaultConfig(),
+		Presign:        presign.DefaultConfig(),
 		API: api.Deps{
 			Policy:      mustgather.DefaultPolicy(),
 			BodyTimeout: api.DefaultBodyTimeout,
@@ -172,6 +176,12 @@ func (c *config) settings() []setting {
 		{Var: "S3_REGION", Field: &c.S3.Region, Help: "region, if the server needs one"},
 		{Var: "S3_USE_TLS", Field: &c.S3.UseTLS, Help: "HTTPS to S3"},
 		{Var: "S3_PART_SIZE", Field: &c.S3.PartSize, Help: "multipart part size in bytes: the upload buffers one part, so it bounds memory per upload"},
+		{Var: "S3_CA_FILE", Field: &c.S3.CAFile, Default: "system roots", Help: "PEM file of the CA(s) that signed the S3 endpoint's certificate (a private CA), trusted besides the system's roots"},
+		{Var: "S3_PUBLIC_ENDPOINT", Field: &c.S3.PublicEndpoint, Default: "`S3_ENDPOINT`", Help: "the S3 endpoint browsers reach, `host:port` (scheme as `S3_USE_TLS`) or `https://host[:port]`: download links are signed for it, without connecting to it (see [Downloads](#downloads))"},
+		{Var: "DOWNLOAD_URL_TTL", Field: &c.Presign.TTL, Help: "how long a download link from `GET /must-gather/{id}/url` works: whole seconds, from `1s` to `168h` (S3's limits)"},
+		{Var: "DOWNLOAD_URL_SECRET", Field: &c.Presign.Secret, Default: "empty: a random key per process", Secret: true, Help: "key (at least 32 bytes) that signs the download links of the local archive store; set the same one on every API replica, or a link works only on the replica that made it, and only until it restarts"},
+		{Var: "API_PUBLIC_URL", Field: &c.Presign.PublicURL, Default: "empty: the request's scheme and host", Help: "the API's URL as clients reach it, e.g. `https://must-gather.example.com` or a proxy's path to it: the local archive store's download links start with it"},
+		{Var: "API_TRUST_FORWARDED", Field: &c.API.TrustForwarded, Help: "without `API_PUBLIC_URL`, take the scheme and host of download links from `X-Forwarded-Proto` and `X-Forwarded-Host`; only behind a proxy that sets them"},
 		{Var: "DEFAULT_TIMEOUT", Field: &c.API.Policy.DefaultTimeout, Also: []any{&c.Runner.DefaultTimeout, &c.Kube.DefaultTimeout}, Help: "timeout of a gathering that gives none (as `oc adm must-gather`)"},
 		{Var: "MAX_TIMEOUT", Field: &c.API.Policy.MaxTimeout, Help: "the largest timeout a request may ask for"},
 		{Var: "FORKLIFT_NAMESPACE", Field: &c.API.Policy.TargetNamespace, Help: "the `NS` of a targeted gathering (`plan`, `vm`) that names no `namespace`"},
@@ -361,6 +371,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		errs = append(errs, fmt.Errorf("NOTIFIER_SINK_RETRIES (%d) must be at least 0 and NOTIFIER_SINK_BACKOFF_MAX (%s) at least NOTIFIER_SINK_BACKOFF (%s)", s.Retries, s.MaxBackoff, s.Backoff))
 	}
 	errs = append(errs, c.NATS.check()...)
+	errs = append(errs, c.checkDownloads()...)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("configuration: %w", err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
+	"github.com/kubev2v/must-gather-functions/internal/presign"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
 )
 
@@ -111,6 +112,9 @@ type deps struct {
 	archives mustgather.ArchiveStore
 	// pingArchives reports whether the archive store answers.
 	pingArchives func(context.Context) error
+	// links makes download links of archives; its Link method is the
+	// function others (the API, subscriber delivery) are given.
+	links presign.Linker
 	// stopping is set when shutdown begins, so that the process reports
 	// itself not ready.
 	stopping atomic.Bool
@@ -144,6 +148,9 @@ func connect(ctx context.Context, cfg config, log *slog.Logger) (*deps, error) {
 		return fail(err)
 	}
 	if d.archives, d.pingArchives, err = openArchives(setup, cfg); err != nil {
+		return fail(explainS3TLS(err))
+	}
+	if d.links, err = newLinks(cfg, d); err != nil {
 		return fail(err)
 	}
 	return d, nil
@@ -185,6 +192,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 			return nil, nil, err
 		}
 		a.Web = page
+		a.Links = d.links
 		handler = api.NewServer(a)
 	} else {
 		handler = api.NewOpsHandler(a)

@@ -23,7 +23,7 @@ func startSinks(ctx context.Context, cfg config, d *deps, g *group, errc chan<- 
 	sc.DeliveriesTTL = cfg.Bus.MaxAge
 	log := d.log.With("function", "notifier")
 	n, err := sinks.New(ctx, sc, sinks.Deps{
-		JS: d.js, Bus: d.bus, Records: d.store, Logger: log, Registry: d.reg,
+		JS: d.js, Bus: d.bus, Records: d.store, Logger: log, Registry: d.reg, Presign: d.links.Link,
 	})
 	switch {
 	case errors.Is(err, sinks.ErrNoPresigner):

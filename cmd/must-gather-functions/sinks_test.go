@@ -57,7 +57,8 @@ func TestSinkSettingsThatCannotWorkStopTheStart(t *testing.T) {
 		want string
 	}{
 		{"a CA file that is not there", map[string]string{"NOTIFIER_SINK_CA_FILE": "/nonexistent/ca.crt"}, "NOTIFIER_SINK_CA_FILE: bad sink CA file"},
-		{"presigned URLs without a presigner", map[string]string{"NOTIFIER_SINK_PRESIGNED": "true"}, "NOTIFIER_SINK_PRESIGNED: presigned download URLs asked for"},
+		{"presigned URLs from the local store without the API's public URL", map[string]string{"NOTIFIER_SINK_PRESIGNED": "true"},
+			"NOTIFIER_SINK_PRESIGNED: with the local archive store, download links for subscribers need API_PUBLIC_URL"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			env := map[string]string{

@@ -47,7 +47,7 @@ func TestOnlyClusterAdminsReachTheGatherings(t *testing.T) {
 	var local, prod atomic.Int64
 	e := newEnv(t, withAuth(t, map[string]*rest.Config{
 		"": kube.CountRequests(k.Admin, &local), "prod": kube.CountRequests(k.Admin, &prod), "down": kube.Unreachable(t, k.Admin),
-	}))
+	}), withLocalLinks(t, nil, ""))
 	tokens := []struct {
 		name, token string
 		want        int // for the gatherings; 0: allowed
@@ -93,7 +93,10 @@ func TestOnlyClusterAdminsReachTheGatherings(t *testing.T) {
 		{http.MethodGet, "/must-gather/" + onLocal.ID.String() + "/data", "", http.StatusOK},
 		{http.MethodGet, "/must-gather/" + onProd.ID.String(), "", http.StatusOK},
 		{http.MethodGet, "/must-gather/" + onProd.ID.String() + "/data", "", http.StatusOK},
+		{http.MethodGet, "/must-gather/" + onLocal.ID.String() + "/url", "", http.StatusOK},
+		{http.MethodGet, "/must-gather/" + onProd.ID.String() + "/url", "", http.StatusOK},
 		{http.MethodGet, "/must-gather/999", "", http.StatusNotFound},
+		{http.MethodGet, "/must-gather/999/url", "", http.StatusNotFound},
 		{http.MethodGet, "/must-gather?limit=x", "", http.StatusBadRequest},
 		{http.MethodPost, "/must-gather", `{"timeout": "forever"}`, http.StatusBadRequest},
 	}
@@ -170,6 +173,7 @@ func TestOnlyClusterAdminsReachTheGatherings(t *testing.T) {
 			{http.MethodPost, "/must-gather", `{"server": "down"}`},
 			{http.MethodGet, "/must-gather/" + onDown.ID.String(), ""},
 			{http.MethodGet, "/must-gather/" + onDown.ID.String() + "/data", ""},
+			{http.MethodGet, "/must-gather/" + onDown.ID.String() + "/url", ""},
 		} {
 			resp := e.do(req.method, req.path, "application/json", []byte(req.body), admin...)
 			if resp.status != http.StatusServiceUnavailable || !strings.Contains(string(resp.body), `"error"`) {
@@ -204,6 +208,7 @@ func TestOnlyClusterAdminsReachTheGatherings(t *testing.T) {
 		for _, want := range []string{
 			fmt.Sprintf("msg=audit action=create user=%s gathering=%d server=prod", kube.AdminUser, onProd.ID),
 			fmt.Sprintf("msg=audit action=download user=%s gathering=%d server=prod", kube.AdminUser, onProd.ID),
+			fmt.Sprintf("msg=audit action=presign user=%s gathering=%d server=prod expires-at=", kube.AdminUser, onProd.ID),
 		} {
 			if !strings.Contains(log, want) {
 				t.Errorf("log lacks %q", want)
@@ -264,7 +269,7 @@ func TestOnlyClusterAdminsReachTheGatherings(t *testing.T) {
 
 func TestAnUnreachableAPIServerAnswers503NeverAnOpenDoor(t *testing.T) {
 	k := kube.Start(t)
-	e := newEnv(t, withAuth(t, map[string]*rest.Config{"": kube.Unreachable(t, k.Admin), "prod": kube.Unreachable(t, k.Admin)}))
+	e := newEnv(t, withAuth(t, map[string]*rest.Config{"": kube.Unreachable(t, k.Admin), "prod": kube.Unreachable(t, k.Admin)}), withLocalLinks(t, nil, ""))
 	admin := bearer(k.Admin.BearerToken)
 	for _, req := range []struct{ method, path, body string }{
 		{http.MethodPost, "/must-gather", `{}`},
@@ -272,6 +277,7 @@ func TestAnUnreachableAPIServerAnswers503NeverAnOpenDoor(t *testing.T) {
 		{http.MethodGet, "/must-gather", ""},
 		{http.MethodGet, "/must-gather/1", ""},
 		{http.MethodGet, "/must-gather/1/data", ""},
+		{http.MethodGet, "/must-gather/1/url", ""},
 		{http.MethodGet, "/metrics", ""},
 	} {
 		t.Run(req.method+" "+req.path+" "+req.body+" answers 503", func(t *testing.T) {

@@ -84,8 +84,8 @@ func limitKey(r *http.Request, who mustgather.Principal) string {
 
 // audit logs that who did action to g: who asked for what, never how they
 // proved it.
-func audit(ctx context.Context, d Deps, action string, who mustgather.Principal, g mustgather.Gathering) {
-	d.Logger.InfoContext(ctx, "audit", "action", action, "user", who.Username, "gathering", g.ID, "server", g.Server)
+func audit(ctx context.Context, d Deps, action string, who mustgather.Principal, g mustgather.Gathering, attrs ...any) {
+	d.Logger.InfoContext(ctx, "audit", append([]any{"action", action, "user", who.Username, "gathering", g.ID, "server", g.Server}, attrs...)...)
 }
 
 // handleList lists gatherings by id, optionally filtered.
@@ -174,31 +174,43 @@ func handleData(d Deps) http.Handler {
 			respondErr(w, r, d.Logger, err)
 			return
 		}
-		a, err := d.Archives.Open(r.Context(), mustgather.ArchiveKey(g.ID, g.ArchiveName))
-		if errors.Is(err, mustgather.ErrNotFound) {
-			err = fmt.Errorf("%w: the archive of gathering %d is no longer stored", mustgather.ErrNotFound, g.ID)
-		}
-		if err != nil {
-			respondErr(w, r, d.Logger, err)
-			return
-		}
-		defer a.Close()
-		audit(r.Context(), d, "download", who, g)
-		h := w.Header()
-		h.Set("Content-Type", "application/gzip")
-		h.Set("Content-Disposition", attachment(g.ArchiveName))
-		h.Set("X-Content-Type-Options", "nosniff")
-		cw := &contentErrors{ResponseWriter: w}
-		http.ServeContent(cw, r, g.ArchiveName, a.ModTime(), a)
-		if cw.status != 0 {
-			// An error is no attachment: curl -OJ would save it as the
-			// archive. Content-Range (bytes */size on a 416) stays.
-			h.Del("Content-Disposition")
-			respondErr(w, r, d.Logger, &contentError{
-				status: cw.status, id: g.ID, rng: r.Header.Get("Range"), size: a.Size(), text: strings.TrimSpace(cw.text.String()),
-			})
-		}
+		serveArchive(w, r, d, g, func() { audit(r.Context(), d, "download", who, g) })
 	})
+}
+
+// openArchive opens g's archive, or says that it is gone.
+func openArchive(ctx context.Context, d Deps, g mustgather.Gathering) (mustgather.Archive, error) {
+	a, err := d.Archives.Open(ctx, mustgather.ArchiveKey(g.ID, g.ArchiveName))
+	if errors.Is(err, mustgather.ErrNotFound) {
+		err = fmt.Errorf("%w: the archive of gathering %d is no longer stored", mustgather.ErrNotFound, g.ID)
+	}
+	return a, err
+}
+
+// serveArchive streams g's archive, which the caller may have, calling
+// opened once it is open.
+func serveArchive(w http.ResponseWriter, r *http.Request, d Deps, g mustgather.Gathering, opened func()) {
+	a, err := openArchive(r.Context(), d, g)
+	if err != nil {
+		respondErr(w, r, d.Logger, err)
+		return
+	}
+	defer a.Close()
+	opened()
+	h := w.Header()
+	h.Set("Content-Type", "application/gzip")
+	h.Set("Content-Disposition", attachment(g.ArchiveName))
+	h.Set("X-Content-Type-Options", "nosniff")
+	cw := &contentErrors{ResponseWriter: w}
+	http.ServeContent(cw, r, g.ArchiveName, a.ModTime(), a)
+	if cw.status != 0 {
+		// An error is no attachment: curl -OJ would save it as the
+		// archive. Content-Range (bytes */size on a 416) stays.
+		h.Del("Content-Disposition")
+		respondErr(w, r, d.Logger, &contentError{
+			status: cw.status, id: g.ID, rng: r.Header.Get("Range"), size: a.Size(), text: strings.TrimSpace(cw.text.String()),
+		})
+	}
 }
 
 // contentErrors is the ResponseWriter http.ServeContent writes to. It

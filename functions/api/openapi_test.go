@@ -61,7 +61,7 @@ func TestOpenAPIDocumentIsServedAndDescribesEveryRoute(t *testing.T) {
 	}
 	want := []string{
 		"GET /healthz", "GET /metrics", "GET /must-gather", "GET /must-gather/{id}", "GET /must-gather/{id}/data",
-		"GET /openapi.yaml", "GET /readyz", "POST /must-gather",
+		"GET /must-gather/{id}/url", "GET /openapi.yaml", "GET /readyz", "POST /must-gather",
 	}
 	slices.Sort(got)
 	if !slices.Equal(got, want) {

@@ -18,7 +18,11 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics, posts *limiter) {
 	handle("POST /must-gather", token(handleCreate(d, posts)))
 	handle("GET /must-gather", admin(handleList(d)))
 	handle("GET /must-gather/{id}", token(handleGet(d)))
-	handle("GET /must-gather/{id}/data", token(handleData(d)))
+	// A download with a signed link's parameters needs no token.
+	handle("GET /must-gather/{id}/data", signedOr(d, token(handleData(d))))
+	if d.Links != nil {
+		handle("GET /must-gather/{id}/url", token(handleURL(d)))
+	}
 
 	// The web page's static files need no token: they hold no data, and
 	// the page asks its user for one when the API answers 401. {$} keeps

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/presign"
 )
 
 // MaxBodyBytes caps the body of a request that starts a gathering. The
@@ -67,6 +68,14 @@ type Deps struct {
 	// /static/{file}, without authorization (see package web); nil serves
 	// no page.
 	Web http.Handler
+	// Links makes the download links of GET /must-gather/{id}/url, and,
+	// if it is also a presign.Verifier, checks the signed downloads made
+	// with them. nil: no such route.
+	Links presign.Linker
+	// TrustForwarded takes the scheme and host of a local download link,
+	// when no public URL is configured, from X-Forwarded-Proto and
+	// X-Forwarded-Host, as a proxy in front of the API sets them.
+	TrustForwarded bool
 }
 
 // NewServer returns the API as an http.Handler. It panics when Store,

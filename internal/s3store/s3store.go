@@ -5,13 +5,17 @@ package s3store
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,9 +61,19 @@ type Config struct {
 	// has been sent; DefaultResponseHeaderTimeout if zero. Completing a
 	// large multipart upload can take a while.
 	ResponseHeaderTimeout time.Duration
+	// CAFile is a PEM bundle of the CAs trusted for the endpoint's
+	// certificate, such as a private CA, in addition to the system's
+	// roots. It is read by New, and not used when Transport is set.
+	CAFile string
 	// Transport, if set, is used instead of one built from the timeouts
-	// above, for example to trust a private CA.
+	// above and CAFile.
 	Transport http.RoundTripper
+	// PublicEndpoint is the endpoint that holders of presigned URLs reach
+	// the bucket at, as host:port (scheme as UseTLS) or
+	// http(s)://host[:port]; empty means Endpoint. PresignGet signs for it
+	// without ever connecting to it: the endpoint a browser reaches is
+	// often not reachable from inside the cluster.
+	PublicEndpoint string
 }
 
 // DefaultConfig returns the defaults documented in the README: HTTPS, the
@@ -77,9 +91,12 @@ func DefaultConfig() Config {
 
 // Store is a mustgather.ArchiveStore on one bucket.
 type Store struct {
-	client   *minio.Client
-	bucket   string
-	partSize uint64
+	client *minio.Client
+	// presigner signs URLs for the public endpoint; it is client when
+	// that is the endpoint's.
+	presigner *minio.Client
+	bucket    string
+	partSize  uint64
 }
 
 var _ mustgather.ArchiveStore = (*Store)(nil)
@@ -97,16 +114,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	tr := cfg.Transport
 	if tr == nil {
-		t, err := minio.DefaultTransport(cfg.UseTLS)
+		t, err := transport(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("s3store: %w", err)
+			return nil, err
 		}
-		t.DialContext = (&net.Dialer{Timeout: or(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second}).DialContext
-		t.ResponseHeaderTimeout = or(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 		tr = t
 	}
+	creds := credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Creds:     creds,
 		Secure:    cfg.UseTLS,
 		Region:    cfg.Region,
 		Transport: tr,
@@ -114,11 +130,119 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
-	s := &Store{client: client, bucket: cfg.Bucket, partSize: cfg.PartSize}
+	s := &Store{client: client, presigner: client, bucket: cfg.Bucket, partSize: cfg.PartSize}
 	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
-		return nil, err
+		return nil, explainTLS(err)
+	}
+	if cfg.PublicEndpoint != "" {
+		if s.presigner, err = s.publicClient(ctx, cfg, creds); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// transport is the HTTP transport to the endpoint: minio-go's, with the
+// configured timeouts and, from CAFile, the CAs trusted besides the
+// system's.
+func transport(cfg Config) (*http.Transport, error) {
+	t, err := minio.DefaultTransport(cfg.UseTLS)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: %w", err)
+	}
+	t.DialContext = (&net.Dialer{Timeout: or(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = or(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	if cfg.CAFile == "" {
+		return t, nil
+	}
+	pem, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("s3store: CA file %s holds no PEM certificate", cfg.CAFile)
+	}
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	t.TLSClientConfig.RootCAs = pool
+	return t, nil
+}
+
+// explainTLS adds to an error from a certificate that did not verify what
+// to do about it.
+func explainTLS(err error) error {
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) || errors.As(err, new(*tls.CertificateVerificationError)) {
+		return fmt.Errorf("%w (the endpoint's certificate is not signed by a CA this process trusts)", err)
+	}
+	return err
+}
+
+// publicClient is a client that signs for cfg.PublicEndpoint and never
+// sends a request: its region is fixed (cfg.Region, else the bucket's
+// location as the endpoint reports it), so minio-go does not ask the public
+// endpoint for the bucket's location, and its transport refuses every
+// request.
+func (s *Store) publicClient(ctx context.Context, cfg Config, creds *credentials.Credentials) (*minio.Client, error) {
+	host, secure, err := ParseEndpoint(cfg.PublicEndpoint, cfg.UseTLS)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: public endpoint: %w", err)
+	}
+	region := cfg.Region
+	if region == "" {
+		if region, err = s.client.GetBucketLocation(ctx, s.bucket); err != nil {
+			return nil, fmt.Errorf("s3store: location of bucket %s: %w", s.bucket, err)
+		}
+	}
+	c, err := minio.New(host, &minio.Options{
+		Creds:     creds,
+		Secure:    secure,
+		Region:    region,
+		Transport: signOnly{},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3store: public endpoint: %w", err)
+	}
+	return c, nil
+}
+
+// ParseEndpoint reads an endpoint given as host:port, whose scheme is
+// https when secure is set, or as http(s)://host[:port]. It returns the
+// host with its port, if any, and whether it is https.
+func ParseEndpoint(endpoint string, secure bool) (host string, https bool, err error) {
+	if !strings.Contains(endpoint, "://") {
+		scheme := "http://"
+		if secure {
+			scheme = "https://"
+		}
+		endpoint = scheme + endpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", false, err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", false, fmt.Errorf("%q: scheme must be http or https", endpoint)
+	case u.Host == "" || u.Hostname() == "":
+		return "", false, fmt.Errorf("%q has no host", endpoint)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return "", false, fmt.Errorf("%q: want only a scheme, a host and a port", endpoint)
+	}
+	return u.Host, u.Scheme == "https", nil
+}
+
+// signOnly is the transport of the client that signs for the public
+// endpoint: that client has no reason to send a request, and must not.
+type signOnly struct{}
+
+func (signOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	return nil, fmt.Errorf("s3store: %s %s: the public endpoint is only signed for, never called", r.Method, r.URL.Redacted())
 }
 
 func or(d, def time.Duration) time.Duration {
@@ -217,19 +341,31 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// PresignGet returns a URL that lets its holder download the object key for
-// ttl (at most 7 days) without credentials, as an attachment named
-// filename, or the key's last element if filename is empty.
-func (s *Store) PresignGet(ctx context.Context, key, filename string, ttl time.Duration) (*url.URL, error) {
+// PresignGet returns a URL of the public endpoint that lets its holder
+// download the object key without credentials until expires, ttl (1 s to 7
+// days, in whole seconds) from now, as an attachment named filename, or
+// the key's last element if filename is empty.
+func (s *Store) PresignGet(ctx context.Context, key, filename string, ttl time.Duration) (u *url.URL, expires time.Time, err error) {
 	if filename == "" {
 		filename = path.Base(key)
 	}
 	params := url.Values{"response-content-disposition": {contentDisposition(filename)}}
-	u, err := s.client.PresignedGetObject(ctx, s.bucket, key, ttl, params)
+	u, err = s.presigner.PresignedGetObject(ctx, s.bucket, key, ttl, params)
 	if err != nil {
-		return nil, fmt.Errorf("s3store: presign %s: %w", key, err)
+		return nil, time.Time{}, fmt.Errorf("s3store: presign %s: %w", key, err)
 	}
-	return u, nil
+	// The signature counts from X-Amz-Date, in whole seconds, for
+	// X-Amz-Expires seconds.
+	q := u.Query()
+	signed, err := time.Parse("20060102T150405Z", q.Get("X-Amz-Date"))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("s3store: presign %s: X-Amz-Date: %w", key, err)
+	}
+	secs, err := strconv.ParseInt(q.Get("X-Amz-Expires"), 10, 64)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("s3store: presign %s: X-Amz-Expires: %w", key, err)
+	}
+	return u, signed.Add(time.Duration(secs) * time.Second), nil
 }
 
 // contentDisposition returns an attachment disposition for filename. The

@@ -184,9 +184,13 @@ func TestPresignGetDownloadsAnAttachment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := s.PresignGet(ctx, "gatherings/7/must-gather.tar.gz", tt.filename, time.Minute)
+			before := time.Now().Truncate(time.Second)
+			u, expires, err := s.PresignGet(ctx, "gatherings/7/must-gather.tar.gz", tt.filename, time.Minute)
 			if err != nil {
 				t.Fatalf("PresignGet: %v", err)
+			}
+			if after := time.Now(); expires.Before(before.Add(time.Minute)) || expires.After(after.Add(time.Minute)) {
+				t.Errorf("expires %v, want a minute after the signature (between %v and %v)", expires, before, after)
 			}
 			resp, err := http.Get(u.String())
 			if err != nil {
@@ -216,7 +220,7 @@ func TestPresignGetRejectsABadLifetime(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, config(t))
 	for _, ttl := range []time.Duration{0, 8 * 24 * time.Hour} {
-		if _, err := s.PresignGet(context.Background(), "k", "", ttl); err == nil {
+		if _, _, err := s.PresignGet(context.Background(), "k", "", ttl); err == nil {
 			t.Errorf("PresignGet with ttl %v: no error", ttl)
 		}
 	}

@@ -9,6 +9,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -155,7 +156,7 @@ func startMinIO() (*S3, error) {
 	}
 	var lastErr error
 	for range 5 {
-		s, err := tryMinIO(bin, dir)
+		s, err := tryMinIO(bin, dir, nil)
 		if err == nil {
 			return s, nil
 		}
@@ -165,7 +166,9 @@ func startMinIO() (*S3, error) {
 	return nil, lastErr
 }
 
-func tryMinIO(bin, dir string) (*S3, error) {
+// tryMinIO starts MinIO on a free port with its data in dir, serving HTTPS
+// with the certificate in dir/certs when ca, which signed it, is given.
+func tryMinIO(bin, dir string, ca *CA) (*S3, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -187,19 +190,24 @@ func tryMinIO(bin, dir string) (*S3, error) {
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1",
 	)
-	p, err := StartProcess(dir, "minio", env, []string{bin, "server", "--quiet", "--address", s.Endpoint,
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", console), filepath.Join(dir, "data")})
+	args := []string{bin, "server", "--quiet", "--address", s.Endpoint, "--console-address", fmt.Sprintf("127.0.0.1:%d", console)}
+	scheme, client := "http", &http.Client{Timeout: time.Second}
+	if ca != nil {
+		args = append(args, "--certs-dir", filepath.Join(dir, "certs"))
+		scheme = "https"
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}}
+	}
+	p, err := StartProcess(dir, "minio", env, append(args, filepath.Join(dir, "data")))
 	if err != nil {
 		return nil, err
 	}
-	client := &http.Client{Timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = p.WaitReady(ctx, func() error {
 		// /minio/health/ready answers 200 a little before the S3 API is
 		// initialized (503 XMinioServerNotInitialized); an anonymous S3
 		// request answers 403 only once it is.
-		resp, err := client.Get("http://" + s.Endpoint + "/")
+		resp, err := client.Get(scheme + "://" + s.Endpoint + "/")
 		if err != nil {
 			return err
 		}
