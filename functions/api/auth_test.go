@@ -59,19 +59,7 @@ func TestOnlyClusterAdminsReachTheGatherings(t *testing.T) {
 		{"an expired service-account token", k.ServiceAccountToken(t, "default", "expired", time.Now().Add(-time.Minute)), http.StatusUnauthorized},
 	}
 	admin := bearer(k.Admin.BearerToken)
-	create := func(server string) mustgather.Gathering {
-		t.Helper()
-		resp := e.do(http.MethodPost, "/must-gather", "application/json", []byte(`{"server": "`+server+`"}`), admin...)
-		if resp.status != http.StatusCreated {
-			t.Fatalf("create: %d %s", resp.status, resp.body)
-		}
-		var g mustgather.Gathering
-		if err := json.Unmarshal(resp.body, &g); err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
-	onLocal, onProd := create(""), create("prod")
+	onLocal, onProd := e.create(`{"server": ""}`, admin...), e.create(`{"server": "prod"}`, admin...)
 	for _, g := range []mustgather.Gathering{onLocal, onProd} {
 		e.finish(g.ID, mustgather.StatusCompleted, map[string]string{"a": "b"})
 	}

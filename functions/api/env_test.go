@@ -160,10 +160,11 @@ func (e *env) request(method, path, contentType string, body []byte, header ...s
 	return req
 }
 
-// create posts a JSON request and returns the gathering it started.
-func (e *env) create(jsonBody string) mustgather.Gathering {
+// create posts a JSON request with header and returns the gathering it
+// started.
+func (e *env) create(jsonBody string, header ...string) mustgather.Gathering {
 	e.t.Helper()
-	resp := e.do(http.MethodPost, "/must-gather", "application/json", []byte(jsonBody))
+	resp := e.do(http.MethodPost, "/must-gather", "application/json", []byte(jsonBody), header...)
 	if resp.status != http.StatusCreated {
 		e.t.Fatalf("POST %s: %d %s", jsonBody, resp.status, resp.body)
 	}

@@ -133,21 +133,36 @@ func listFilter(r *http.Request) (mustgather.Filter, error) {
 // handleGet shows one gathering, named by id or custom-name.
 func handleGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := query(r); err != nil {
-			respondUnlessDenied(w, r, d, err)
-			return
-		}
-		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
-		if err != nil {
-			respondUnlessDenied(w, r, d, err)
-			return
-		}
-		if _, err := authorize(d, r, g.Server, mustgather.AccessAdmin); err != nil {
-			respondErr(w, r, d.Logger, err)
+		_, err := query(r)
+		g, _, ok := authorizedGathering(w, r, d, err)
+		if !ok {
 			return
 		}
 		writeJSON(w, http.StatusOK, g)
 	})
+}
+
+// authorizedGathering returns the gathering r's path names and who sent
+// r, if they are a cluster-admin of its cluster. queryErr is what was
+// wrong with r's query, if anything. When it reports false it has answered
+// r: an error found before the caller was authorized only to a
+// cluster-admin of the default cluster.
+func authorizedGathering(w http.ResponseWriter, r *http.Request, d Deps, queryErr error) (mustgather.Gathering, mustgather.Principal, bool) {
+	if queryErr != nil {
+		respondUnlessDenied(w, r, d, queryErr)
+		return mustgather.Gathering{}, mustgather.Principal{}, false
+	}
+	g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
+	if err != nil {
+		respondUnlessDenied(w, r, d, err)
+		return g, mustgather.Principal{}, false
+	}
+	who, err := authorize(d, r, g.Server, mustgather.AccessAdmin)
+	if err != nil {
+		respondErr(w, r, d.Logger, err)
+		return g, who, false
+	}
+	return g, who, true
 }
 
 // handleData streams a completed gathering's archive, or with
@@ -156,18 +171,8 @@ func handleGet(d Deps) http.Handler {
 func handleData(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		partial, err := partialParam(r)
-		if err != nil {
-			respondUnlessDenied(w, r, d, err)
-			return
-		}
-		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
-		if err != nil {
-			respondUnlessDenied(w, r, d, err)
-			return
-		}
-		who, err := authorize(d, r, g.Server, mustgather.AccessAdmin)
-		if err != nil {
-			respondErr(w, r, d.Logger, err)
+		g, who, ok := authorizedGathering(w, r, d, err)
+		if !ok {
 			return
 		}
 		if err := downloadable(g, partial); err != nil {

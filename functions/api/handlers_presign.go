@@ -20,18 +20,9 @@ type linkBody struct {
 // link that downloads its archive without credentials until it expires.
 func handleURL(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := query(r); err != nil {
-			respondUnlessDenied(w, r, d, err)
-			return
-		}
-		g, err := lookup(r.Context(), d.Store, r.PathValue("id"))
-		if err != nil {
-			respondUnlessDenied(w, r, d, err)
-			return
-		}
-		who, err := authorize(d, r, g.Server, mustgather.AccessAdmin)
-		if err != nil {
-			respondErr(w, r, d.Logger, err)
+		_, err := query(r)
+		g, who, ok := authorizedGathering(w, r, d, err)
+		if !ok {
 			return
 		}
 		if err := downloadable(g, false); err != nil {

@@ -151,21 +151,9 @@ func TestASignedLinkDownloadsWithoutATokenWhileAuthIsOn(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	e := newEnv(t, withAuth(t, map[string]*rest.Config{"": k.Admin, "prod": k.Admin}), withLocalLinks(t, clk, ""))
 	admin := bearer(k.Admin.BearerToken)
-	create := func(body string) mustgather.Gathering {
-		t.Helper()
-		resp := e.do(http.MethodPost, "/must-gather", "application/json", []byte(body), admin...)
-		if resp.status != http.StatusCreated {
-			t.Fatalf("create: %d %s", resp.status, resp.body)
-		}
-		var g mustgather.Gathering
-		if err := json.Unmarshal(resp.body, &g); err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
-	g := create(`{"custom-name": "plan1", "server": "prod"}`)
+	g := e.create(`{"custom-name": "plan1", "server": "prod"}`, admin...)
 	archive := e.finish(g.ID, mustgather.StatusCompleted, map[string]string{"namespaces/openshift-mtv/plan.yaml": "kind: Plan\n"})
-	other := create(`{}`)
+	other := e.create(`{}`, admin...)
 	e.finish(other.ID, mustgather.StatusCompleted, map[string]string{"other": "x"})
 
 	l := e.link("plan1", admin...)

@@ -19,8 +19,8 @@ import (
 )
 
 // get downloads u with client (nil: http.DefaultClient) and returns the
-// status and body.
-func get(t *testing.T, client *http.Client, u string) (int, []byte) {
+// response, its body read and closed.
+func get(t *testing.T, client *http.Client, u string) (*http.Response, []byte) {
 	t.Helper()
 	if client == nil {
 		client = http.DefaultClient
@@ -34,7 +34,7 @@ func get(t *testing.T, client *http.Client, u string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	return resp, body
 }
 
 func TestPresignGetSignsForThePublicEndpoint(t *testing.T) {
@@ -70,14 +70,14 @@ func TestPresignGetSignsForThePublicEndpoint(t *testing.T) {
 			if u.Host != "localhost:"+port || u.Scheme != "http" {
 				t.Fatalf("URL %s, want one of http://localhost:%s", u.Redacted(), port)
 			}
-			if status, body := get(t, nil, u.String()); status != http.StatusOK || !bytes.Equal(body, data) {
-				t.Fatalf("GET at the public host: %d, %d bytes; want 200 and the object's %d", status, len(body), len(data))
+			if resp, body := get(t, nil, u.String()); resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+				t.Fatalf("GET at the public host: %d, %d bytes; want 200 and the object's %d", resp.StatusCode, len(body), len(data))
 			}
 			// The host is part of the signature: the same URL at the
 			// endpoint's own address does not verify.
 			u.Host = m.Endpoint
-			if status, _ := get(t, nil, u.String()); status != http.StatusForbidden {
-				t.Errorf("GET at %s: %d, want 403", m.Endpoint, status)
+			if resp, _ := get(t, nil, u.String()); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("GET at %s: %d, want 403", m.Endpoint, resp.StatusCode)
 			}
 		})
 	}
@@ -188,8 +188,8 @@ func TestTheCAFileIsTrustedForTheEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}}}
-		if status, body := get(t, client, u.String()); status != http.StatusOK || !bytes.Equal(body, data) {
-			t.Errorf("presigned GET: %d, %d bytes", status, len(body))
+		if resp, body := get(t, client, u.String()); resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+			t.Errorf("presigned GET: %d, %d bytes", resp.StatusCode, len(body))
 		}
 	})
 }

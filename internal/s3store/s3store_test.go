@@ -192,15 +192,7 @@ func TestPresignGetDownloadsAnAttachment(t *testing.T) {
 			if after := time.Now(); expires.Before(before.Add(time.Minute)) || expires.After(after.Add(time.Minute)) {
 				t.Errorf("expires %v, want a minute after the signature (between %v and %v)", expires, before, after)
 			}
-			resp, err := http.Get(u.String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := get(t, nil, u.String())
 			type response struct {
 				Status      int
 				Disposition string
