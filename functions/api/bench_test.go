@@ -3,9 +3,11 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -15,7 +17,7 @@ import (
 // natsbus over an embedded nats-server, with 10,000 gatherings stored.
 func BenchmarkAPI(b *testing.B) {
 	const records = 10_000
-	e := newEnv(b, func(_ *env, d *Deps) { d.Logger = nil })
+	e := newEnv(b, func(_ *env, d *Deps) { d.Logger = nil }, withLocalLinks(b, nil, ""))
 	ctx := context.Background()
 	for i := range records {
 		r := mustgather.Request{CustomName: fmt.Sprintf("plan-%d", i), Image: "quay.io/konveyor/forklift-must-gather", Timeout: "30m"}
@@ -23,6 +25,8 @@ func BenchmarkAPI(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	done := e.create(`{"custom-name": "done"}`)
+	e.finish(done.ID, mustgather.StatusCompleted, map[string]string{"namespaces/openshift-mtv/plan.yaml": "kind: Plan\n"})
 	serve := func(b *testing.B, req func(i int) *http.Request, want int) {
 		b.ReportAllocs()
 		i := 0
@@ -51,6 +55,26 @@ func BenchmarkAPI(b *testing.B) {
 	b.Run("GET /must-gather/{custom-name}", func(b *testing.B) {
 		serve(b, func(i int) *http.Request {
 			return httptest.NewRequest(http.MethodGet, fmt.Sprintf("/must-gather/plan-%d", i*7919%records), nil)
+		}, http.StatusOK)
+	})
+	b.Run("GET /must-gather/{id}/url", func(b *testing.B) {
+		serve(b, func(int) *http.Request {
+			return httptest.NewRequest(http.MethodGet, "/must-gather/"+done.ID.String()+"/url", nil)
+		}, http.StatusOK)
+	})
+	w := httptest.NewRecorder()
+	e.handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/must-gather/"+done.ID.String()+"/url", nil))
+	var l link
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil {
+		b.Fatal(err)
+	}
+	signed := strings.TrimPrefix(l.URL, "http://example.com")
+	b.Run("GET /must-gather/{id}/data with a signed link", func(b *testing.B) {
+		serve(b, func(int) *http.Request { return httptest.NewRequest(http.MethodGet, signed, nil) }, http.StatusOK)
+	})
+	b.Run("GET /must-gather/{id}/data", func(b *testing.B) {
+		serve(b, func(int) *http.Request {
+			return httptest.NewRequest(http.MethodGet, "/must-gather/"+done.ID.String()+"/data", nil)
 		}, http.StatusOK)
 	})
 }

@@ -193,3 +193,28 @@ func TestTheCAFileIsTrustedForTheEndpoint(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkPresignGet measures signing a download for the endpoint itself
+// and for a public endpoint that nothing listens on: neither sends a
+// request once the bucket's location is known.
+func BenchmarkPresignGet(b *testing.B) {
+	for _, public := range []string{"", "https://s3.example.invalid"} {
+		name := "endpoint"
+		if public != "" {
+			name = "public endpoint"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := config(b)
+			cfg.UseTLS = false
+			cfg.Region = ""
+			cfg.PublicEndpoint = public
+			s := newStore(b, cfg)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := s.PresignGet(context.Background(), "gatherings/1/a.tar.gz", "a.tar.gz", time.Minute); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
