@@ -52,6 +52,11 @@ const (
 // than retry them.
 var ErrMalformed = errors.New("malformed event")
 
+// ErrBusy marks an event its consumer cannot take now for lack of
+// capacity: it is to be delivered again later, to this consumer or
+// another.
+var ErrBusy = errors.New("no capacity for the event now")
+
 // statusData is the data of a status event.
 type statusData struct {
 	ID          mustgather.ID     `json:"id"`
