@@ -40,6 +40,10 @@ const (
 	TypeFailed = TypePrefix + "gathering.failed"
 )
 
+// StatusTypes are the types of the status events, which the recorder
+// takes.
+var StatusTypes = []string{TypeStarted, TypeProgress, TypeCompleted, TypeFailed}
+
 // Event sources.
 const (
 	SourceAPI    = "/must-gather-functions/api"

@@ -16,6 +16,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/auth"
+	"github.com/kubev2v/must-gather-functions/internal/httpevents"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -49,6 +50,14 @@ type config struct {
 
 	Store jsstore.Config
 	Bus   natsbus.Config
+
+	// Transport is how events travel: transportNATS or transportHTTP.
+	Transport string
+	// Sink configures sending events to K_SINK with transportHTTP.
+	Sink httpevents.Config
+	// SigningKey signs every event sent and is required of every status
+	// event the recorder applies; empty: no signatures.
+	SigningKey string
 
 	ArchiveStore string
 	ArchiveDir   string
@@ -115,6 +124,8 @@ func defaultConfig() config {
 		NATS:           natsConfig{EmbeddedHost: "127.0.0.1", EmbeddedPort: 4222},
 		Store:          jsstore.DefaultConfig(),
 		Bus:            natsbus.DefaultConfig(),
+		Transport:      transportNATS,
+		Sink:           httpevents.DefaultConfig(),
 		S3:             s3store.DefaultConfig(),
 		Presign:        presign.DefaultConfig(),
 		API: api.Deps{
@@ -167,6 +178,12 @@ func (c *config) settings() []setting {
 		{Var: "EVENTS_STREAM", Field: &c.Bus.Stream, Help: "JetStream stream of the events"},
 		{Var: "EVENTS_SUBJECT", Field: &c.Bus.SubjectPrefix, Help: "subject prefix of the events"},
 		{Var: "EVENTS_MAX_AGE", Field: &c.Bus.MaxAge, Help: "how long events are kept in the stream"},
+		{Var: "EVENTS_TRANSPORT", Field: &c.Transport, Help: "how events travel: `nats` (the JetStream stream and its durable consumers) or `http` (CloudEvents over HTTP as Knative delivers them: the runner and recorder take them on `POST /`, and the api and runner send theirs to `K_SINK`); see [Events](#events)"},
+		{Var: "K_SINK", Field: &c.Sink.Sink, Help: "with `EVENTS_TRANSPORT=http`, where the api and the runner send events (a SinkBinding sets it to the Broker's address); required there"},
+		{Var: "K_CE_OVERRIDES", Field: &c.Sink.Overrides, Help: "JSON `{\"extensions\": {…}}` added to every event sent to `K_SINK` (a SinkBinding sets it)"},
+		{Var: "K_CA_CERTS", Field: &c.Sink.CACerts, Default: "empty: system roots", Help: "PEM certificates that `K_SINK`'s certificate may chain to, besides the system's (a SinkBinding sets it)"},
+		{Var: "EVENTS_SINK_RETRY_FOR", Field: &c.Sink.RetryFor, Help: "how long an event that `K_SINK` does not take is retried, with exponential back-off, before it is kept as a dead-letter record in the events stream (subject `<EVENTS_SUBJECT>.deadletter`)"},
+		{Var: "EVENTS_SIGNING_KEY", Field: &c.SigningKey, Secret: true, Default: "empty: events are not signed", Help: "at least 32 bytes (`openssl rand -hex 32`) shared by every function: each event sent carries its HMAC-SHA256 in the `mgfsignature` extension, and the recorder applies only status events signed with it"},
 		{Var: "ARCHIVE_STORE", Field: &c.ArchiveStore, Default: "`s3` if `S3_ENDPOINT` is set, else `dir`", Help: "where archives go"},
 		{Var: "ARCHIVE_DIR", Field: &c.ArchiveDir, Default: "`$DATA_DIR/archives`", Help: "folder of the `dir` store"},
 		{Var: "S3_ENDPOINT", Field: &c.S3.Endpoint, Help: "S3 endpoint `host:port`"},
@@ -370,6 +387,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if s := c.Sinks; s.Retries < 0 || s.MaxBackoff < s.Backoff {
 		errs = append(errs, fmt.Errorf("NOTIFIER_SINK_RETRIES (%d) must be at least 0 and NOTIFIER_SINK_BACKOFF_MAX (%s) at least NOTIFIER_SINK_BACKOFF (%s)", s.Retries, s.MaxBackoff, s.Backoff))
 	}
+	errs = append(errs, c.checkEvents()...)
 	errs = append(errs, c.NATS.check()...)
 	errs = append(errs, c.checkDownloads()...)
 	if err := errors.Join(errs...); err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/functions/web"
 	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/dirstore"
+	"github.com/kubev2v/must-gather-functions/internal/httpevents"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -46,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	log.Info("starting", "functions", cfg.Functions, "http", cfg.HTTPAddress, "nats", natsWhere(cfg), "archives", cfg.ArchiveStore)
+	log.Info("starting", "functions", cfg.Functions, "http", cfg.HTTPAddress, "events", cfg.Transport, "nats", natsWhere(cfg), "archives", cfg.ArchiveStore)
 	if cfg.has("api") && !cfg.Auth {
 		log.Warn("authorization is off: anyone who reaches the API can start gatherings and download archives")
 	}
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer runners.cancel()
 	defer recorders.cancel()
 	if cfg.has("recorder") {
-		startRecorder(d, recorders, errc)
+		startRecorder(cfg, d, recorders, errc)
 	}
 	if cfg.has("notifier") {
 		// Delivery to subscribers follows the status events as the
@@ -109,6 +110,10 @@ type deps struct {
 	js       jetstream.JetStream
 	store    *jsstore.Store
 	bus      *natsbus.Bus
+	// With EVENTS_TRANSPORT=http, sink sends events (nil in a process
+	// that sends none) and receiver takes them on POST /.
+	sink     *httpevents.Sink
+	receiver *httpevents.Receiver
 	archives mustgather.ArchiveStore
 	// pingArchives reports whether the archive store answers.
 	pingArchives func(context.Context) error
@@ -145,6 +150,9 @@ func connect(ctx context.Context, cfg config, log *slog.Logger) (*deps, error) {
 		return fail(err)
 	}
 	if d.bus, err = natsbus.New(setup, d.js, cfg.Bus); err != nil {
+		return fail(err)
+	}
+	if err = d.openTransport(cfg); err != nil {
 		return fail(err)
 	}
 	if d.archives, d.pingArchives, err = openArchives(setup, cfg); err != nil {
@@ -186,7 +194,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 	var handler http.Handler
 	if cfg.has("api") {
 		a.Logger = d.log.With("function", "api")
-		a.Store, a.Archives, a.Events = d.store, d.archives, d.bus
+		a.Store, a.Archives, a.Events = d.store, d.archives, d.events(eventing.SourceAPI)
 		page, err := web.New()
 		if err != nil {
 			return nil, nil, err
@@ -197,6 +205,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 	} else {
 		handler = api.NewOpsHandler(a)
 	}
+	handler = d.withReceiver(cfg, handler)
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddress,
 		Handler:           handler,
@@ -250,18 +259,15 @@ func (g *group) stop(deadline context.Context, log *slog.Logger, what string) {
 	waitOrDeadline(deadline, &g.wg, log, what)
 }
 
-// startRecorder consumes status events into the store.
-func startRecorder(d *deps, g *group, errc chan<- error) {
+// startRecorder applies status events to the store, requiring their
+// signature when a key is set.
+func startRecorder(cfg config, d *deps, g *group, errc chan<- error) {
 	log := d.log.With("function", "recorder")
-	rec := recorder.New(d.store, log, d.reg)
-	g.wg.Go(func() {
-		errc <- d.bus.Consume(g.ctx, natsbus.ConsumerConfig{
-			Durable: "recorder", Filter: d.bus.AllStatusSubjects(), Concurrency: 64, Logger: log,
-		}, rec.Handle)
-	})
+	rec := recorder.New(d.store, log, d.reg, recorder.WithSigningKey([]byte(cfg.SigningKey)))
+	receiveStatus(d, g, errc, rec, log)
 }
 
-// startRunner consumes requested events with the configured gatherer, and
+// startRunner takes requested events with the configured gatherer, and
 // runs the reaper and the sweeper of leftovers.
 func startRunner(cfg config, d *deps, g *group, errc chan<- error, getenv func(string) string) error {
 	log := d.log.With("function", "runner")
@@ -276,14 +282,10 @@ func startRunner(cfg config, d *deps, g *group, errc chan<- error, getenv func(s
 	rcfg.LeaseRenew = cfg.Store.LeaseTTL / 3
 	r := runner.New(rcfg, runner.Deps{
 		Logger: log, Store: d.store, Leases: d.store, Archives: d.archives,
-		Events: d.bus, ReaperEvents: d.bus.WithSource(eventing.SourceReaper),
+		Events: d.events(eventing.SourceRunner), ReaperEvents: d.events(eventing.SourceReaper),
 		Gatherer: gatherer, Registry: d.reg,
 	})
-	g.wg.Go(func() {
-		errc <- d.bus.Consume(g.ctx, natsbus.ConsumerConfig{
-			Durable: "runner", Filter: d.bus.RequestedSubject(), Concurrency: cfg.RunnerConcurrency, AckWait: cfg.Store.LeaseTTL, Logger: log,
-		}, r.Handle)
-	})
+	receiveRequested(cfg, d, g, errc, r, log)
 	g.wg.Go(func() { r.RunReaper(g.ctx) })
 	return nil
 }
@@ -300,7 +302,7 @@ func shutDown(cfg config, d *deps, srv *http.Server, runners, recorders *group) 
 		_ = srv.Close()
 	}
 	runners.stop(deadline, d.log, "runner")
-	if cfg.has("recorder") {
+	if cfg.has("recorder") && d.receiver == nil {
 		drain(deadline, d.js, cfg.Bus.Stream, "recorder", d.log)
 	}
 	recorders.stop(deadline, d.log, "recorder")

@@ -1,7 +1,9 @@
 // Package recorder is the function that keeps the gathering records up to
 // date: it applies each status event to the store. Applying is idempotent
 // and ordered by the update's sequence number, so a repeated, late or
-// out-of-order event never overwrites a newer state.
+// out-of-order event never overwrites a newer state. With a signing key, it
+// applies only events signed with it: anyone who can post to a Broker
+// could otherwise end a gathering.
 package recorder
 
 import (
@@ -21,27 +23,52 @@ type Recorder struct {
 	store  mustgather.Store
 	log    *slog.Logger
 	events *prometheus.CounterVec
+	key    []byte
 }
 
-// New returns a Recorder writing to store. reg may be nil.
-func New(store mustgather.Store, log *slog.Logger, reg prometheus.Registerer) *Recorder {
+// Option changes how a Recorder works.
+type Option func(*Recorder)
+
+// WithSigningKey makes the Recorder apply only status events signed with
+// key (eventing.Verify); it drops the others with a warning. An empty key
+// changes nothing.
+func WithSigningKey(key []byte) Option { return func(r *Recorder) { r.key = key } }
+
+// New returns a Recorder writing to store. log and reg may be nil.
+func New(store mustgather.Store, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Recorder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mustgather_recorder_events_total",
-		Help: "Status events handled, by result: applied, stale (ignored) or dropped.",
+		Help: "Status events handled, by result: applied, stale (ignored), dropped, or, with a signing key, unsigned or forged (dropped).",
 	}, []string{"result"})
 	if reg != nil {
 		reg.MustRegister(c)
 	}
-	return &Recorder{store: store, log: log, events: c}
+	r := &Recorder{store: store, log: log, events: c}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Handle applies one status event. A stale event, or one for a gathering
-// that does not exist, is acknowledged and ignored; a store failure is
-// returned so that the event comes again.
+// that does not exist, is acknowledged and ignored, as is, with a signing
+// key, one that is unsigned or badly signed; a store failure is returned so
+// that the event comes again.
 func (r *Recorder) Handle(ctx context.Context, e cloudevents.Event) error {
+	if len(r.key) > 0 {
+		if err := eventing.Verify(e, r.key); err != nil {
+			result := "forged"
+			if errors.Is(err, eventing.ErrUnsigned) {
+				result = "unsigned"
+			}
+			r.events.WithLabelValues(result).Inc()
+			r.log.Warn("status event not applied: its signature does not verify", "err", err, "source", e.Source(), "subject", e.Subject())
+			return nil
+		}
+	}
 	u, err := eventing.ParseStatus(e)
 	if err != nil {
 		r.events.WithLabelValues("dropped").Inc()

@@ -18,16 +18,23 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
-func TestTheRecorderAppliesNewEventsAndIgnoresOldOnes(t *testing.T) {
-	ctx := context.Background()
+// newStore returns a store on a fresh embedded NATS.
+func newStore(t *testing.T) *jsstore.Store {
+	t.Helper()
 	js, err := jetstream.New(testenv.Conn(t, testenv.NATS(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := jsstore.New(ctx, js, jsstore.Config{})
+	store, err := jsstore.New(context.Background(), js, jsstore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store
+}
+
+func TestTheRecorderAppliesNewEventsAndIgnoresOldOnes(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t)
 	reg := prometheus.NewRegistry()
 	rec := recorder.New(store, nil, reg)
 	g, err := store.Create(ctx, mustgather.NewGathering(mustgather.Request{Timeout: "1m"}, time.Now()))
@@ -78,7 +85,7 @@ func TestTheRecorderAppliesNewEventsAndIgnoresOldOnes(t *testing.T) {
 		t.Errorf("a requested event: %v, want ErrMalformed", err)
 	}
 	want := `
-# HELP mustgather_recorder_events_total Status events handled, by result: applied, stale (ignored) or dropped.
+# HELP mustgather_recorder_events_total Status events handled, by result: applied, stale (ignored), dropped, or, with a signing key, unsigned or forged (dropped).
 # TYPE mustgather_recorder_events_total counter
 mustgather_recorder_events_total{result="applied"} 3
 mustgather_recorder_events_total{result="dropped"} 2

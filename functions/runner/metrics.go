@@ -11,6 +11,7 @@ type metrics struct {
 	duration      prometheus.Histogram
 	archiveBytes  prometheus.Counter
 	reaperActions *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -36,9 +37,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "mustgather_reaper_actions_total",
 			Help: "What the reaper did to unfinished gatherings, by action: requeued (a new requested event published), failed, or announced (a recorded final status published again).",
 		}, []string{"action"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mustgather_runner_requested_dropped_total",
+			Help: "Requested events the runner dropped without running anything, by reason: unknown (no record has the event's id) or mismatch (the event's data disagrees with the stored record).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions)
+		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions, m.dropped)
 	}
 	return m
 }

@@ -118,39 +118,89 @@ func New(cfg Config, d Deps) *Runner {
 	return &Runner{cfg: cfg, d: d, m: newMetrics(d.Registry)}
 }
 
-// Handle takes one gathering.requested event. It returns nil once the
-// gathering has ended and its final status is recorded, or when another
-// delivery already claimed it; an error asks for the event again.
+// Handle takes one gathering.requested event and runs its gathering. It
+// returns nil once the gathering has ended and its final status is
+// recorded, or when the event is not to be acted on (see admit and claim);
+// an error asks for the event again.
 func (r *Runner) Handle(ctx context.Context, e cloudevents.Event) error {
-	req, err := eventing.ParseRequested(e)
-	if err != nil {
+	g, log, err := r.admit(ctx, e)
+	if g == nil {
 		return err
 	}
+	c, err := r.claim(ctx, *g, log)
+	if c == nil {
+		return err
+	}
+	r.run(ctx, c.g, c.holder, c.log)
+	return nil
+}
+
+// admit returns the stored gathering a requested event asks to run, or nil
+// when there is nothing to run. It acts on the stored record alone: the
+// event only names the gathering, and one that names no record, or whose
+// data disagrees with the record (forged or garbled), is dropped, as is
+// one whose gathering is no longer new (a redelivery). An error asks for
+// the event again.
+func (r *Runner) admit(ctx context.Context, e cloudevents.Event) (*mustgather.Gathering, *slog.Logger, error) {
+	req, err := eventing.ParseRequested(e)
+	if err != nil {
+		return nil, nil, err
+	}
 	log := r.d.Logger.With("gathering", req.ID)
+	stored, err := r.d.Store.Get(ctx, req.ID)
+	switch {
+	case errors.Is(err, mustgather.ErrNotFound):
+		log.Warn("requested event dropped: no such gathering", "event", e.ID(), "source", e.Source())
+		r.m.dropped.WithLabelValues("unknown").Inc()
+		return nil, log, nil
+	case err != nil:
+		return nil, log, err
+	case !stored.SameRequest(req):
+		log.Warn("requested event dropped: its data disagrees with the stored gathering", "event", e.ID(), "source", e.Source())
+		r.m.dropped.WithLabelValues("mismatch").Inc()
+		return nil, log, nil
+	case stored.Status != mustgather.StatusNew:
+		log.Info("gathering not run again", "status", stored.Status, "event", e.ID())
+		return nil, log, nil
+	}
+	return &stored, log, nil
+}
+
+// claimed is a gathering this run has claimed and holds the lease of.
+type claimed struct {
+	g      mustgather.Gathering
+	holder string
+	log    *slog.Logger
+}
+
+// claim takes the lease of an admitted gathering and claims it. It returns
+// nil and a nil error when another delivery claimed it first; an error
+// asks for the event again.
+func (r *Runner) claim(ctx context.Context, g mustgather.Gathering, log *slog.Logger) (*claimed, error) {
 	// Hold the lease before claiming, so that the reaper never sees a
 	// claimed gathering without one. The lease names this run alone, so
 	// that a redelivery never renews or releases the lease of a run that is
 	// under way, or of one that died.
 	holder := newHolder()
-	switch err := r.d.Leases.Hold(ctx, req.ID, holder); {
+	switch err := r.d.Leases.Hold(ctx, g.ID, holder); {
 	case errors.Is(err, mustgather.ErrLeaseHeld):
-		return r.leasedElsewhere(ctx, req.ID, log)
+		return nil, r.leasedElsewhere(ctx, g.ID, log)
 	case err != nil:
-		return err
+		return nil, err
 	}
-	g, err := r.d.Store.Claim(ctx, req.ID, r.d.Now())
+	id := g.ID
+	g, err := r.d.Store.Claim(ctx, id, r.d.Now())
 	if err != nil {
-		if rerr := r.d.Leases.Release(context.WithoutCancel(ctx), req.ID, holder); rerr != nil {
+		if rerr := r.d.Leases.Release(context.WithoutCancel(ctx), id, holder); rerr != nil {
 			log.Warn("release lease", "err", rerr)
 		}
 		if errors.Is(err, mustgather.ErrAlreadyClaimed) || errors.Is(err, mustgather.ErrNotFound) {
 			log.Info("gathering not run again", "reason", err)
-			return nil
+			return nil, nil
 		}
-		return err
+		return nil, err
 	}
-	r.run(ctx, g, holder, log)
-	return nil
+	return &claimed{g: g, holder: holder, log: log}, nil
 }
 
 // leasedElsewhere decides what to do with a requested event whose gathering

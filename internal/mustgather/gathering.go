@@ -179,6 +179,17 @@ func (g Gathering) Final() Update {
 	}
 }
 
+// SameRequest reports whether o asks for the same gathering as g: the same
+// id, creation time and requested fields (what a requested event carries),
+// whatever their statuses. A runner checks a requested event against the
+// stored record with it, and acts on the record.
+func (g Gathering) SameRequest(o Gathering) bool {
+	return g.ID == o.ID && g.CreatedAt.Equal(o.CreatedAt.Time) && g.CustomName == o.CustomName &&
+		g.Image == o.Image && g.ImageStream == o.ImageStream && g.NodeName == o.NodeName &&
+		g.Command == o.Command && g.SourceDir == o.SourceDir && g.Timeout == o.Timeout &&
+		g.Server == o.Server && g.Since == o.Since && g.SinceTime == o.SinceTime && g.RequestedBy == o.RequestedBy
+}
+
 // Claim returns g moved from new to inprogress at now, or ErrAlreadyClaimed
 // when g is no longer new.
 func (g Gathering) Claim(now time.Time) (Gathering, error) {

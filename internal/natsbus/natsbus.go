@@ -53,6 +53,8 @@ type Config struct {
 	// Source is the CloudEvents source of the events published through
 	// Updated and Requeued.
 	Source string
+	// SigningKey, if set, signs every event published (eventing.Sign).
+	SigningKey []byte
 }
 
 // DefaultConfig returns the defaults documented in the README, which also
@@ -185,6 +187,9 @@ func (b *Bus) publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", e.ID(), err)
 	}
+	if len(b.cfg.SigningKey) > 0 {
+		eventing.Sign(&e, b.cfg.SigningKey)
+	}
 	msg, err := encode(ctx, subject, e)
 	if err != nil {
 		return nil, err
@@ -194,6 +199,32 @@ func (b *Bus) publish(ctx context.Context, subject string, e cloudevents.Event) 
 		return nil, fmt.Errorf("publish %s %s to %s: %w", e.Type(), e.ID(), subject, err)
 	}
 	return ack, nil
+}
+
+// DeadLetterSubject is the subject of the events that could not be
+// delivered elsewhere (see DeadLetter).
+func (b *Bus) DeadLetterSubject() string { return b.cfg.SubjectPrefix + ".deadletter" }
+
+// DeadLetterReasonHeader is the header of a dead-letter record that says
+// why the event was not delivered.
+const DeadLetterReasonHeader = "Mgf-Dead-Letter-Reason"
+
+// DeadLetter keeps e, which could not be delivered to where it was going,
+// in the stream under DeadLetterSubject, as sent (signature and all), with
+// why in the DeadLetterReasonHeader header. The message id is
+// "deadletter-" and the event id, so that an event given up on twice
+// within the duplicate window is kept once.
+func (b *Bus) DeadLetter(ctx context.Context, e cloudevents.Event, why string) error {
+	subject := b.DeadLetterSubject()
+	msg, err := encode(ctx, subject, e)
+	if err != nil {
+		return err
+	}
+	msg.Header.Set(DeadLetterReasonHeader, why)
+	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID("deadletter-"+e.ID()), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
+		return fmt.Errorf("dead-letter %s %s to %s: %w", e.Type(), e.ID(), subject, err)
+	}
+	return nil
 }
 
 // encode returns e as a NATS message on subject in the CloudEvents NATS

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+// testBroker plays a Knative Broker with two Triggers: it takes events on
+// POST / (the functions' K_SINK), answers 202 once it has them, and
+// delivers each, in turn binary and structured, to the function its type
+// is routed to, retrying with back-off until that answers 2xx. Like an
+// at-least-once broker it delivers every requested event twice.
+type testBroker struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	routes map[string]string // event type → URL
+	seen   map[string]int    // event type → events taken
+	wg     sync.WaitGroup
+}
+
+func newTestBroker(t *testing.T) (*testBroker, string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &testBroker{ctx: ctx, routes: map[string]string{}, seen: map[string]int{}}
+	srv := httptest.NewServer(b)
+	t.Cleanup(func() {
+		cancel()
+		b.wg.Wait()
+		srv.Close()
+	})
+	return b, srv.URL
+}
+
+// route sends events of types to url, as a Trigger filtered by type does.
+func (b *testBroker) route(url string, types ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range types {
+		b.routes[t] = url
+	}
+}
+
+func (b *testBroker) taken(typ string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seen[typ]
+}
+
+func (b *testBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b.mu.Lock()
+	target := b.routes[e.Type()]
+	b.seen[e.Type()]++
+	b.mu.Unlock()
+	copies := 1
+	if e.Type() == eventing.TypeRequested {
+		copies = 2
+	}
+	for i := range copies {
+		if target != "" {
+			b.wg.Go(func() { b.deliver(target, *e, testenv.Encoding(i%2)) })
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (b *testBroker) deliver(url string, e cloudevents.Event, enc testenv.Encoding) {
+	delay := 50 * time.Millisecond
+	for b.ctx.Err() == nil {
+		code, err := testenv.SendEvent(url, e, enc)
+		if err == nil && code/100 == 2 {
+			return
+		}
+		select {
+		case <-time.After(delay):
+		case <-b.ctx.Done():
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+func TestOverHTTPTheAPIRunnerAndRecorderRunAGatheringThroughABroker(t *testing.T) {
+	const key = "an e2e signing key of 32 bytes or more"
+	broker, sink := newTestBroker(t)
+	nats := testenv.NATS(t)
+	dir := t.TempDir()
+	common := map[string]string{
+		"NATS_URL": nats.ClientURL(), "HTTP_ADDRESS": "127.0.0.1:0", "AUTH": "off",
+		"EVENTS_TRANSPORT": "http", "K_SINK": sink, "EVENTS_SIGNING_KEY": key,
+	}
+	with := func(fn string) map[string]string {
+		env := map[string]string{"FUNCTIONS": fn}
+		for k, v := range common {
+			env[k] = v
+		}
+		return env
+	}
+	recorder := start(t, dir, with("recorder"))
+	runner := start(t, dir, with("runner"))
+	api := start(t, dir, with("api"))
+	broker.route(runner.base+"/", eventing.TypeRequested)
+	broker.route(recorder.base+"/", eventing.StatusTypes...)
+
+	count := filepath.Join(t.TempDir(), "count")
+	gate := filepath.Join(t.TempDir(), "gate")
+	cmd := fmt.Sprintf(`echo run >> %s; while [ ! -e %s ]; do sleep 0.05; done; %s`, count, gate, gatherCommand)
+	g := api.post(t, "application/json", strings.NewReader(fmt.Sprintf(`{"custom-name": "plan:http", "command": %q}`, cmd)))
+	testenv.Eventually(t, 30*time.Second, "the recorder to record the start", func() bool {
+		cur, _ := api.get(t, fmt.Sprint(g.ID))
+		return cur.Status == "inprogress"
+	})
+
+	// A forged completion posted straight to the recorder, unsigned and
+	// signed with another key: answered, and not applied.
+	for _, sign := range []func(*cloudevents.Event){nil, func(e *cloudevents.Event) { eventing.Sign(e, []byte("not the key, though 32 bytes long")) }} {
+		forged, err := eventing.NewStatus(mustgather.Update{ID: mustgather.ID(g.ID), Seq: 1000, Status: mustgather.StatusCompleted, Time: time.Now(),
+			ArchiveName: "evil.tar.gz", ArchiveSize: 1}, eventing.SourceRunner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sign != nil {
+			sign(&forged)
+		}
+		if code := testenv.DeliverEvent(t, recorder.base+"/", forged, testenv.Binary); code != http.StatusOK {
+			t.Errorf("forged completion answered %d, want 200", code)
+		}
+		if cur, _ := api.get(t, fmt.Sprint(g.ID)); cur.Status != "inprogress" {
+			t.Fatalf("after a forged completion the gathering is %s (%s)", cur.Status, cur.ArchiveName)
+		}
+	}
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := api.waitEnded(t, g.ID)
+	if done.Status != "completed" {
+		t.Fatalf("%s\n%s", done.Status, done.ExecOutput)
+	}
+	files := api.download(t, done)
+	if files["namespaces/openshift-mtv/crs/plan.yaml"] != "kind: Plan\n" {
+		t.Errorf("archive holds %v", files)
+	}
+	b, err := os.ReadFile(count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "run"); n != 1 {
+		t.Errorf("the command ran %d times, want 1 (each requested event was delivered twice)", n)
+	}
+	// The runner records the final status before it sends its event.
+	for _, typ := range []string{eventing.TypeRequested, eventing.TypeStarted, eventing.TypeCompleted} {
+		testenv.Eventually(t, 30*time.Second, "the broker to take a "+typ+" event", func() bool { return broker.taken(typ) > 0 })
+	}
+}
+
+func TestOnJetStreamWithAKeyEveryEventIsSignedAndAForgedStatusIsNotApplied(t *testing.T) {
+	const key = "a JetStream signing key of 32+ bytes"
+	s := start(t, t.TempDir(), map[string]string{"EVENTS_SIGNING_KEY": key})
+	gate := filepath.Join(t.TempDir(), "gate")
+	g := s.post(t, "application/json", strings.NewReader(fmt.Sprintf(`{"command": %q}`, fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.05; done; echo done`, gate))))
+	testenv.Eventually(t, 30*time.Second, "the gathering to start", func() bool {
+		cur, _ := s.get(t, fmt.Sprint(g.ID))
+		return cur.Status == "inprogress"
+	})
+
+	nc, err := natsgo.Connect(s.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	forged, err := eventing.NewStatus(mustgather.Update{ID: mustgather.ID(g.ID), Seq: 1000, Status: mustgather.StatusCompleted, Time: time.Now(),
+		ArchiveName: "evil.tar.gz", ArchiveSize: 1}, eventing.SourceRunner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := natsgo.NewMsg(fmt.Sprintf("mustgather.status.%d", g.ID))
+	msg.Header.Set("Content-Type", cloudevents.ApplicationCloudEventsJSON)
+	msg.Data = body
+	ack, err := js.PublishMsg(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the recorder to handle the forged event", func() bool {
+		c, err := js.Consumer(ctx, "MUST_GATHER", "recorder")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.AckFloor.Stream >= ack.Sequence
+	})
+	if cur, _ := s.get(t, fmt.Sprint(g.ID)); cur.Status != "inprogress" {
+		t.Fatalf("after an unsigned completion the gathering is %s (%s)", cur.Status, cur.ArchiveName)
+	}
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if done := s.waitEnded(t, g.ID); done.Status != "completed" || done.ArchiveName == "evil.tar.gz" {
+		t.Fatalf("%s %s\n%s", done.Status, done.ArchiveName, done.ExecOutput)
+	}
+	// Every event the functions published verifies; only the forged one
+	// does not.
+	c, err := js.OrderedConsumer(ctx, "MUST_GATHER", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.FetchNoWait(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		e, err := natsbus.Decode(ctx, &natsgo.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = eventing.Verify(e, []byte(key))
+		if forgedOne := e.ID() == forged.ID(); forgedOne != (err != nil) {
+			t.Errorf("event %s (%s): verify %v", e.ID(), e.Type(), err)
+		}
+		n++
+	}
+	if n < 4 {
+		t.Errorf("%d events in the stream, want requested, started, completed and the forged one at least", n)
+	}
+}
