@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -60,7 +61,7 @@ func newLinks(cfg config, d *deps) (presign.Linker, error) {
 // explainS3TLS names the setting that makes a private CA's certificate
 // trusted, when the S3 endpoint's did not verify.
 func explainS3TLS(err error) error {
-	if errors.As(err, new(*tls.CertificateVerificationError)) {
+	if errors.As(err, new(*tls.CertificateVerificationError)) || errors.As(err, new(x509.UnknownAuthorityError)) {
 		return fmt.Errorf("%w; if S3 has a certificate of a private CA, set S3_CA_FILE to that CA's PEM file", err)
 	}
 	return err

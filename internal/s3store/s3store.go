@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		tr = t
+		tr = untrustedFailsFast{t}
 	}
 	creds := credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
@@ -171,6 +171,22 @@ func transport(cfg Config) (*http.Transport, error) {
 	}
 	t.TLSClientConfig.RootCAs = pool
 	return t, nil
+}
+
+// untrustedFailsFast hands minio-go a certificate from an unknown
+// authority as the x509.UnknownAuthorityError that minio-go knows not to
+// retry: since Go 1.20 crypto/tls wraps it in a CertificateVerificationError,
+// which minio-go retries for seconds, although no retry can succeed.
+type untrustedFailsFast struct{ http.RoundTripper }
+
+func (u untrustedFailsFast) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := u.RoundTripper.RoundTrip(r)
+	if cve, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		if unknown, ok := errors.AsType[x509.UnknownAuthorityError](cve.Err); ok {
+			return resp, unknown
+		}
+	}
+	return resp, err
 }
 
 // explainTLS adds to an error from a certificate that did not verify what
