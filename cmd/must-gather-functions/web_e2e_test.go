@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"iter"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +17,10 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	cdpfetch "github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
+	"github.com/kubev2v/must-gather-functions/functions/web"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
@@ -47,10 +51,18 @@ type tab struct {
 	t         *testing.T
 	ctx       context.Context
 	downloads string
-	progress  func() (string, error) // waits for the next finished download, its file name
+	// nextDownload waits for the next download to begin and finish.
+	nextDownload func() (saved, error)
 
 	mu       sync.Mutex
 	problems []string // uncaught exceptions and policy violations in the page
+}
+
+// saved is a file the browser downloaded.
+type saved struct {
+	url  string // where from
+	name string // the name the browser would give it
+	file string // where it is
 }
 
 func openTab(t *testing.T) *tab {
@@ -88,20 +100,27 @@ func openTab(t *testing.T) *tab {
 			}
 		}
 	}()
-	progress := chromedp.Events(ctx, browser.DownloadProgress)
-	next, stop := iter.Pull2(progress)
-	t.Cleanup(stop)
-	tb.progress = func() (string, error) {
+	begins, stopBegins := iter.Pull2(chromedp.Events(ctx, browser.DownloadWillBegin))
+	progress, stopProgress := iter.Pull2(chromedp.Events(ctx, browser.DownloadProgress))
+	t.Cleanup(func() { stopBegins(); stopProgress() })
+	tb.nextDownload = func() (saved, error) {
+		begin, err, ok := begins()
+		if !ok || err != nil {
+			return saved{}, fmt.Errorf("no download began: %v", err)
+		}
 		for {
-			ev, err, ok := next()
+			ev, err, ok := progress()
 			if !ok || err != nil {
-				return "", fmt.Errorf("no finished download: %v", err)
+				return saved{}, fmt.Errorf("download of %s did not finish: %v", begin.URL, err)
+			}
+			if ev.GUID != begin.GUID {
+				continue
 			}
 			switch ev.State {
 			case browser.DownloadProgressStateCompleted:
-				return ev.GUID, nil
+				return saved{url: begin.URL, name: begin.SuggestedFilename, file: filepath.Join(tb.downloads, ev.GUID)}, nil
 			case browser.DownloadProgressStateCanceled:
-				return "", fmt.Errorf("download %s canceled", ev.GUID)
+				return saved{}, fmt.Errorf("download of %s canceled", begin.URL)
 			}
 		}
 	}
@@ -158,19 +177,44 @@ func (tb *tab) problemsText() string {
 	return "\nbrowser console:\n" + strings.Join(tb.problems, "\n")
 }
 
-// download clicks sel and returns the bytes of the file the browser saved.
-func (tb *tab) download(sel string) []byte {
+// download clicks sel and returns the download it starts, and its bytes.
+func (tb *tab) download(sel string) (saved, []byte) {
 	tb.t.Helper()
 	tb.do(chromedp.Click(chromedp.CSS(sel)))
-	guid, err := tb.progress()
+	d, err := tb.nextDownload()
 	if err != nil {
 		tb.t.Fatalf("click %s: %v%s", sel, err, tb.problemsText())
 	}
-	b, err := os.ReadFile(filepath.Join(tb.downloads, guid))
+	b, err := os.ReadFile(d.file)
 	if err != nil {
 		tb.t.Fatal(err)
 	}
-	return b
+	return d, b
+}
+
+// withoutDownloadLinks answers the page's requests for a download link
+// (GET /must-gather/{id}/url) in the browser with the API's 404, as a
+// server without download links answers, so that the page downloads
+// from /data.
+func (tb *tab) withoutDownloadLinks() {
+	tb.t.Helper()
+	paused := chromedp.Events(tb.ctx, cdpfetch.RequestPaused)
+	tb.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, cdpfetch.Enable, cdpfetch.EnableParams{Patterns: []*cdpfetch.RequestPattern{{URLPattern: "*/must-gather/*/url"}}})
+		return err
+	}))
+	go func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(tb.ctx, cdpfetch.FulfillRequest, cdpfetch.FulfillRequestParams{
+				RequestID: ev.RequestID, ResponseCode: http.StatusNotFound,
+				ResponseHeaders: []*cdpfetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}},
+				Body:            []byte(`{"error": "no such resource: ` + ev.Request.URL + `"}`),
+			})
+		}
+	}()
 }
 
 // checkNoProblems fails the test if the page threw or broke its policy.
@@ -243,6 +287,22 @@ func (tb *tab) watchItComplete(id int) {
 	}
 }
 
+// checkDownload checks that the browser saved the archive of gathering 1,
+// byte for byte, under its archive-name, from a URL that starts with from.
+func checkDownload(t *testing.T, s *system, token string, d saved, got []byte, from string) {
+	t.Helper()
+	if want := s.fetch(t, "/must-gather/1/data", token); !bytes.Equal(got, want) {
+		t.Errorf("downloaded %d bytes, want the %d bytes of /must-gather/1/data", len(got), len(want))
+	}
+	var g gathering
+	if err := json.Unmarshal(s.fetch(t, "/must-gather/1", token), &g); err != nil {
+		t.Fatal(err)
+	}
+	if d.name != g.ArchiveName || !strings.HasPrefix(d.url, from) {
+		t.Errorf("downloaded %q from %s, want %q from %s…", d.name, d.url, g.ArchiveName, from)
+	}
+}
+
 func TestThePageStartsAGatheringWatchesItCompleteAndDownloadsIt(t *testing.T) {
 	t.Parallel()
 	s := start(t, t.TempDir(), map[string]string{"GATHERER": "process"})
@@ -253,11 +313,8 @@ func TestThePageStartsAGatheringWatchesItCompleteAndDownloadsIt(t *testing.T) {
 	tb.startFromTheForm("from-the-page")
 	tb.watchItComplete(1)
 
-	got := tb.download(`tr[data-id="1"] button.download`)
-	want := s.fetch(t, "/must-gather/1/data", "")
-	if !bytes.Equal(got, want) {
-		t.Errorf("downloaded %d bytes, want the %d bytes of /must-gather/1/data", len(got), len(want))
-	}
+	d, got := tb.download(`tr[data-id="1"] button.download`)
+	checkDownload(t, s, "", d, got, s.base+"/must-gather/1/data")
 	tb.screenshot()
 
 	// An error of the API reaches the user with its message, and the
@@ -307,16 +364,60 @@ func TestWithAuthOnThePageAsksForATokenAndUsesIt(t *testing.T) {
 	useToken(k.Admin.BearerToken)
 	tb.startFromTheForm("with-a-token")
 	tb.watchItComplete(1)
-	got := tb.download(`tr[data-id="1"] button.download`)
-	want := s.fetch(t, "/must-gather/1/data", k.Admin.BearerToken)
-	if !bytes.Equal(got, want) {
-		t.Errorf("downloaded %d bytes, want the %d bytes of /must-gather/1/data", len(got), len(want))
-	}
+	// Without download links, the token goes along with a fetch of /data.
+	tb.withoutDownloadLinks()
+	d, got := tb.download(`tr[data-id="1"] button.download`)
+	checkDownload(t, s, k.Admin.BearerToken, d, got, "blob:")
 
 	// The token stays in memory: not in the field, not in any storage.
 	stored := eval[string](tb, `document.getElementById("token").value + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie`)
 	if strings.Contains(stored, k.Admin.BearerToken) {
 		t.Error("the token is kept outside the page's memory")
+	}
+	tb.checkNoProblems()
+}
+
+// TestThePageReadsAnEventStreamCutAnywhere runs the page's own stream
+// parser in the browser on a stream cut into chunks of every size, with
+// each kind of line ending: the events are the same however it arrives.
+func TestThePageReadsAnEventStreamCutAnywhere(t *testing.T) {
+	t.Parallel()
+	page, err := web.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(page)
+	t.Cleanup(srv.Close)
+	tb := openTab(t)
+	tb.do(chromedp.Navigate(srv.URL + "/"))
+	const stream = "retry: 3000\r\n: connected\r\n\r\n" +
+		"id: 5\r\nevent: gathering\r\ndata: {\"a\":\r\ndata:1}\r\n\r\n" +
+		"id: 6\ndata: x\n\n: heartbeat\r\rdata: y\r\rid\nevent: gathering\ndata\n\n" +
+		"data: no blank line yet"
+	got, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]string](fmt.Sprintf(`(async () => {
+		const { EventStreamParser } = await import('./static/sse.js');
+		const text = %q;
+		const results = [];
+		for (const size of [1, 2, 3, 5, 7, 11, text.length]) {
+			const seen = [];
+			const p = new EventStreamParser({
+				onEvent: (e) => seen.push('event ' + e.id + ' ' + e.type + ' ' + JSON.stringify(e.data)),
+				onComment: (c) => seen.push('comment ' + c),
+				onRetry: (ms) => seen.push('retry ' + ms),
+			});
+			for (let i = 0; i < text.length; i += size) p.push(text.slice(i, i + size));
+			results.push(seen.join('; '));
+		}
+		return results;
+	})()`, stream), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `retry 3000; comment connected; event 5 gathering "{\"a\":\n1}"; event 6 message "x"; comment heartbeat; event 6 message "y"; event  gathering ""`
+	for i, g := range got {
+		if g != want {
+			t.Errorf("chunk size #%d:\n got %s\nwant %s", i, g, want)
+		}
 	}
 	tb.checkNoProblems()
 }
