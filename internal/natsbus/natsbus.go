@@ -332,7 +332,7 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 	defer func() {
 		// Before waiting for the handlers: ask for nothing more.
 		if msgs != nil {
-			msgs.Stop()
+			handBack(msgs)
 		}
 	}()
 	for {
@@ -369,6 +369,30 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 		})
 	}
 }
+
+// handBack stops msgs and gives back to the server at once the events it
+// still sends this process, which a stopped iterator would drop and the
+// server give to another process only after AckWait: the answer to a
+// request made before it stopped, and the events the handlers hand back
+// (NakWithDelay 0) while the request is still open. It returns once the
+// subscription is drained, or after handBackWait; the handlers that hand
+// events back later reach a server that no longer sends this process any.
+func handBack(msgs jetstream.MessagesContext) {
+	msgs.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), handBackWait)
+	defer cancel()
+	for {
+		m, err := msgs.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
+	}
+}
+
+// handBackWait bounds how long a stopping consumer waits for its
+// subscription to drain.
+const handBackWait = 5 * time.Second
 
 // next waits for the iterator's next message until ctx ends, in turns of
 // nextTurn. Each turn asks the server for a message unless a request is

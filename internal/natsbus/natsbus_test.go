@@ -340,3 +340,46 @@ func TestAProcessHoldsNoMoreEventsThanItHandlesSoTheRestGoToTheOthers(t *testing
 		t.Errorf("the busy process handled %d events, want 2", n)
 	}
 }
+
+func TestAProcessThatStopsHandsItsEventsBackAtOnce(t *testing.T) {
+	srv := testenv.NATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Far longer than the test waits: only an event handed back reaches
+	// the other process in time.
+	cfg := natsbus.ConsumerConfig{Durable: "notifier", Filter: "mg.requested", Concurrency: 8, AckWait: time.Minute}
+	pub, stopping := openBus(ctx, t, srv), openBus(ctx, t, srv)
+	var held atomic.Int32
+	stopCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = stopping.Consume(stopCtx, cfg, func(ctx context.Context, e cloudevents.Event) error {
+			held.Add(1)
+			<-ctx.Done() // works until the process stops, then gives up
+			return ctx.Err()
+		})
+	}()
+	if err := pub.Requested(ctx, gathering(1)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "the process to hold the event", func() bool { return held.Load() == 1 })
+	stop()
+	<-stopped
+
+	got := make(chan string, 1)
+	go func() {
+		_ = openBus(ctx, t, srv).Consume(ctx, cfg, func(ctx context.Context, e cloudevents.Event) error {
+			got <- e.Subject()
+			return nil
+		})
+	}()
+	select {
+	case s := <-got:
+		if s != "1" {
+			t.Errorf("got gathering %s, want 1", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event a stopped process gave back waited for its ack wait")
+	}
+}

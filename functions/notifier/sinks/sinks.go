@@ -302,10 +302,15 @@ func (n *Notifier) event(ctx context.Context, in cloudevents.Event, u mustgather
 	}
 	if n.cfg.Presigned && g.Status == mustgather.StatusCompleted {
 		url, expires, err := n.deps.Presign(ctx, g)
-		if err != nil {
+		switch {
+		case errors.Is(err, mustgather.ErrNotCompleted):
+			// No archive to link to, now or later: the event goes without.
+			n.log.Warn("no download link for a completed gathering", "gathering", g.ID, "err", err)
+		case err != nil:
 			return cloudevents.Event{}, fmt.Errorf("presign the download of gathering %d: %w", g.ID, err)
+		default:
+			p.DownloadURL, p.DownloadURLExpiresAt = url, expires.UTC().Format(time.RFC3339)
 		}
-		p.DownloadURL, p.DownloadURLExpiresAt = url, expires.UTC().Format(time.RFC3339)
 	}
 	data, err := json.Marshal(p)
 	if err != nil {

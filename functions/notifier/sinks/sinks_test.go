@@ -494,38 +494,55 @@ func TestTwoReplicasDeliverEachEventOnce(t *testing.T) {
 	}
 }
 
-func TestAnEventHeldByACrashedReplicaIsDeliveredByAnother(t *testing.T) {
-	e := newEnv(t)
-	var healthy atomic.Bool
-	ok := sinkstest.New(t, nil)
-	flaky := sinkstest.New(t, func(int) int { return pick(healthy.Load(), 200, 503) })
-	cfg := e.cfg
-	cfg.Sinks, cfg.AckWait, cfg.Retries = []string{ok.URL, flaky.URL}, time.Second, 1000
-	first := testenv.Conn(t, e.srv)
-	js1, err := jetstream.New(first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop1 := e.run(t, e.notifier(t, js1, cfg, nil))
-	_, ev := e.finish(t, "crash", mustgather.StatusCompleted)
+func TestAnEventHeldByAReplicaThatGoesIsDeliveredByAnother(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// crash: the replica's connection goes without a word to the
+		// server, whose ack wait then gives the event to another; else
+		// the replica stops and hands it back at once, well before its
+		// ack wait.
+		crash   bool
+		ackWait time.Duration
+	}{
+		{"a replica that dies loses it for its ack wait", true, time.Second},
+		{"a replica that stops hands it back at once", false, time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			var healthy atomic.Bool
+			ok := sinkstest.New(t, nil)
+			flaky := sinkstest.New(t, func(int) int { return pick(healthy.Load(), 200, 503) })
+			cfg := e.cfg
+			cfg.Sinks, cfg.AckWait, cfg.Retries = []string{ok.URL, flaky.URL}, tt.ackWait, 1000
+			first := testenv.Conn(t, e.srv)
+			js1, err := jetstream.New(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop1 := e.run(t, e.notifier(t, js1, cfg, nil))
+			_, ev := e.finish(t, "replica-goes", mustgather.StatusCompleted)
 
-	// The first replica delivered to one sink and is retrying the other
-	// when it dies: its connection goes, without a word to the server.
-	testenv.Eventually(t, 10*time.Second, "a delivery and a failed attempt", func() bool {
-		return len(ok.Count()) == 1 && flaky.Requests() >= 2 && e.recorded(t) == 1
-	})
-	first.Close()
-	stop1()
-	healthy.Store(true)
+			// The first replica delivered to one sink and is retrying the
+			// other when it goes.
+			testenv.Eventually(t, 10*time.Second, "a delivery and a failed attempt", func() bool {
+				return len(ok.Count()) == 1 && flaky.Requests() >= 2 && e.recorded(t) == 1
+			})
+			if tt.crash {
+				first.Close()
+			}
+			stop1()
+			healthy.Store(true)
 
-	e.run(t, e.notifier(t, e.connect(t), cfg, nil))
-	testenv.Eventually(t, 10*time.Second, "the redelivered event at the flaky sink", func() bool { return len(flaky.Count()) == 1 })
-	e.drained(t)
-	if diff := cmp.Diff(map[string]int{ev.ID(): 1}, ok.Count()); diff != "" {
-		t.Errorf("the sink that had it got (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(map[string]int{ev.ID(): 1}, flaky.Count()); diff != "" {
-		t.Errorf("the flaky sink got (-want +got):\n%s", diff)
+			e.run(t, e.notifier(t, e.connect(t), cfg, nil))
+			testenv.Eventually(t, 10*time.Second, "the event at the flaky sink", func() bool { return len(flaky.Count()) == 1 })
+			e.drained(t)
+			if diff := cmp.Diff(map[string]int{ev.ID(): 1}, ok.Count()); diff != "" {
+				t.Errorf("the sink that had it got (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(map[string]int{ev.ID(): 1}, flaky.Count()); diff != "" {
+				t.Errorf("the flaky sink got (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
@@ -590,7 +607,7 @@ func TestPresignedURLsNeedAPresigner(t *testing.T) {
 	}
 }
 
-func TestPresignedURLsAreAddedToCompletedGatheringsOnly(t *testing.T) {
+func TestPresignedURLsAreAddedToCompletedGatheringsWithAnArchive(t *testing.T) {
 	e := newEnv(t)
 	r := sinkstest.New(t, nil)
 	cfg := e.cfg
@@ -598,6 +615,12 @@ func TestPresignedURLsAreAddedToCompletedGatheringsOnly(t *testing.T) {
 	expires := time.Date(2026, 11, 30, 12, 15, 0, 0, time.UTC)
 	n, err := sinks.New(context.Background(), cfg, sinks.Deps{JS: e.js, Bus: e.bus, Records: e.store,
 		Presign: func(_ context.Context, g mustgather.Gathering) (string, time.Time, error) {
+			switch g.CustomName {
+			case "archive-gone":
+				return "", time.Time{}, fmt.Errorf("%w: no archive", mustgather.ErrNotCompleted)
+			case "store-down":
+				return "", time.Time{}, errors.New("S3 does not answer")
+			}
 			return "https://s3.example.com/" + g.ArchiveName + "?X-Amz-Signature=abc", expires, nil
 		}})
 	if err != nil {
@@ -605,15 +628,20 @@ func TestPresignedURLsAreAddedToCompletedGatheringsOnly(t *testing.T) {
 	}
 	done, doneEv := e.finish(t, "done", mustgather.StatusCompleted)
 	failed, failedEv := e.finish(t, "failed", mustgather.StatusError)
-	for _, ev := range []cloudevents.Event{doneEv, failedEv} {
+	gone, goneEv := e.finish(t, "archive-gone", mustgather.StatusCompleted)
+	for _, ev := range []cloudevents.Event{doneEv, failedEv, goneEv} {
 		if err := n.Handle(context.Background(), ev); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// A presigner that fails for now: the event comes again later.
+	if _, ev := e.finish(t, "store-down", mustgather.StatusCompleted); n.Handle(context.Background(), ev) == nil {
+		t.Error("Handle succeeded without the link it was to send")
+	}
 	wantDone := wantData(t, done)
 	wantDone["download-url"] = "https://s3.example.com/" + done.ArchiveName + "?X-Amz-Signature=abc"
 	wantDone["download-url-expires-at"] = "2026-11-30T12:15:00Z"
-	want := map[string]map[string]any{doneEv.ID(): wantDone, failedEv.ID(): wantData(t, failed)}
+	want := map[string]map[string]any{doneEv.ID(): wantDone, failedEv.ID(): wantData(t, failed), goneEv.ID(): wantData(t, gone)}
 	for _, d := range r.Deliveries() {
 		var got map[string]any
 		if err := json.Unmarshal(d.Event.Data(), &got); err != nil {
@@ -623,8 +651,8 @@ func TestPresignedURLsAreAddedToCompletedGatheringsOnly(t *testing.T) {
 			t.Errorf("event %s data (-want +got):\n%s", d.Event.ID(), diff)
 		}
 	}
-	if len(r.Deliveries()) != 2 {
-		t.Errorf("%d deliveries, want 2", len(r.Deliveries()))
+	if len(r.Deliveries()) != 3 {
+		t.Errorf("%d deliveries, want 3", len(r.Deliveries()))
 	}
 }
 
