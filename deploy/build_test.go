@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -192,8 +193,8 @@ func mustJSON(t *testing.T, y []byte) []byte {
 // TestEveryFunctionScalesAsItsWorkNeeds: the api scales to zero; the
 // runner never does, as gatherings outlive requests and its reaper,
 // sweeper and queue must keep running; the recorder and the notifier
-// scale to zero in the base, made for events over HTTP, and keep one
-// replica in the overlays while they pull from JetStream.
+// scale to zero with events over HTTP, and keep one replica with the
+// jetstream-pull component, as they then pull from JetStream.
 func TestEveryFunctionScalesAsItsWorkNeeds(t *testing.T) {
 	minScale := func(dir string) map[string]string {
 		out := map[string]string{}
@@ -207,8 +208,10 @@ func TestEveryFunctionScalesAsItsWorkNeeds(t *testing.T) {
 		want map[string]string
 	}{
 		{"base", map[string]string{"api": "0", "runner": "1", "recorder": "0", "notifier": "0"}},
-		{"overlays/dev", map[string]string{"api": "0", "runner": "1", "recorder": "1", "notifier": "1"}},
-		{"overlays/openshift", map[string]string{"api": "0", "runner": "1", "recorder": "1", "notifier": "1"}},
+		{"overlays/dev", map[string]string{"api": "0", "runner": "1", "recorder": "0", "notifier": "0"}},
+		{"overlays/openshift", map[string]string{"api": "0", "runner": "1", "recorder": "0", "notifier": "0"}},
+		{overlayOf(t, "overlays/dev", "components:\n  - %s\n", "components/jetstream-pull"),
+			map[string]string{"api": "0", "runner": "1", "recorder": "1", "notifier": "1"}},
 	}
 	for _, tt := range tests {
 		if got := minScale(tt.dir); !maps.Equal(got, tt.want) {
@@ -222,4 +225,53 @@ func TestEveryFunctionScalesAsItsWorkNeeds(t *testing.T) {
 			t.Errorf("%s: timeoutSeconds %v, want more than SHUTDOWN_TIMEOUT (90s)", name, ts)
 		}
 	}
+}
+
+// overlayOf makes an overlay in a temporary folder on top of dir, with
+// more kustomization text; format's %s are paths (under deploy/) made
+// relative to it, as kustomize takes no absolute path.
+func overlayOf(t *testing.T, dir, format string, paths ...string) string {
+	t.Helper()
+	tmp := t.TempDir()
+	rel := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := filepath.Rel(tmp, abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	args := make([]any, len(paths))
+	for i, p := range paths {
+		args[i] = rel(p)
+	}
+	k := "resources:\n  - " + rel(dir) + "\n" + fmt.Sprintf(format, args...)
+	if err := os.WriteFile(filepath.Join(tmp, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tmp
+}
+
+// podSpec returns the pod template of a Knative Service, Deployment or
+// StatefulSet, or nil for other kinds.
+func podSpec(t *testing.T, o object) *corev1.PodSpec {
+	t.Helper()
+	switch {
+	case o.GVK.Group == "serving.knative.dev" && o.GVK.Kind == "Service":
+		for _, s := range knativeServices(t, []object{o}) {
+			return &s.Spec.Template.Spec.PodSpec
+		}
+	case o.GVK.Kind == "Deployment":
+		var d appsv1.Deployment
+		mustUnmarshal(t, o, &d)
+		return &d.Spec.Template.Spec
+	case o.GVK.Kind == "StatefulSet":
+		var s appsv1.StatefulSet
+		mustUnmarshal(t, o, &s)
+		return &s.Spec.Template.Spec
+	}
+	return nil
 }

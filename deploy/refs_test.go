@@ -4,16 +4,16 @@ import (
 	"fmt"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 )
 
 // madeElsewhere are the objects an overlay refers to that something else
-// makes: OpenShift's service CA writes the console's certificate.
+// makes: OpenShift's service CA writes the console's certificate, and the
+// README's guide has you make the key that signs the events.
 var madeElsewhere = map[string]bool{
 	key("", "Secret", "must-gather-functions-api-tls"): true,
+	key("", "Secret", "must-gather-functions-events"):  true,
 }
 
 // TestEveryReferenceOfAnOverlayNamesAnObjectOfIt: a misspelt Secret,
@@ -35,21 +35,9 @@ func TestEveryReferenceOfAnOverlayNamesAnObjectOfIt(t *testing.T) {
 				}
 			}
 			for _, o := range objs {
-				var pod *corev1.PodSpec
-				switch {
-				case o.GVK.Group == "serving.knative.dev":
-					for _, s := range knativeServices(t, []object{o}) {
-						pod = &s.Spec.Template.Spec.PodSpec
-					}
-				case o.GVK.Kind == "Deployment":
-					var d appsv1.Deployment
-					mustUnmarshal(t, o, &d)
-					pod = &d.Spec.Template.Spec
-				case o.GVK.Kind == "StatefulSet":
-					var s appsv1.StatefulSet
-					mustUnmarshal(t, o, &s)
-					pod = &s.Spec.Template.Spec
-				case o.GVK.Kind == "Trigger", o.GVK.Kind == "Broker", o.GVK.Kind == "SinkBinding":
+				pod := podSpec(t, o)
+				switch o.GVK.Kind {
+				case "Trigger", "Broker", "SinkBinding":
 					for _, path := range [][]string{
 						{"spec", "subscriber", "ref"},
 						{"spec", "delivery", "deadLetterSink", "ref"},

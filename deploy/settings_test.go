@@ -2,11 +2,11 @@ package deploy
 
 import (
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -79,26 +79,15 @@ func TestEveryVariableTheManifestsSetIsASetting(t *testing.T) {
 
 // TestAnOverlayPointsEveryFunctionAtTheImageItNames: the guide has the
 // overlay's images entry name the pushed image; kustomize must carry it
-// into the containers of the Knative Services too.
+// into the containers of the Knative Services too, and of the console's
+// Deployment.
 func TestAnOverlayPointsEveryFunctionAtTheImageItNames(t *testing.T) {
 	const pushed = "registry.example.com/must-gather-functions@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	dev, err := filepath.Abs("overlays/dev")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	// kustomize takes no absolute path.
-	rel, err := filepath.Rel(dir, dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kustomization := "resources:\n  - " + rel + "\nimages:\n  - name: must-gather-functions\n    newName: registry.example.com/must-gather-functions\n    digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	svcs := knativeServices(t, build(t, dir))
-	if len(svcs) == 0 {
-		t.Fatal("no Knative Services")
+	dir := overlayOf(t, "overlays/openshift", "images:\n  - name: must-gather-functions\n    newName: registry.example.com/must-gather-functions\n    digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n")
+	objs := build(t, dir)
+	svcs := knativeServices(t, objs)
+	if len(svcs) != 4 {
+		t.Fatalf("%d Knative Services, want 4", len(svcs))
 	}
 	for name, s := range svcs {
 		for _, c := range s.Spec.Template.Spec.Containers {
@@ -107,4 +96,16 @@ func TestAnOverlayPointsEveryFunctionAtTheImageItNames(t *testing.T) {
 			}
 		}
 	}
+	// The console's HTTPS api too.
+	for _, o := range objs {
+		if o.GVK.Kind == "Deployment" && o.Name == "must-gather-functions-api-console" {
+			var d appsv1.Deployment
+			mustUnmarshal(t, o, &d)
+			if img := d.Spec.Template.Spec.Containers[0].Image; img != pushed {
+				t.Errorf("%s runs %s, want %s", o, img, pushed)
+			}
+			return
+		}
+	}
+	t.Error("no Deployment must-gather-functions-api-console")
 }
