@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,9 +75,46 @@ func (d *deps) openTransport(cfg config) error {
 // events returns what publishes the events of source.
 func (d *deps) events(source string) mustgather.Events {
 	if d.sink != nil {
-		return d.sink.WithSource(source)
+		return journaled{bus: d.bus.WithSource(source), sink: d.sink.WithSource(source)}
 	}
 	return d.bus.WithSource(source)
+}
+
+// journaled publishes each event into the events stream first and then
+// sends it to K_SINK. The stream is the journal of every event, where the
+// notifier reads the final statuses whatever the transport, and it says
+// whether another reaper already sent a requeue attempt, which K_SINK
+// cannot. Each step is idempotent (the stream drops a copy by event id, the
+// recorder and the runner ignore a copy), so a caller that retries after a
+// failure of the second step repeats neither.
+type journaled struct {
+	bus  *natsbus.Bus
+	sink *httpevents.Sink
+}
+
+var _ mustgather.Events = journaled{}
+
+func (j journaled) Requested(ctx context.Context, g mustgather.Gathering) error {
+	if err := j.bus.Requested(ctx, g); err != nil {
+		return err
+	}
+	return j.sink.Requested(ctx, g)
+}
+
+// Requeued sends attempt n only if the stream did not hold it yet.
+func (j journaled) Requeued(ctx context.Context, g mustgather.Gathering, attempt int) (bool, error) {
+	sent, err := j.bus.Requeued(ctx, g, attempt)
+	if err != nil || !sent {
+		return false, err
+	}
+	return j.sink.Requeued(ctx, g, attempt)
+}
+
+func (j journaled) Updated(ctx context.Context, u mustgather.Update) error {
+	if err := j.bus.Updated(ctx, u); err != nil {
+		return err
+	}
+	return j.sink.Updated(ctx, u)
 }
 
 // withReceiver adds the receiver of CloudEvents on POST / to h when events

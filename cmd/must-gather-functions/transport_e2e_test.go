@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks/sinkstest"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
@@ -102,7 +103,7 @@ func (b *testBroker) deliver(url string, e cloudevents.Event, enc testenv.Encodi
 	}
 }
 
-func TestOverHTTPTheAPIRunnerAndRecorderRunAGatheringThroughABroker(t *testing.T) {
+func TestOverHTTPTheAPIRunnerRecorderAndNotifierRunAGatheringThroughABroker(t *testing.T) {
 	const key = "an e2e signing key of 32 bytes or more"
 	broker, sink := newTestBroker(t)
 	nats := testenv.NATS(t)
@@ -118,6 +119,10 @@ func TestOverHTTPTheAPIRunnerAndRecorderRunAGatheringThroughABroker(t *testing.T
 		}
 		return env
 	}
+	subscriber := sinkstest.New(t, nil)
+	notifierEnv := with("notifier")
+	notifierEnv["NOTIFIER_SINKS"] = subscriber.URL
+	start(t, dir, notifierEnv)
 	recorder := start(t, dir, with("recorder"))
 	runner := start(t, dir, with("runner"))
 	api := start(t, dir, with("api"))
@@ -169,6 +174,12 @@ func TestOverHTTPTheAPIRunnerAndRecorderRunAGatheringThroughABroker(t *testing.T
 	}
 	if n := strings.Count(string(b), "run"); n != 1 {
 		t.Errorf("the command ran %d times, want 1 (each requested event was delivered twice)", n)
+	}
+	// The notifier, which reads the events stream, gets the final status
+	// too: every event sent to K_SINK is also in the stream.
+	testenv.Eventually(t, 30*time.Second, "the completed event at the subscriber", func() bool { return len(subscriber.Deliveries()) > 0 })
+	if d := subscriber.Deliveries()[0]; d.Event.Type() != eventing.TypeCompleted || d.Event.Subject() != fmt.Sprint(g.ID) {
+		t.Errorf("subscriber got %s of %s, want %s of %d", d.Event.Type(), d.Event.Subject(), eventing.TypeCompleted, g.ID)
 	}
 	// The runner records the final status before it sends its event.
 	for _, typ := range []string{eventing.TypeRequested, eventing.TypeStarted, eventing.TypeCompleted} {

@@ -1,8 +1,24 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/httpevents"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
 func TestEventSettingsAreCheckedAtStart(t *testing.T) {
@@ -38,5 +54,62 @@ func TestEventSettingsAreCheckedAtStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestOverHTTPEachRequeueAttemptReachesTheSinkOnceHoweverManyReapersSendIt(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	got := map[string]int{}
+	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got[e.ID()]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(broker.Close)
+	js, err := jetstream.New(testenv.Conn(t, testenv.NATS(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two runner processes, each with its bus and its sink.
+	var reapers []mustgather.Events
+	for range 2 {
+		bus, err := natsbus.New(ctx, js, natsbus.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink, err := httpevents.NewSink(httpevents.Config{Sink: broker.URL}, bus, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reapers = append(reapers, journaled{bus: bus.WithSource(eventing.SourceReaper), sink: sink.WithSource(eventing.SourceReaper)})
+	}
+	g := mustgather.Gathering{ID: 3, CreatedAt: mustgather.Timestamp{Time: time.Now()}, Status: mustgather.StatusNew, Command: "true", Timeout: "1m"}
+	var sent int
+	for _, attempt := range []int{1, 1, 2, 2} {
+		for _, r := range reapers {
+			ok, err := r.Requeued(ctx, g, attempt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				sent++
+			}
+		}
+	}
+	if sent != 2 {
+		t.Errorf("Requeued reported %d sends, want 2 (one per attempt)", sent)
+	}
+	want := map[string]int{"gathering-3-requested-1": 1, "gathering-3-requested-2": 1}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events at the sink (-want +got):\n%s", diff)
 	}
 }
