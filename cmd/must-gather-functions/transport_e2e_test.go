@@ -29,8 +29,9 @@ import (
 // testBroker plays a Knative Broker with two Triggers: it takes events on
 // POST / (the functions' K_SINK), answers 202 once it has them, and
 // delivers each, in turn binary and structured, to the function its type
-// is routed to, retrying with back-off until that answers 2xx. Like an
-// at-least-once broker it delivers every requested event twice.
+// is routed to, retrying with back-off until that answers 2xx (events of a
+// type not routed yet wait). Like an at-least-once broker it delivers every
+// requested event twice.
 type testBroker struct {
 	ctx    context.Context
 	mu     sync.Mutex
@@ -73,7 +74,6 @@ func (b *testBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.mu.Lock()
-	target := b.routes[e.Type()]
 	b.seen[e.Type()]++
 	b.mu.Unlock()
 	copies := 1
@@ -81,19 +81,23 @@ func (b *testBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		copies = 2
 	}
 	for i := range copies {
-		if target != "" {
-			b.wg.Go(func() { b.deliver(target, *e, testenv.Encoding(i%2)) })
-		}
+		b.wg.Go(func() { b.deliver(*e, testenv.Encoding(i%2)) })
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (b *testBroker) deliver(url string, e cloudevents.Event, enc testenv.Encoding) {
+// deliver sends e to where its type is routed, looked up anew for each
+// attempt, until an attempt is answered 2xx.
+func (b *testBroker) deliver(e cloudevents.Event, enc testenv.Encoding) {
 	delay := 50 * time.Millisecond
 	for b.ctx.Err() == nil {
-		code, err := testenv.SendEvent(url, e, enc)
-		if err == nil && code/100 == 2 {
-			return
+		b.mu.Lock()
+		url := b.routes[e.Type()]
+		b.mu.Unlock()
+		if url != "" {
+			if code, err := testenv.SendEvent(url, e, enc); err == nil && code/100 == 2 {
+				return
+			}
 		}
 		select {
 		case <-time.After(delay):
@@ -266,4 +270,62 @@ func TestOnJetStreamWithAKeyEveryEventIsSignedAndAForgedStatusIsNotApplied(t *te
 	if n < 4 {
 		t.Errorf("%d events in the stream, want requested, started, completed and the forged one at least", n)
 	}
+}
+
+func TestOverHTTPARunnerKilledMidGatheringLeavesNothingStuckAndRunsNothingTwice(t *testing.T) {
+	broker, sink := newTestBroker(t)
+	nats := testenv.NATS(t)
+	dir := t.TempDir()
+	counts := filepath.Join(dir, "runs")
+	if err := os.Mkdir(counts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const leaseTTL = 3 * time.Second
+	with := func(fn string) map[string]string {
+		return map[string]string{
+			"FUNCTIONS": fn, "NATS_URL": nats.ClientURL(), "HTTP_ADDRESS": "127.0.0.1:0", "AUTH": "off",
+			"EVENTS_TRANSPORT": "http", "K_SINK": sink, "EVENTS_SIGNING_KEY": "a kill test signing key, 32+ bytes",
+			"ARCHIVE_DIR": filepath.Join(dir, "archives"), "LEASE_TTL": leaseTTL.String(),
+			"RUNNER_REAP_INTERVAL": minReapInterval.String(), "PROCESS_TEMP_DIR": t.TempDir(),
+		}
+	}
+	api := start(t, dir, with("api,recorder"))
+	broker.route(api.base+"/", eventing.StatusTypes...)
+	runner := startChild(t, with("runner"))
+	broker.route(runner.base+"/", eventing.TypeRequested)
+
+	command := fmt.Sprintf(`echo run >> %s/$MUST_GATHER_ID; sleep 300`, counts)
+	post := func() uint64 {
+		return api.post(t, "application/json", strings.NewReader(fmt.Sprintf(`{"command": %q, "timeout": "5m"}`, command))).ID
+	}
+	running := post()
+	testenv.Eventually(t, 30*time.Second, "the gathering's command to start", func() bool {
+		_, err := os.Stat(filepath.Join(counts, fmt.Sprint(running)))
+		return err == nil
+	})
+	runner.kill() // as when a pod is killed, or a node dies
+	killed := time.Now()
+	// Posted while no runner is up: the broker keeps retrying it.
+	waiting := api.post(t, "application/json", strings.NewReader(`{"command": "echo after"}`)).ID
+
+	runner = startChild(t, with("runner"))
+	broker.route(runner.base+"/", eventing.TypeRequested)
+	if g := api.waitEndedWithin(t, waiting, 30*time.Second); g.Status != "completed" {
+		t.Errorf("the gathering posted while no runner was up: %s\n%s", g.Status, g.ExecOutput)
+	}
+	g := api.waitEndedWithin(t, running, leaseTTL+minReapInterval+10*time.Second)
+	t.Logf("the gathering under way at the kill ended %s after it", time.Since(killed).Round(time.Millisecond))
+	if g.Status != "error" || !strings.Contains(g.ExecOutput, "runner stopped") {
+		t.Errorf("the gathering under way at the kill: %s\n%s", g.Status, g.ExecOutput)
+	}
+	// The broker delivered its requested event twice, and the reaper
+	// failed it: it ran once.
+	b, err := os.ReadFile(filepath.Join(counts, fmt.Sprint(running)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "run"); n != 1 {
+		t.Errorf("the gathering under way at the kill ran %d times, want 1", n)
+	}
+	runner.stop(t)
 }
