@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kubev2v/must-gather-functions/functions/api"
+	"github.com/kubev2v/must-gather-functions/functions/notifier"
 	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/internal/auth"
@@ -77,6 +78,8 @@ type config struct {
 	// the API starts.
 	AuthReview auth.Config
 
+	Notifier notifier.Config
+
 	Runner            runner.Config
 	RunnerConcurrency int
 	// Process holds the process gatherer's settings; its logger is added
@@ -135,6 +138,7 @@ func defaultConfig() config {
 			PostBurst:   api.DefaultPostBurst,
 		},
 		AuthReview:        auth.DefaultConfig(),
+		Notifier:          notifier.DefaultConfig(),
 		Runner:            runner.DefaultConfig(),
 		RunnerConcurrency: 4,
 		Gatherer:          "auto",
@@ -228,6 +232,9 @@ func (c *config) settings() []setting {
 		{Var: "CORS_ORIGINS", Field: &c.API.CORSOrigins, Default: "empty: no CORS headers", Help: "comma-separated origins (`https://console.example.com`) whose pages may call the API from a browser, such as the Forklift console's; others get no CORS headers"},
 		{Var: "AUTH", Field: &c.auth, Default: "`on`; `off` with embedded NATS on loopback and `HTTP_ADDRESS` on loopback", Help: "`on` or `off`: the API admits only bearer tokens of a cluster-admin (TokenReview and SubjectAccessReview against the gathering's cluster), and `/metrics` only those allowed to get it. `off` is refused unless `HTTP_ADDRESS` is on loopback"},
 		{Var: "AUTH_CACHE_TTL", Field: &c.AuthReview.CacheTTL, Help: "how long a token's review is reused (kept under a SHA-256 of the token, never the token)"},
+		{Var: "NOTIFIER_HEARTBEAT", Field: &c.Notifier.Heartbeat, Help: "how often an idle event stream gets a `: heartbeat` comment, so that proxies keep it open"},
+		{Var: "NOTIFIER_CLIENT_BUFFER", Field: &c.Notifier.ClientBuffer, Help: "events an event stream may fall behind before it is ended (its client reconnects with `Last-Event-ID` and misses nothing)"},
+		{Var: "NOTIFIER_MAX_CLIENTS", Field: &c.Notifier.MaxClients, Help: "event streams one process serves at once; more are answered 503 with `Retry-After`"},
 		{Var: "AUTH_FORWARDED_TOKEN", Field: &c.API.ForwardedToken, Help: "take the token from `X-Forwarded-Access-Token`, as an OAuth proxy in front of the API sends it, when a request has that header"},
 		{Var: "NOTIFIER_SINKS", Field: &c.Sinks.Sinks, Help: "comma-separated http(s) URLs that get each `gathering.completed` and `gathering.failed` CloudEvent (binary mode) from the processes that run the notifier; see [Subscribers](#subscribers)"},
 		{Var: "NOTIFIER_SINK_SECRET", Field: &c.Sinks.Secret, Default: "empty: unsigned", Secret: true, Help: "key of the HMAC-SHA256 signature in `X-Must-Gather-Signature` of every delivery"},
@@ -326,7 +333,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("AUTH: %q is neither on nor off", c.auth))
 	}
-	if !c.Auth && !loopback && c.has("api") {
+	if !c.Auth && !loopback && (c.has("api") || c.has("notifier")) {
 		errs = append(errs, fmt.Errorf("AUTH: authorization may be off only while HTTP_ADDRESS is on loopback, not %q", c.HTTPAddress))
 	}
 	if c.LogFormat == "" {
@@ -361,6 +368,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.MaxHeaderBytes < 16<<10 {
 		errs = append(errs, fmt.Errorf("HTTP_MAX_HEADER_BYTES: %d is less than 16384, the size of the longest bearer token the API takes", c.MaxHeaderBytes))
+	}
+	if n := c.Notifier; n.Heartbeat <= 0 || n.ClientBuffer < 1 || n.MaxClients < 1 {
+		errs = append(errs, fmt.Errorf("NOTIFIER_HEARTBEAT (%s) must be > 0, NOTIFIER_CLIENT_BUFFER (%d) and NOTIFIER_MAX_CLIENTS (%d) at least 1", n.Heartbeat, n.ClientBuffer, n.MaxClients))
 	}
 	if c.RunnerConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/functions/api"
+	"github.com/kubev2v/must-gather-functions/functions/notifier"
 	"github.com/kubev2v/must-gather-functions/functions/recorder"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
 	"github.com/kubev2v/must-gather-functions/functions/web"
@@ -48,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", "functions", cfg.Functions, "http", cfg.HTTPAddress, "events", cfg.Transport, "nats", natsWhere(cfg), "archives", cfg.ArchiveStore)
-	if cfg.has("api") && !cfg.Auth {
+	if (cfg.has("api") || cfg.has("notifier")) && !cfg.Auth {
 		log.Warn("authorization is off: anyone who reaches the API can start gatherings and download archives")
 	}
 
@@ -82,6 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			_ = ln.Close()
 			return err
 		}
+	}
+	if d.notifier != nil {
+		startNotifier(d, srv, errc)
 	}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -120,6 +124,8 @@ type deps struct {
 	// links makes download links of archives; its Link method is the
 	// function others (the API, subscriber delivery) are given.
 	links presign.Linker
+	// notifier serves the event streams, when this process runs it.
+	notifier *notifier.Notifier
 	// stopping is set when shutdown begins, so that the process reports
 	// itself not ready.
 	stopping atomic.Bool
@@ -172,12 +178,17 @@ func (d *deps) ready(ctx context.Context) error {
 	if !d.nc.IsConnected() {
 		return fmt.Errorf("nats: %s", d.nc.Status())
 	}
-	return errors.Join(d.store.Ping(ctx), d.pingArchives(ctx))
+	errs := []error{d.store.Ping(ctx), d.pingArchives(ctx)}
+	if d.notifier != nil {
+		errs = append(errs, d.notifier.Ready(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // startHTTP listens on HTTP_ADDRESS with the API, or, in a process without
 // it, with only the health, readiness and metrics endpoints the API also
-// serves, /metrics under the same authorization. It does not serve yet.
+// serves, /metrics under the same authorization; with the notifier's event
+// streams beside them when it runs. It does not serve yet.
 func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listener, error) {
 	a := cfg.API
 	a.Logger = d.log
@@ -190,6 +201,10 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 		if a.Auth, err = auth.New(clusters, cfg.AuthReview); err != nil {
 			return nil, nil, err
 		}
+	}
+	if cfg.has("notifier") {
+		d.notifier = newNotifier(cfg, d, a.Guard())
+		a.Routes = append(a.Routes, d.notifier.Routes()...)
 	}
 	var handler http.Handler
 	if cfg.has("api") {

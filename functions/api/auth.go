@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -129,4 +131,53 @@ func respondUnlessDenied(w http.ResponseWriter, r *http.Request, d Deps, err err
 		err = aerr
 	}
 	respondErr(w, r, d.Logger, err)
+}
+
+// Guard authorizes requests and answers errors as the API does, for the
+// handlers of Deps.Routes, so that a route served beside the API follows
+// its rules: a bearer token reviewed against the gathering's cluster, and
+// 401, 403 and 503 as JSON.
+type Guard struct{ d Deps }
+
+// Guard returns the guard of the API that d configures.
+func (d Deps) Guard() Guard {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	return Guard{d: d}
+}
+
+// Authorize returns who sent r if their token has access a on server ("":
+// the default cluster); with authorization off, nobody.
+func (g Guard) Authorize(r *http.Request, server string, a mustgather.Access) (mustgather.Principal, error) {
+	return authorize(g.d, r, server, a)
+}
+
+// RequireAccess lets only callers with access a on the default cluster
+// reach h.
+func (g Guard) RequireAccess(a mustgather.Access, h http.Handler) http.Handler {
+	return requireAccess(g.d, a, h)
+}
+
+// RequireToken answers 401 at once to a request without a well-formed
+// token; h then decides against which cluster to review it.
+func (g Guard) RequireToken(h http.Handler) http.Handler { return requireToken(g.d, h) }
+
+// Error answers r with err as the API answers it: the status its kind
+// says, and a JSON body.
+func (g Guard) Error(w http.ResponseWriter, r *http.Request, err error) {
+	respondErr(w, r, g.d.Logger, err)
+}
+
+// ErrorUnlessDenied answers err, found before the caller was authorized,
+// only to a cluster-admin of the default cluster, and anyone else with
+// why they may not ask.
+func (g Guard) ErrorUnlessDenied(w http.ResponseWriter, r *http.Request, err error) {
+	respondUnlessDenied(w, r, g.d, err)
+}
+
+// Lookup finds the gathering that ref names, as GET /must-gather/{id}
+// does: an id, or else the newest gathering with that custom-name.
+func Lookup(ctx context.Context, s mustgather.Store, ref string) (mustgather.Gathering, error) {
+	return lookup(ctx, s, ref)
 }

@@ -84,6 +84,16 @@ func (e *contentError) Error() string {
 	return fmt.Sprintf("serve archive of gathering %d: %d %s", e.id, e.status, e.text)
 }
 
+// BusyError is a request refused because the server is at a limit of its
+// own, such as the number of open event streams; it is answered 503 with
+// Retry-After.
+type BusyError struct {
+	What       string // what is at its limit, for the client to read
+	RetryAfter time.Duration
+}
+
+func (e *BusyError) Error() string { return e.What + "; try again later" }
+
 // httpError maps an error to the HTTP status and body the client gets. It
 // is the only place that knows which error means which status.
 func httpError(err error) (int, errorBody) {
@@ -101,6 +111,9 @@ func httpError(err error) (int, errorBody) {
 	}
 	if rle, ok := errors.AsType[*rateLimitError](err); ok {
 		return http.StatusTooManyRequests, errorBody{Error: rle.Error()}
+	}
+	if be, ok := errors.AsType[*BusyError](err); ok {
+		return http.StatusServiceUnavailable, errorBody{Error: be.Error()}
 	}
 	if nce, ok := errors.AsType[*notCompletedError](err); ok {
 		return http.StatusConflict, errorBody{Error: nce.Error(), Status: nce.g.Status}
@@ -147,6 +160,9 @@ func respondErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	if rle, ok := errors.AsType[*rateLimitError](err); ok {
 		w.Header().Set("Retry-After", strconv.Itoa(rle.seconds()))
+	}
+	if be, ok := errors.AsType[*BusyError](err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((be.RetryAfter+time.Second-1)/time.Second))))
 	}
 	if _, ok := errors.AsType[*bodyError](err); ok {
 		log.DebugContext(r.Context(), "request body not read", "method", r.Method, "path", r.URL.Path,

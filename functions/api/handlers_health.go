@@ -81,11 +81,17 @@ func addOpsRoutes(handle func(pattern string, h http.Handler), d Deps) {
 }
 
 // NewOpsHandler serves only /healthz, /readyz and /metrics, as NewServer
-// does, for a process that runs functions but not the API. Of d it uses
-// only Logger, Ready, Registry, Auth and ForwardedToken: with Auth,
-// /metrics needs a token allowed to get it, as in the API.
+// does, and d.Routes, for a process that runs functions but not the API.
+// Of d it uses only Logger, Ready, Registry, Auth, ForwardedToken,
+// CORSOrigins and Routes: with Auth, /metrics needs a token allowed to get
+// it, as in the API.
 func NewOpsHandler(d Deps) http.Handler {
+	m := newMetrics(d.Registry)
 	mux := http.NewServeMux()
-	addOpsRoutes(func(pattern string, h http.Handler) { mux.Handle(pattern, h) }, d)
-	return mux
+	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, m.instrument(pattern, h)) }
+	for _, rt := range d.Routes {
+		handle(rt.Pattern, rt.Handler)
+	}
+	addOpsRoutes(handle, d)
+	return withCORS(d.CORSOrigins, jsonFallback(mux, m))
 }

@@ -32,6 +32,10 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics, posts *limiter) {
 		handle("GET /static/{file}", d.Web)
 	}
 
+	for _, rt := range d.Routes {
+		handle(rt.Pattern, rt.Handler)
+	}
+
 	handle("GET /openapi.yaml", handleOpenAPI())
 	addOpsRoutes(handle, d) // GET /healthz, /readyz, /metrics
 }

@@ -76,6 +76,17 @@ type Deps struct {
 	// when no public URL is configured, from X-Forwarded-Proto and
 	// X-Forwarded-Host, as a proxy in front of the API sets them.
 	TrustForwarded bool
+	// Routes are handlers served beside the API's own, such as the
+	// notifier's event streams, under the same metrics, CORS and JSON
+	// errors. NewOpsHandler serves them too.
+	Routes []Route
+}
+
+// Route is a handler that the API serves beside its own; it authorizes
+// its requests itself, as the API does, through Deps.Guard.
+type Route struct {
+	Pattern string // a ServeMux pattern with a method: "GET /events"
+	Handler http.Handler
 }
 
 // NewServer returns the API as an http.Handler. It panics when Store,

@@ -772,3 +772,56 @@ func (s *Store) Held(ctx context.Context, id mustgather.ID) (bool, error) {
 	}
 	return true, nil
 }
+
+var _ mustgather.Changes = (*Store)(nil)
+
+// Watch calls fn with each gathering whose record is written after
+// revision after (its entry's revision in the bucket), as
+// mustgather.Changes says. The bucket keeps one revision per key, so a
+// watch that resumes from a revision sees the latest write of each record
+// written since, in the order of those writes. One watcher serves a whole
+// watch: an ordered consumer, which NATS recreates from where it was
+// after a reconnect; the watch ends with an error only if the connection
+// closes.
+func (s *Store) Watch(ctx context.Context, after uint64, fn func(mustgather.Change) error) error {
+	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
+	live := after == mustgather.FromNow
+	if live {
+		opts = append(opts, jetstream.UpdatesOnly())
+	} else {
+		// The stream's sequences start at 1: after 0 is every record.
+		opts = append(opts, jetstream.ResumeFromRevision(after+1))
+	}
+	w, err := s.kv.Watch(ctx, prefixRecord+"*", opts...)
+	if err != nil {
+		return fmt.Errorf("watch gathering records: %w", err)
+	}
+	defer stopWatcher(w)
+	if live {
+		// An updates-only watcher sends no marker: it starts caught up
+		// once its consumer exists, which it does when Watch returns.
+		if err := fn(mustgather.Change{CaughtUp: true}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("watch gathering records: %w", errWatcherClosed)
+			}
+			var c mustgather.Change
+			if e == nil {
+				// The watcher has delivered what was there when it started.
+				c.CaughtUp = true
+			} else if c.Gathering, err = decode(e.Value(), e.Revision()); err != nil {
+				return fmt.Errorf("watch gathering records: %s at revision %d: %w", e.Key(), e.Revision(), err)
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

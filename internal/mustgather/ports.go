@@ -127,3 +127,29 @@ type Authorizer interface {
 	// ErrUnauthenticated, ErrForbidden or ErrAuthUnavailable otherwise.
 	Authorize(ctx context.Context, token, server string, a Access) (Principal, error)
 }
+
+// FromNow is the revision a Changes watch starts after to see only the
+// writes made from the moment it starts.
+const FromNow = ^uint64(0)
+
+// Change is one write to a gathering's record: the gathering as it was
+// written, with Revision the write's revision. A Change with CaughtUp set
+// carries no gathering: it marks that the watch has passed every write
+// made before it started.
+type Change struct {
+	Gathering Gathering
+	CaughtUp  bool
+}
+
+// Changes is a feed of the writes to gathering records. Revisions grow
+// across all records, so that a revision says how far a reader has come.
+type Changes interface {
+	// Watch calls fn with each gathering whose record is written after
+	// revision after, in the order of the writes, and once with a CaughtUp
+	// Change as soon as it has passed every write made before the watch
+	// started; of a gathering written more than once before that, only the
+	// latest write may be passed. With after FromNow it passes the writes
+	// made from the moment it starts, after CaughtUp. Watch runs until ctx
+	// ends or fn returns an error, and returns that error (or the feed's).
+	Watch(ctx context.Context, after uint64, fn func(Change) error) error
+}
