@@ -123,8 +123,8 @@ lint: $(GOLANGCI_BIN) ## go vet and golangci-lint.
 	$(GOLANGCI_BIN) run ./...
 
 .PHONY: bench
-bench: tools ## Benchmarks: API with 10,000 records (download links too); S3 presigning; 1,000 events to subscribers; archive streaming and exec copy (1 GiB) vs raw PutObject, each in its own process for peak RSS.
-	$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./internal/jsstore ./functions/api
+bench: tools ## Benchmarks: API with 10,000 records (download links too); S3 presigning; SSE fan-out of a change to 1,000 streams; 1,000 events to subscribers; archive streaming and exec copy (1 GiB) vs raw PutObject, each in its own process for peak RSS.
+	$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./internal/jsstore ./functions/api ./functions/notifier
 	$(GO) test -run '^$$' -bench 'BenchmarkPresignGet' $(BENCH_FLAGS) ./internal/s3store
 	$(GO) test -run '^$$' -bench 'BenchmarkDelivery' -benchtime 1000x $(BENCH_FLAGS) ./functions/notifier/sinks
 	$(GO) test -run '^$$' -bench 'BenchmarkArchiveStream/pipeline' -benchtime 3x $(BENCH_FLAGS) ./internal/s3store | tee /tmp/mgf-bench-pipeline.txt

@@ -369,8 +369,11 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if c.MaxHeaderBytes < 16<<10 {
 		errs = append(errs, fmt.Errorf("HTTP_MAX_HEADER_BYTES: %d is less than 16384, the size of the longest bearer token the API takes", c.MaxHeaderBytes))
 	}
-	if n := c.Notifier; n.Heartbeat <= 0 || n.ClientBuffer < 1 || n.MaxClients < 1 {
-		errs = append(errs, fmt.Errorf("NOTIFIER_HEARTBEAT (%s) must be > 0, NOTIFIER_CLIENT_BUFFER (%d) and NOTIFIER_MAX_CLIENTS (%d) at least 1", n.Heartbeat, n.ClientBuffer, n.MaxClients))
+	if c.Notifier.ClientBuffer < 1 {
+		errs = append(errs, fmt.Errorf("NOTIFIER_CLIENT_BUFFER: must be at least 1"))
+	}
+	if c.Notifier.MaxClients < 1 {
+		errs = append(errs, fmt.Errorf("NOTIFIER_MAX_CLIENTS: must be at least 1"))
 	}
 	if c.RunnerConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))

@@ -107,6 +107,9 @@ func TestAVariableReachesThePackageThatUsesIt(t *testing.T) {
 		"API_POST_BURST":             "4",
 		"CORS_ORIGINS":               "https://console.example.com",
 		"MUST_GATHER_ALLOWED_IMAGES": "quay.io/example/*, quay.io/kubev2v/*",
+		"NOTIFIER_HEARTBEAT":         "5s",
+		"NOTIFIER_CLIENT_BUFFER":     "16",
+		"NOTIFIER_MAX_CLIENTS":       "20",
 	}
 	c, err := loadConfig([]string{"x"}, func(k string) string { return env[k] })
 	if err != nil {
@@ -136,6 +139,7 @@ func TestAVariableReachesThePackageThatUsesIt(t *testing.T) {
 		{"the process gatherer's folder", c.Process.TempDir, "/var/tmp/gather"},
 		{"the body timeout", c.API.BodyTimeout, 5 * time.Second},
 		{"the reap interval", c.Runner.ReapInterval, 100 * time.Millisecond},
+		{"the notifier's heartbeat, queue and streams", []any{c.Notifier.Heartbeat, c.Notifier.ClientBuffer, c.Notifier.MaxClients}, []any{5 * time.Second, 16, 20}},
 	} {
 		if diff := cmp.Diff(tt.want, tt.got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
@@ -150,6 +154,7 @@ func TestEveryBadSettingIsReportedAndCanBeTested(t *testing.T) {
 		"LEASE_TTL":                 "-5s",
 		"MUST_GATHER_NODE_SELECTOR": "zone",
 		"RUNNER_CONCURRENCY":        "0",
+		"NOTIFIER_CLIENT_BUFFER":    "0",
 	}
 	_, err := loadConfig([]string{"x"}, func(k string) string { return env[k] })
 	if err == nil {
@@ -161,6 +166,7 @@ func TestEveryBadSettingIsReportedAndCanBeTested(t *testing.T) {
 		`LEASE_TTL: "-5s" is not a positive duration such as 30s or 10m`,
 		`MUST_GATHER_NODE_SELECTOR: "zone" is not key=value`,
 		`RUNNER_CONCURRENCY: must be at least 1`,
+		`NOTIFIER_CLIENT_BUFFER: must be at least 1`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -214,6 +220,8 @@ func TestAuthorizationIsOffOnlyOnLoopback(t *testing.T) {
 		{"AUTH=off on an outside address is refused", map[string]string{"NATS_URL": "nats://nats:4222", "HTTP_ADDRESS": "10.0.0.1:8080", "AUTH": "off"}, false,
 			`AUTH: authorization may be off only while HTTP_ADDRESS is on loopback, not "10.0.0.1:8080"`},
 		{"a process without the API may listen anywhere", map[string]string{"FUNCTIONS": "runner", "NATS_URL": "nats://nats:4222", "AUTH": "off"}, false, ""},
+		{"a notifier streams gatherings, so it is held to the API's rule", map[string]string{"FUNCTIONS": "notifier", "NATS_URL": "nats://nats:4222", "AUTH": "off"}, false,
+			`AUTH: authorization may be off only while HTTP_ADDRESS is on loopback, not ":8080"`},
 		{"AUTH must be on or off", map[string]string{"AUTH": "maybe"}, false, `AUTH: "maybe" is neither on nor off`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

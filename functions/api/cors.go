@@ -13,7 +13,7 @@ import (
 // preflight.
 const (
 	corsMethods       = "GET, HEAD, POST"
-	corsHeaders       = "Authorization, Content-Type, X-Forwarded-Access-Token"
+	corsHeaders       = "Authorization, Content-Type, Last-Event-ID, X-Forwarded-Access-Token"
 	corsExposeHeaders = "Location, Retry-After, WWW-Authenticate, Content-Disposition"
 	corsMaxAge        = "600"
 )

@@ -152,7 +152,7 @@ func httpError(err error) (int, errorBody) {
 // framing broken, is closed.
 func respondErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status, body := httpError(err)
-	if status >= 500 {
+	if _, busy := errors.AsType[*BusyError](err); status >= 500 && !busy {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if status == http.StatusUnauthorized {

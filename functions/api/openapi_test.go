@@ -60,8 +60,8 @@ func TestOpenAPIDocumentIsServedAndDescribesEveryRoute(t *testing.T) {
 		}
 	}
 	want := []string{
-		"GET /healthz", "GET /metrics", "GET /must-gather", "GET /must-gather/{id}", "GET /must-gather/{id}/data",
-		"GET /must-gather/{id}/url", "GET /openapi.yaml", "GET /readyz", "POST /must-gather",
+		"GET /events", "GET /healthz", "GET /metrics", "GET /must-gather", "GET /must-gather/{id}", "GET /must-gather/{id}/data",
+		"GET /must-gather/{id}/events", "GET /must-gather/{id}/url", "GET /openapi.yaml", "GET /readyz", "POST /must-gather",
 	}
 	slices.Sort(got)
 	if !slices.Equal(got, want) {

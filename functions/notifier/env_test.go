@@ -1,7 +1,6 @@
 package notifier
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -174,17 +173,8 @@ func failed(id mustgather.ID, seq uint64) mustgather.Update {
 	return mustgather.Update{ID: id, Seq: seq, Status: mustgather.StatusError, Reason: "it broke", ExecOutput: "it broke"}
 }
 
-// frame is one SSE block: the fields up to a blank line.
-type frame struct {
-	ID       string
-	Event    string
-	Data     string
-	Retry    string
-	Comments []string
-}
-
-// event is a frame that carries a gathering.
-func (f frame) isEvent() bool { return f.Event != "" || f.Data != "" }
+// frame is one SSE block.
+type frame = testenv.SSEFrame
 
 // sse is one open event stream read by a goroutine of its own.
 type sse struct {
@@ -239,44 +229,10 @@ func (e *env) get(t testing.TB, path string, header ...string) (*http.Response, 
 func (s *sse) close() { s.cancel() }
 
 func (s *sse) read() {
-	defer close(s.frames)
-	br := bufio.NewReader(s.resp.Body)
-	var f frame
-	empty := true
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			s.mu.Lock()
-			s.err = err
-			s.mu.Unlock()
-			return
-		}
-		line = strings.TrimSuffix(line, "\n")
-		if line == "" {
-			if !empty {
-				s.frames <- f
-			}
-			f, empty = frame{}, true
-			continue
-		}
-		empty = false
-		if c, ok := strings.CutPrefix(line, ":"); ok {
-			f.Comments = append(f.Comments, strings.TrimPrefix(c, " "))
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			f.ID = value
-		case "event":
-			f.Event = value
-		case "data":
-			f.Data += value
-		case "retry":
-			f.Retry = value
-		}
-	}
+	err := testenv.ReadSSE(s.resp.Body, s.frames)
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
 }
 
 // next returns the next frame, or false when the stream has ended.
@@ -296,7 +252,7 @@ func (s *sse) next(t testing.TB, timeout time.Duration) (frame, bool) {
 func (s *sse) connected(t testing.TB) {
 	t.Helper()
 	f, ok := s.next(t, 10*time.Second)
-	if !ok || f.Retry != "3000" || len(f.Comments) != 1 || f.Comments[0] != "connected" || f.isEvent() {
+	if !ok || f.Retry != "3000" || len(f.Comments) != 1 || f.Comments[0] != "connected" || f.IsEvent() {
 		t.Fatalf("stream starts with %+v, want retry: 3000 and : connected", f)
 	}
 }
@@ -327,7 +283,7 @@ func (s *sse) nextEvent(t testing.TB, timeout time.Duration) (update, bool) {
 		if !ok {
 			return update{}, false
 		}
-		if !f.isEvent() {
+		if !f.IsEvent() {
 			continue
 		}
 		if f.Event != "gathering" {

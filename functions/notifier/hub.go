@@ -54,13 +54,10 @@ type hub struct {
 	mu      sync.Mutex
 	subs    map[*subscriber]struct{}
 	stopped bool
-	// onDrop is called, under the lock, for each subscriber dropped for
-	// being slow.
-	onDrop func()
 }
 
-func newHub(onDrop func()) *hub {
-	return &hub{subs: make(map[*subscriber]struct{}), onDrop: onDrop}
+func newHub() *hub {
+	return &hub{subs: make(map[*subscriber]struct{})}
 }
 
 // subscribe adds a subscriber with a queue of size events, for the
@@ -102,9 +99,6 @@ func (h *hub) publish(e event) {
 		default:
 			delete(h.subs, s)
 			close(s.gone)
-			if h.onDrop != nil {
-				h.onDrop()
-			}
 		}
 	}
 }

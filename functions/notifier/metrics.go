@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mustgather_notifier_clients_dropped_total",
-			Help: "Event streams ended because their client read too slowly: its queue of events was full.",
+			Help: "Event streams ended because their client read too slowly: its queue of events was full, or a write to it timed out.",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mustgather_notifier_clients_refused_total",

@@ -111,7 +111,7 @@ func New(cfg Config, d Deps) *Notifier {
 		ready:   make(chan struct{}),
 	}
 	n.stopped, n.stop = context.WithCancel(context.Background())
-	n.hub = newHub(n.m.dropped.Inc)
+	n.hub = newHub()
 	return n
 }
 
@@ -124,8 +124,10 @@ const retryWatch = time.Second
 // watch that fails (the NATS connection closed) is started again from the
 // last revision it passed on, so no change is lost in between.
 func (n *Notifier) Run(ctx context.Context) error {
-	defer n.stop()
+	// Stopped first, so that a stream the hub ends knows it was not
+	// dropped.
 	defer n.hub.stop()
+	defer n.stop()
 	after := mustgather.FromNow
 	for {
 		err := n.d.Changes.Watch(ctx, after, func(c mustgather.Change) error {
@@ -155,9 +157,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 // Ready reports whether the notifier serves: its watch has caught up, and
 // it has not stopped.
 func (n *Notifier) Ready(context.Context) error {
-	select {
-	case <-n.stopped.Done():
+	if n.stopped.Err() != nil {
 		return errors.New("notifier: stopped")
+	}
+	select {
 	case <-n.ready:
 		return nil
 	default:

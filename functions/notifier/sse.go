@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -58,7 +59,10 @@ func (n *Notifier) handleAll() http.Handler {
 				}
 				select {
 				case <-st.sub.gone:
-					return errDropped
+					if st.n.stopped.Err() == nil {
+						return errDropped
+					}
+					return nil
 				default:
 				}
 				_, err := st.send(newEvent(c.Gathering))
@@ -201,12 +205,12 @@ func (st *stream) close() {
 // ended logs why a stream ended, when that is worth knowing.
 func (st *stream) ended(err error) {
 	switch {
-	case err == nil, st.ctx.Err() != nil && st.r.Context().Err() != nil:
-		// Done, or the client went away.
-	case errors.Is(err, errDropped):
-		st.n.log.DebugContext(st.r.Context(), "event stream dropped: the client read too slowly", "path", st.r.URL.Path, "remote", st.r.RemoteAddr, "last-event-id", st.last)
-	case st.ctx.Err() != nil:
-		// The notifier stopped.
+	case errors.Is(err, errDropped), errors.Is(err, os.ErrDeadlineExceeded):
+		// Its queue filled up, or a write to it did not finish in time.
+		st.n.m.dropped.Inc()
+		st.n.log.DebugContext(st.r.Context(), "event stream dropped: the client read too slowly", "path", st.r.URL.Path, "remote", st.r.RemoteAddr, "last-event-id", st.last, "err", err)
+	case err == nil, st.ctx.Err() != nil:
+		// Done, the client went away, or the notifier stopped.
 	default:
 		st.n.log.WarnContext(st.r.Context(), "event stream ended", "path", st.r.URL.Path, "remote", st.r.RemoteAddr, "err", err)
 	}
@@ -256,7 +260,7 @@ func (st *stream) follow() error {
 				return err
 			}
 		case <-st.sub.gone:
-			if st.ctx.Err() == nil && st.n.stopped.Err() == nil {
+			if st.n.stopped.Err() == nil {
 				return errDropped
 			}
 			return nil
