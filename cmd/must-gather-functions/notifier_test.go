@@ -29,7 +29,10 @@ func (s *system) events(t *testing.T, path string) <-chan testenv.SSEFrame {
 		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	frames := make(chan testenv.SSEFrame, 1024)
-	go func() { _ = testenv.ReadSSE(resp.Body, frames) }()
+	go func() {
+		_ = testenv.ReadSSE(resp.Body, frames)
+		close(frames)
+	}()
 	return frames
 }
 

@@ -233,6 +233,7 @@ func (s *sse) read() {
 	s.mu.Lock()
 	s.err = err
 	s.mu.Unlock()
+	close(s.frames)
 }
 
 // next returns the next frame, or false when the stream has ended.

@@ -392,3 +392,21 @@ func TestStoppingTheNotifierEndsEveryStream(t *testing.T) {
 		t.Errorf("a stream after the stop: %d, want 503", resp.StatusCode)
 	}
 }
+
+func TestAHEADRequestGetsTheStreamsHeadersAndEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{}, envOptions{})
+	req, err := http.NewRequest(http.MethodHead, e.base+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD /events: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	testenv.Eventually(t, wait, "no stream left open", func() bool { return e.metric(t, "mustgather_notifier_clients") == "0" })
+}

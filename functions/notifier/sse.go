@@ -42,9 +42,8 @@ func (n *Notifier) handleAll() http.Handler {
 			n.d.Guard.Error(w, r, err)
 			return
 		}
-		st, err := n.open(w, r, 0)
-		if err != nil {
-			n.d.Guard.Error(w, r, err)
+		st, ok := n.open(w, r, 0)
+		if !ok {
 			return
 		}
 		defer st.close()
@@ -97,9 +96,8 @@ func (n *Notifier) handleOne() http.Handler {
 			g.Error(w, r, err)
 			return
 		}
-		st, err := n.open(w, r, found.ID)
-		if err != nil {
-			g.Error(w, r, err)
+		st, ok := n.open(w, r, found.ID)
+		if !ok {
 			return
 		}
 		defer st.close()
@@ -150,9 +148,37 @@ type stream struct {
 }
 
 // open admits a stream for the gathering only (0: all), subscribes it to
-// the hub and starts the response. It answers nothing itself: an error is
-// the caller's to answer.
-func (n *Notifier) open(w http.ResponseWriter, r *http.Request, only mustgather.ID) (*stream, error) {
+// the hub and starts the response. It reports false when the stream is not
+// to go on: refused (it has answered why), the client gone, or a HEAD
+// request, which gets the headers alone.
+func (n *Notifier) open(w http.ResponseWriter, r *http.Request, only mustgather.ID) (*stream, bool) {
+	st, err := n.admit(w, r, only)
+	if err != nil {
+		if r.Context().Err() == nil {
+			n.d.Guard.Error(w, r, err)
+		}
+		return nil, false
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	n.m.clients.Inc()
+	if r.Method == http.MethodHead {
+		st.close()
+		return nil, false
+	}
+	if err := st.write([]byte(streamStart)); err != nil {
+		st.close()
+		return nil, false
+	}
+	return st, true
+}
+
+// admit takes a place for a stream and subscribes it to the hub.
+func (n *Notifier) admit(w http.ResponseWriter, r *http.Request, only mustgather.ID) (*stream, error) {
 	select {
 	case n.clients <- struct{}{}:
 	default:
@@ -181,17 +207,6 @@ func (n *Notifier) open(w http.ResponseWriter, r *http.Request, only mustgather.
 	st := &stream{n: n, w: w, r: r, rc: http.NewResponseController(w), sub: sub}
 	st.ctx, st.cancel = context.WithCancel(r.Context())
 	context.AfterFunc(n.stopped, st.cancel)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	n.m.clients.Inc()
-	if err := st.write([]byte(streamStart)); err != nil {
-		st.close()
-		return nil, err
-	}
 	return st, nil
 }
 

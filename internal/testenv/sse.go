@@ -23,9 +23,8 @@ func (f SSEFrame) IsEvent() bool { return f.Event != "" || f.Data != "" }
 
 // ReadSSE sends each frame of the event stream r to frames as it arrives,
 // until r ends, and returns why it ended (io.EOF at the end of the
-// response). It closes frames before it returns.
+// response).
 func ReadSSE(r io.Reader, frames chan<- SSEFrame) error {
-	defer close(frames)
 	br := bufio.NewReader(r)
 	var f SSEFrame
 	empty, data := true, false
