@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
 )
 
@@ -21,6 +22,7 @@ func startSinks(ctx context.Context, cfg config, d *deps, g *group, errc chan<- 
 	sc.DeadLetterStream = cfg.Bus.Stream + "_DEADLETTER"
 	sc.DeliveriesBucket = cfg.Store.Bucket + "-deliveries"
 	sc.DeliveriesTTL = cfg.Bus.MaxAge
+	sc.EventsKey = cfg.Bus.SigningKey
 	log := d.log.With("function", "notifier")
 	n, err := sinks.New(ctx, sc, sinks.Deps{
 		JS: d.js, Bus: d.bus, Records: d.store, Logger: log, Registry: d.reg, Presign: d.links.Link,
@@ -34,6 +36,12 @@ func startSinks(ctx context.Context, cfg config, d *deps, g *group, errc chan<- 
 		return err
 	}
 	log.Info("delivering final events to subscribers", "sinks", len(sc.Sinks), "signed", sc.Secret != "", "dead_letters", sc.DeadLetterStream)
+	if d.receiver != nil {
+		// Over HTTP a Trigger delivers them on POST /, after the recorder
+		// if this process runs it too.
+		d.receiver.Also(n.Handle, eventing.TypeCompleted, eventing.TypeFailed)
+		return nil
+	}
 	g.wg.Go(func() {
 		if err := n.Run(g.ctx); err != nil {
 			select {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
 	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks/sinkstest"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -71,5 +73,39 @@ func TestSinkSettingsThatCannotWorkStopTheStart(t *testing.T) {
 				t.Errorf("run: %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestOverHTTPASubscriberGetsTheCompletionATriggerDeliversToTheNotifier(t *testing.T) {
+	const key = "a signing key of 32 bytes or more for the e2e"
+	broker, sink := newTestBroker(t)
+	r := sinkstest.New(t, nil)
+	s := start(t, t.TempDir(), map[string]string{
+		"EVENTS_TRANSPORT": "http", "K_SINK": sink, "EVENTS_SIGNING_KEY": key, "NOTIFIER_SINKS": r.URL,
+	})
+	// One process runs every function: the final events go to the
+	// recorder and then to the notifier.
+	broker.route(s.base+"/", append([]string{eventing.TypeRequested}, eventing.StatusTypes...)...)
+	g := s.post(t, "application/json", strings.NewReader(`{"command": "echo over http"}`))
+	testenv.Eventually(t, 60*time.Second, "the completed event at the subscriber", func() bool { return len(r.Deliveries()) > 0 })
+	if d := r.Deliveries()[0]; d.Event.Type() != eventing.TypeCompleted || d.Event.Subject() != fmt.Sprint(g.ID) {
+		t.Errorf("got %s of %s, want %s of %d", d.Event.Type(), d.Event.Subject(), eventing.TypeCompleted, g.ID)
+	}
+	if got, _ := s.get(t, fmt.Sprint(g.ID)); got.Status != "completed" {
+		t.Errorf("the gathering is %s", got.Status)
+	}
+
+	// A forged completion of it, signed with another key, reaches no
+	// subscriber.
+	forged, err := eventing.NewStatus(mustgather.Update{ID: mustgather.ID(g.ID), Seq: 999, Status: mustgather.StatusCompleted, Time: time.Now()}, eventing.SourceRunner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventing.Sign(&forged, []byte("not the key, though 32 bytes long"))
+	if code := testenv.DeliverEvent(t, s.base+"/", forged, testenv.Binary); code != http.StatusOK {
+		t.Errorf("forged completion answered %d, want 200", code)
+	}
+	if n := len(r.Deliveries()); n != 1 {
+		t.Errorf("%d deliveries after a forged completion, want 1", n)
 	}
 }

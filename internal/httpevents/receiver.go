@@ -76,6 +76,28 @@ func (r *Receiver) Handle(h Handler, types ...string) {
 	}
 }
 
+// Also sends the events of each of types to h too, after the handler
+// registered for the type before, if any: for a process that runs two
+// functions that take the same events. An error of the first handler is
+// the answer, and h does not see the event until it comes again.
+func (r *Receiver) Also(h Handler, types ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range types {
+		first, ok := r.handlers[t]
+		if !ok {
+			r.handlers[t] = h
+			continue
+		}
+		r.handlers[t] = func(ctx context.Context, e cloudevents.Event) error {
+			if err := first(ctx, e); err != nil {
+				return err
+			}
+			return h(ctx, e)
+		}
+	}
+}
+
 // Takes reports whether a handler is registered for typ.
 func (r *Receiver) Takes(typ string) bool {
 	r.mu.RLock()

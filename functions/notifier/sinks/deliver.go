@@ -91,6 +91,8 @@ func (n *Notifier) deliver(ctx context.Context, out cloudevents.Event, s sink) e
 		n.m.deliveries.WithLabelValues(s.host, outcomeDuplicate).Inc()
 		n.log.Debug("event delivered before; not sent again", "event", out.ID(), "sink", s.shown)
 		return nil
+	} else if ctx.Err() != nil {
+		return fmt.Errorf("deliver %s to %s: %w", out.ID(), s.shown, ctx.Err())
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		// Better twice than never: send it.
 		n.log.Warn("cannot read the delivery record; sending anyway", "event", out.ID(), "sink", s.shown, "err", err)

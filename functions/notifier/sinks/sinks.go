@@ -83,6 +83,10 @@ type Config struct {
 	DeliveriesTTL    time.Duration
 	// Replicas of the stream and the bucket.
 	Replicas int
+	// EventsKey, if set, is the key status events are signed with
+	// (eventing.Sign): an event whose signature does not verify is not
+	// delivered.
+	EventsKey []byte
 }
 
 // DefaultConfig returns the defaults documented in the README, which also
@@ -249,6 +253,12 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) error {
 	}
 	if !u.Status.Terminal() {
 		return nil
+	}
+	if n.cfg.EventsKey != nil {
+		if err := eventing.Verify(e, n.cfg.EventsKey); err != nil {
+			n.log.Warn("final event not delivered: its signature does not verify", "gathering", u.ID, "event", e.ID(), "source", e.Source(), "err", err)
+			return nil
+		}
 	}
 	g, err := n.deps.Records.Get(ctx, u.ID)
 	switch {
