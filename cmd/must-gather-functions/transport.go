@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/functions/recorder"
@@ -94,12 +95,20 @@ type journaled struct {
 
 var _ mustgather.Events = journaled{}
 
+// Requested gives K_SINK at most requestedTimeout: the api's client
+// waits meanwhile, and a gathering whose event did not get through is
+// requeued by the reaper.
 func (j journaled) Requested(ctx context.Context, g mustgather.Gathering) error {
 	if err := j.bus.Requested(ctx, g); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, requestedTimeout)
+	defer cancel()
 	return j.sink.Requested(ctx, g)
 }
+
+// requestedTimeout bounds sending a gathering.requested event to K_SINK.
+const requestedTimeout = 5 * time.Second
 
 // Requeued sends attempt n only if the stream did not hold it yet.
 func (j journaled) Requeued(ctx context.Context, g mustgather.Gathering, attempt int) (bool, error) {

@@ -329,3 +329,50 @@ func TestOverHTTPARunnerKilledMidGatheringLeavesNothingStuckAndRunsNothingTwice(
 	}
 	runner.stop(t)
 }
+
+func TestOverHTTPABrokerThatIsDownHoldsUpAPOSTOnlyBrieflyAndTheEventIsDeadLettered(t *testing.T) {
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nats := testenv.NATS(t)
+	api := start(t, t.TempDir(), map[string]string{
+		"FUNCTIONS": "api", "NATS_URL": nats.ClientURL(), "HTTP_ADDRESS": "127.0.0.1:0", "AUTH": "off",
+		"EVENTS_TRANSPORT": "http", "K_SINK": fmt.Sprintf("http://127.0.0.1:%d/", port),
+	})
+	began := time.Now()
+	g := api.post(t, "application/json", strings.NewReader(`{"command": "true"}`))
+	took := time.Since(began)
+	t.Logf("POST answered %s after it was sent, with the broker down", took.Round(time.Millisecond))
+	if took > requestedTimeout+2*time.Second {
+		t.Errorf("POST took %s with the broker down, want about %s at most", took, requestedTimeout)
+	}
+	if g.Status != "new" {
+		t.Errorf("status %s, want new (stored; the reaper requeues it)", g.Status)
+	}
+	nc, err := natsgo.Connect(nats.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := js.OrderedConsumer(ctx, "MUST_GATHER", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mustgather.deadletter"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatalf("no dead-letter record: %v", err)
+	}
+	e, err := natsbus.Decode(ctx, &natsgo.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("gathering-%d-requested", g.ID); e.ID() != want {
+		t.Errorf("dead letter %s, want %s", e.ID(), want)
+	}
+}

@@ -56,7 +56,11 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 			// sends it: reapers in several processes send the same attempt
 			// under the same event id, and the broker keeps one.
 			attempt := int(age / r.cfg.RequeueAfter)
-			sent, err := r.d.ReaperEvents.Requeued(ctx, g, attempt)
+			// Bounded like announce, so that a sink that does not answer
+			// cannot hold up the pass, which also fails dead runs.
+			rctx, cancel := context.WithTimeout(ctx, announceTimeout)
+			sent, err := r.d.ReaperEvents.Requeued(rctx, g, attempt)
+			cancel()
 			if err != nil {
 				return fmt.Errorf("requeue gathering %d: %w", id, err)
 			}
