@@ -101,3 +101,42 @@ func TestAGatheringsEventStreamFollowsItToCompletedAndEnds(t *testing.T) {
 		t.Errorf("/events opened before the POST saw %v, want new first", seen)
 	}
 }
+
+func TestANotifierProcessOfItsOwnStreamsWhatAnotherProcessRecords(t *testing.T) {
+	s := start(t, t.TempDir(), map[string]string{"FUNCTIONS": "api,runner,recorder"})
+	resp, err := http.Get(s.base + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /events of a process without the notifier: %d, want 404", resp.StatusCode)
+	}
+	n := start(t, t.TempDir(), map[string]string{
+		"FUNCTIONS": "notifier", "NATS_URL": s.natsURL, "HTTP_ADDRESS": "127.0.0.1:0", "AUTH": "off",
+	})
+	all := n.events(t, "/events")
+	if f := <-all; len(f.Comments) != 1 || f.Comments[0] != "connected" {
+		t.Fatalf("stream starts with %+v", f)
+	}
+	g := s.post(t, "application/json", strings.NewReader(`{"command": "echo gathered > out.txt", "timeout": "1m"}`))
+	for {
+		u, ok := nextStatus(t, all)
+		if !ok {
+			t.Fatal("/events ended")
+		}
+		if u.ID == g.ID && u.Status == "completed" {
+			break
+		}
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/must-gather": 404} {
+		resp, err := http.Get(n.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s of the notifier process: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}

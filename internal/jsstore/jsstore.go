@@ -808,6 +808,10 @@ func (s *Store) Watch(ctx context.Context, after uint64, fn func(mustgather.Chan
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
+				// The watcher's subscription ends with ctx too.
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				return fmt.Errorf("watch gathering records: %w", errWatcherClosed)
 			}
 			var c mustgather.Change

@@ -1,0 +1,112 @@
+package jsstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+)
+
+// watched runs st.Watch from after in the background and returns its
+// changes, as a channel closed when the watch ends, and a function that
+// stops it.
+func watched(t *testing.T, st *Store, after uint64) (<-chan mustgather.Change, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan mustgather.Change, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(changes)
+		err := st.Watch(ctx, after, func(c mustgather.Change) error {
+			changes <- c
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return changes, stop
+}
+
+func next(t *testing.T, changes <-chan mustgather.Change) mustgather.Change {
+	t.Helper()
+	select {
+	case c := <-changes:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change within 10s")
+		return mustgather.Change{}
+	}
+}
+
+func TestWatchPassesTheWritesOfRecordsWithTheirRevisions(t *testing.T) {
+	t.Parallel()
+	st := newStore(t, jetStream(t, testenv.NATS(t)), Config{})
+	a := mustCreate(t, st, gathering("a"))
+	b := mustCreate(t, st, gathering("b"))
+	a2, err := st.Claim(context.Background(), a.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("from now: the caught-up mark at once, then each write", func(t *testing.T) {
+		changes, stop := watched(t, st, mustgather.FromNow)
+		defer stop()
+		if c := next(t, changes); !c.CaughtUp {
+			t.Fatalf("first change %+v, want the caught-up mark", c)
+		}
+		b2 := mustApply(t, st, mustgather.Update{ID: b.ID, Seq: 1, Status: mustgather.StatusInProgress, Time: time.Now(), ExecOutput: "x"})
+		if c := next(t, changes); !cmp.Equal(c.Gathering, b2) {
+			t.Errorf("change %+v, want %+v", c.Gathering, b2)
+		}
+	})
+	t.Run("after a revision: the latest write of each record since, then the mark", func(t *testing.T) {
+		// After b's creation only a was written (its claim), and, by the
+		// subtest before, b.
+		changes, stop := watched(t, st, b.Revision)
+		defer stop()
+		var got []mustgather.ID
+		var revs []uint64
+		for c := next(t, changes); !c.CaughtUp; c = next(t, changes) {
+			got = append(got, c.Gathering.ID)
+			revs = append(revs, c.Gathering.Revision)
+		}
+		if !cmp.Equal(got, []mustgather.ID{a.ID, b.ID}) || revs[0] != a2.Revision || revs[1] <= a2.Revision {
+			t.Errorf("changes of %v at %v, want %d at %d then %d", got, revs, a.ID, a2.Revision, b.ID)
+		}
+	})
+	t.Run("after 0: every record", func(t *testing.T) {
+		changes, stop := watched(t, st, 0)
+		defer stop()
+		n := 0
+		for c := next(t, changes); !c.CaughtUp; c = next(t, changes) {
+			n++
+		}
+		if n != 2 {
+			t.Errorf("%d records, want 2", n)
+		}
+	})
+	t.Run("after the last revision: the mark alone, then each write", func(t *testing.T) {
+		cur, err := st.Get(context.Background(), b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes, stop := watched(t, st, cur.Revision)
+		defer stop()
+		if c := next(t, changes); !c.CaughtUp {
+			t.Fatalf("first change %+v, want the caught-up mark", c)
+		}
+		b3 := mustApply(t, st, mustgather.Update{ID: b.ID, Seq: 2, Status: mustgather.StatusCompleted, Time: time.Now(), ArchiveName: "b.tar.gz"})
+		if c := next(t, changes); c.Gathering.Revision != b3.Revision || c.Gathering.Status != mustgather.StatusCompleted {
+			t.Errorf("change %+v, want the completion at %d", c, b3.Revision)
+		}
+	})
+}
