@@ -4,11 +4,12 @@
 
 // ApiError is an answer other than 2xx, or no answer at all (status 0).
 export class ApiError extends Error {
-  constructor(status, message, body) {
+  constructor(status, message, body, retryAfter = 0) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.body = body; // the API's JSON error body, or null
+    this.retryAfter = retryAfter; // seconds the server asked to wait (Retry-After), or 0
   }
 
   // field is the request field the API names as wrong, if any.
@@ -75,8 +76,7 @@ async function errorOf(resp) {
   let message = body && typeof body.error === 'string' && body.error !== '' ? body.error : resp.status + ' ' + resp.statusText;
   const field = body && typeof body.field === 'string' ? body.field : '';
   if (field && !message.startsWith(field)) message = field + ': ' + message;
-  if (resp.status === 429 && resp.headers.get('Retry-After')) {
-    message += ' (try again in ' + resp.headers.get('Retry-After') + ' s)';
-  }
-  return new ApiError(resp.status, message, body);
+  const retryAfter = /^\d+$/.test(resp.headers.get('Retry-After') || '') ? Number(resp.headers.get('Retry-After')) : 0;
+  if (resp.status === 429 && retryAfter) message += ' (try again in ' + retryAfter + ' s)';
+  return new ApiError(resp.status, message, body, retryAfter);
 }

@@ -83,7 +83,7 @@ function sleep(ms, signal) {
 // subscribe reads path's event stream until signal aborts, reconnecting
 // after the stream ends or fails: first after the server's retry time, then
 // twice as long each failed attempt up to 30 s, with jitter, and from where
-// it left off (Last-Event-ID). Callbacks:
+// it left off (Last-Event-ID); never sooner than a Retry-After. Callbacks:
 //   onEvent({id, type, data})
 //   onConnected(resumed): the server has subscribed (": connected"); resumed
 //     tells whether it continues from the last event seen
@@ -134,7 +134,9 @@ export function subscribe(path, { signal, onEvent, onConnected = () => {}, onSta
         error = e;
       }
       if (signal.aborted) return;
-      const delay = Math.min(maxDelay, retry * 2 ** Math.min(failures, 5)) * (0.8 + 0.4 * Math.random());
+      let delay = Math.min(maxDelay, retry * 2 ** Math.min(failures, 5)) * (0.8 + 0.4 * Math.random());
+      // A server that is busy, starting or stopping says how long to wait.
+      if (error && error.retryAfter) delay = Math.max(delay, error.retryAfter * 1000);
       failures++;
       onState('waiting', { ms: Math.round(delay), error });
       await sleep(delay, signal);
