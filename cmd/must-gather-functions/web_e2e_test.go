@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -257,9 +258,21 @@ func (s *system) fetch(t *testing.T, path, token string) []byte {
 const pageCommand = `echo '<img src=x id=injected>'; for i in 1 2 3; do echo step $i; sleep 0.3; done; echo gathered > gathered.txt`
 
 // startFromTheForm fills the form for any command and submits it with the
-// keyboard (Enter in a field).
+// keyboard (Enter in a field), once the page has its live updates. It
+// records every status the list shows for the first gathering, in
+// window.mgfStatuses.
 func (tb *tab) startFromTheForm(name string) {
 	tb.t.Helper()
+	tb.waitFor(`#live[data-state="on"]`, 20*time.Second)
+	_ = eval[bool](tb, `(() => {
+		window.mgfStatuses = [];
+		const record = () => {
+			const s = document.querySelector('tr[data-id="1"] .status');
+			if (s && window.mgfStatuses.at(-1) !== s.dataset.status) window.mgfStatuses.push(s.dataset.status);
+		};
+		new MutationObserver(record).observe(document.querySelector('#gatherings tbody'), {subtree: true, childList: true, attributes: true});
+		return true;
+	})()`)
 	tb.do(
 		chromedp.Click(chromedp.CSS(`input[name="kind"][value="custom"]`)),
 		chromedp.WaitVisible(chromedp.ID("f-command")),
@@ -277,6 +290,11 @@ func (tb *tab) watchItComplete(id int) {
 	tb.waitFor(`#detail-fields .status[data-status="completed"]`, 5*time.Second)
 	if eval[bool](tb, "window.mgfNotReloaded !== true") {
 		tb.t.Error("the page was reloaded while the gathering ran")
+	}
+	// The command runs for about a second: the event stream shows it
+	// running before it shows it completed.
+	if seen := eval[[]string](tb, "window.mgfStatuses"); !slices.Contains(seen, "inprogress") || seen[len(seen)-1] != "completed" {
+		tb.t.Errorf("statuses the list showed: %v, want inprogress, then completed last", seen)
 	}
 	out := tb.text("#output")
 	if !strings.Contains(out, "<img src=x id=injected>") || !strings.Contains(out, "step 3") {
