@@ -51,6 +51,16 @@ func overlays(t testing.TB) []string {
 	return dirs
 }
 
+// variants returns the overlays and one more with every optional
+// component, so that the components are checked too.
+func variants(t *testing.T) []string {
+	t.Helper()
+	// As in an overlay of yours: the namespace applies to what the
+	// components add.
+	return append(overlays(t), overlayOf(t, "overlays/openshift", "namespace: must-gather-functions\ncomponents:\n  - %s\n  - %s\n",
+		"components/notifier-sinks", "components/jetstream-pull"))
+}
+
 // build runs kustomize on dir in process, as `kubectl apply -k dir` does.
 func build(t testing.TB, dir string) []object {
 	t.Helper()
@@ -118,7 +128,7 @@ var schemaOnly = []schema.GroupVersionKind{
 }
 
 func TestEveryOverlayDecodesStrictlyIntoItsGoTypes(t *testing.T) {
-	for _, dir := range overlays(t) {
+	for _, dir := range variants(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			objs := build(t, dir)
 			for _, o := range objs {

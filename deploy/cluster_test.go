@@ -175,7 +175,7 @@ func TestDeployOnARealAPIServer(t *testing.T) {
 	}
 
 	t.Run("every object of every overlay passes the API server's validation", func(t *testing.T) {
-		for _, dir := range overlays(t) {
+		for _, dir := range variants(t) {
 			for _, o := range build(t, dir) {
 				if err := apply(ctx, t, mapper, dyn, o, true); err != nil {
 					t.Errorf("%s: %s: %v", dir, o, err)
