@@ -82,10 +82,9 @@ func (d *deps) events(source string) mustgather.Events {
 }
 
 // journaled publishes each event into the events stream first and then
-// sends it to K_SINK. The stream is the journal of every event, where the
-// notifier reads the final statuses whatever the transport, and it says
-// whether another reaper already sent a requeue attempt, which K_SINK
-// cannot. Each step is idempotent (the stream drops a copy by event id, the
+// sends it to K_SINK. The stream is the journal of every event, which
+// keeps each for EVENTS_MAX_AGE whatever the transport, and it says whether
+// another reaper already sent a requeue attempt, which K_SINK cannot. Each step is idempotent (the stream drops a copy by event id, the
 // recorder and the runner ignore a copy), so a caller that retries after a
 // failure of the second step repeats neither.
 type journaled struct {

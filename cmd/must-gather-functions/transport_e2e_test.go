@@ -35,14 +35,14 @@ import (
 type testBroker struct {
 	ctx    context.Context
 	mu     sync.Mutex
-	routes map[string]string // event type → URL
+	routes map[string][]string // event type → the URLs of its Triggers
 	seen   map[string]int    // event type → events taken
 	wg     sync.WaitGroup
 }
 
 func newTestBroker(t *testing.T) (*testBroker, string) {
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &testBroker{ctx: ctx, routes: map[string]string{}, seen: map[string]int{}}
+	b := &testBroker{ctx: ctx, routes: map[string][]string{}, seen: map[string]int{}}
 	srv := httptest.NewServer(b)
 	t.Cleanup(func() {
 		cancel()
@@ -52,12 +52,23 @@ func newTestBroker(t *testing.T) (*testBroker, string) {
 	return b, srv.URL
 }
 
-// route sends events of types to url, as a Trigger filtered by type does.
+// route sends events of types to url, as a Trigger filtered by type does;
+// a type routed to several URLs goes to each.
 func (b *testBroker) route(url string, types ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, t := range types {
-		b.routes[t] = url
+		b.routes[t] = append(b.routes[t], url)
+	}
+}
+
+// reroute sends events of types to url alone, as when a Trigger's
+// subscriber moves.
+func (b *testBroker) reroute(url string, types ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range types {
+		b.routes[t] = []string{url}
 	}
 }
 
@@ -75,24 +86,30 @@ func (b *testBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b.mu.Lock()
 	b.seen[e.Type()]++
+	triggers := len(b.routes[e.Type()])
 	b.mu.Unlock()
 	copies := 1
 	if e.Type() == eventing.TypeRequested {
 		copies = 2
 	}
-	for i := range copies {
-		b.wg.Go(func() { b.deliver(*e, testenv.Encoding(i%2)) })
+	for trigger := range triggers {
+		for i := range copies {
+			b.wg.Go(func() { b.deliver(*e, trigger, testenv.Encoding(i%2)) })
+		}
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// deliver sends e to where its type is routed, looked up anew for each
-// attempt, until an attempt is answered 2xx.
-func (b *testBroker) deliver(e cloudevents.Event, enc testenv.Encoding) {
+// deliver sends e to the URL of the trigger-th route of its type, looked
+// up anew for each attempt, until an attempt is answered 2xx.
+func (b *testBroker) deliver(e cloudevents.Event, trigger int, enc testenv.Encoding) {
 	delay := 50 * time.Millisecond
 	for b.ctx.Err() == nil {
 		b.mu.Lock()
-		url := b.routes[e.Type()]
+		var url string
+		if routes := b.routes[e.Type()]; trigger < len(routes) {
+			url = routes[trigger]
+		}
 		b.mu.Unlock()
 		if url != "" {
 			if code, err := testenv.SendEvent(url, e, enc); err == nil && code/100 == 2 {
@@ -126,12 +143,13 @@ func TestOverHTTPTheAPIRunnerRecorderAndNotifierRunAGatheringThroughABroker(t *t
 	subscriber := sinkstest.New(t, nil)
 	notifierEnv := with("notifier")
 	notifierEnv["NOTIFIER_SINKS"] = subscriber.URL
-	start(t, dir, notifierEnv)
+	notifier := start(t, dir, notifierEnv)
 	recorder := start(t, dir, with("recorder"))
 	runner := start(t, dir, with("runner"))
 	api := start(t, dir, with("api"))
 	broker.route(runner.base+"/", eventing.TypeRequested)
 	broker.route(recorder.base+"/", eventing.StatusTypes...)
+	broker.route(notifier.base+"/", eventing.TypeCompleted, eventing.TypeFailed)
 
 	count := filepath.Join(t.TempDir(), "count")
 	gate := filepath.Join(t.TempDir(), "gate")
@@ -179,8 +197,7 @@ func TestOverHTTPTheAPIRunnerRecorderAndNotifierRunAGatheringThroughABroker(t *t
 	if n := strings.Count(string(b), "run"); n != 1 {
 		t.Errorf("the command ran %d times, want 1 (each requested event was delivered twice)", n)
 	}
-	// The notifier, which reads the events stream, gets the final status
-	// too: every event sent to K_SINK is also in the stream.
+	// The notifier, on a Trigger of its own, gets the final status too.
 	testenv.Eventually(t, 30*time.Second, "the completed event at the subscriber", func() bool { return len(subscriber.Deliveries()) > 0 })
 	if d := subscriber.Deliveries()[0]; d.Event.Type() != eventing.TypeCompleted || d.Event.Subject() != fmt.Sprint(g.ID) {
 		t.Errorf("subscriber got %s of %s, want %s of %d", d.Event.Type(), d.Event.Subject(), eventing.TypeCompleted, g.ID)
@@ -309,7 +326,7 @@ func TestOverHTTPARunnerKilledMidGatheringLeavesNothingStuckAndRunsNothingTwice(
 	waiting := api.post(t, "application/json", strings.NewReader(`{"command": "echo after"}`)).ID
 
 	runner = startChild(t, with("runner"))
-	broker.route(runner.base+"/", eventing.TypeRequested)
+	broker.reroute(runner.base+"/", eventing.TypeRequested)
 	if g := api.waitEndedWithin(t, waiting, 30*time.Second); g.Status != "completed" {
 		t.Errorf("the gathering posted while no runner was up: %s\n%s", g.Status, g.ExecOutput)
 	}
