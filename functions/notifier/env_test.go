@@ -25,6 +25,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
+	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -48,12 +49,17 @@ type envOptions struct {
 	// sendBuffer, when set, is the server's socket send buffer, so that a
 	// client that does not read fills it soon.
 	sendBuffer int
+	// nats is the server to use; nil starts one.
+	nats *natsserver.Server
 }
 
 func newEnv(t testing.TB, cfg Config, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
-	js, err := jetstream.New(testenv.Conn(t, testenv.NATS(t)))
+	if o.nats == nil {
+		o.nats = testenv.NATS(t)
+	}
+	js, err := jetstream.New(testenv.Conn(t, o.nats))
 	if err != nil {
 		t.Fatal(err)
 	}

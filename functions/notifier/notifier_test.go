@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -409,4 +410,32 @@ func TestAHEADRequestGetsTheStreamsHeadersAndEnds(t *testing.T) {
 		t.Errorf("HEAD /events: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	testenv.Eventually(t, wait, "no stream left open", func() bool { return e.metric(t, "mustgather_notifier_clients") == "0" })
+}
+
+func TestStreamsGoOnAcrossARestartOfNATS(t *testing.T) {
+	t.Parallel()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := natsserver.Options{Port: port, StoreDir: t.TempDir()}
+	first := testenv.NATSWith(t, opts)
+	e := newEnv(t, Config{}, envOptions{nats: first})
+	s := e.open(t, "/events")
+	s.connected(t)
+	g := e.create(t, "")
+	if u := s.event(t, wait); u.ID != g.ID {
+		t.Fatalf("event of %d, want %d", u.ID, g.ID)
+	}
+	first.Stop()
+	testenv.NATSWith(t, opts)
+	var claimed mustgather.Gathering
+	testenv.Eventually(t, wait, "a claim once NATS is back", func() bool {
+		var err error
+		claimed, err = e.store.Claim(context.Background(), g.ID, time.Now())
+		return err == nil
+	})
+	if u := s.event(t, time.Minute); u.ID != g.ID || u.Revision != claimed.Revision || u.Status != mustgather.StatusInProgress {
+		t.Errorf("event %d of %d %s, want the claim at %d", u.Revision, u.ID, u.Status, claimed.Revision)
+	}
 }
