@@ -439,3 +439,23 @@ func TestStreamsGoOnAcrossARestartOfNATS(t *testing.T) {
 		t.Errorf("event %d of %d %s, want the claim at %d", u.Revision, u.ID, u.Status, claimed.Revision)
 	}
 }
+
+func TestALastEventIDBeyondTheStoreStartsAfresh(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{}, envOptions{})
+	g := e.create(t, "")
+	// As a page that was open while the store was emptied (make clean)
+	// would send.
+	ahead := strconv.FormatUint(g.Revision+1000, 10)
+	one := e.open(t, "/must-gather/"+g.ID.String()+"/events", "Last-Event-ID", ahead)
+	one.connected(t)
+	if u := one.event(t, wait); u.Revision != g.Revision {
+		t.Errorf("gathering's stream: event %d, want its state at %d", u.Revision, g.Revision)
+	}
+	all := e.open(t, "/events", "Last-Event-ID", ahead)
+	all.connected(t)
+	claimed := e.claim(t, g.ID)
+	if u := all.event(t, wait); u.Revision != claimed.Revision {
+		t.Errorf("/events: event %d, want the claim at %d", u.Revision, claimed.Revision)
+	}
+}

@@ -37,7 +37,7 @@ var (
 // Last-Event-ID, from after that id.
 func (n *Notifier) handleAll() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		after, resume, err := lastEventID(r)
+		after, resume, err := n.lastEventID(r)
 		if err != nil {
 			n.d.Guard.Error(w, r, err)
 			return
@@ -82,7 +82,7 @@ func (n *Notifier) handleAll() http.Handler {
 func (n *Notifier) handleOne() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g := n.d.Guard
-		after, resume, err := lastEventID(r)
+		after, resume, err := n.lastEventID(r)
 		if err != nil {
 			g.ErrorUnlessDenied(w, r, err)
 			return
@@ -119,7 +119,26 @@ func (n *Notifier) handleOne() http.Handler {
 }
 
 // lastEventID reads the Last-Event-ID header: the id of the last event a
-// reconnecting client has.
+// reconnecting client has. An id beyond the latest revision is none of
+// this store's (one that was emptied since, as by `make clean`): the
+// client starts afresh, as without it, rather than wait for the
+// revisions to catch up with it.
+func (n *Notifier) lastEventID(r *http.Request) (uint64, bool, error) {
+	id, ok, err := lastEventID(r)
+	if !ok || err != nil {
+		return id, ok, err
+	}
+	latest, err := n.d.Changes.Revision(r.Context())
+	if err != nil {
+		return 0, false, err
+	}
+	if id > latest {
+		n.log.InfoContext(r.Context(), "Last-Event-ID beyond the latest revision: the stream starts afresh", "last-event-id", id, "revision", latest)
+		return 0, false, nil
+	}
+	return id, true, nil
+}
+
 func lastEventID(r *http.Request) (uint64, bool, error) {
 	v := r.Header.Values("Last-Event-ID")
 	if len(v) == 0 || v[0] == "" {

@@ -775,6 +775,19 @@ func (s *Store) Held(ctx context.Context, id mustgather.ID) (bool, error) {
 
 var _ mustgather.Changes = (*Store)(nil)
 
+// Revision returns the revision of the latest write to the bucket.
+func (s *Store) Revision(ctx context.Context) (uint64, error) {
+	st, err := s.kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the revision of bucket %s: %w", s.kv.Bucket(), err)
+	}
+	kvs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, fmt.Errorf("read the revision of bucket %s: status of type %T", s.kv.Bucket(), st)
+	}
+	return kvs.StreamInfo().State.LastSeq, nil
+}
+
 // Watch calls fn with each gathering whose record is written after
 // revision after (its entry's revision in the bucket), as
 // mustgather.Changes says. The bucket keeps one revision per key, so a

@@ -110,3 +110,21 @@ func TestWatchPassesTheWritesOfRecordsWithTheirRevisions(t *testing.T) {
 		}
 	})
 }
+
+func TestRevisionIsTheLatestWritesRevision(t *testing.T) {
+	t.Parallel()
+	st := newStore(t, jetStream(t, testenv.NATS(t)), Config{})
+	if rev, err := st.Revision(context.Background()); err != nil || rev != 0 {
+		t.Errorf("an empty bucket: %d %v, want 0", rev, err)
+	}
+	g := mustCreate(t, st, gathering("a"))
+	rev, err := st.Revision(context.Background())
+	// The custom-name's index is written after the record.
+	if err != nil || rev <= g.Revision {
+		t.Errorf("after a create at %d: %d %v, want later", g.Revision, rev, err)
+	}
+	g = mustApply(t, st, mustgather.Update{ID: g.ID, Seq: 1, Status: mustgather.StatusInProgress, Time: time.Now()})
+	if rev, err := st.Revision(context.Background()); err != nil || rev != g.Revision {
+		t.Errorf("after an update at %d: %d %v", g.Revision, rev, err)
+	}
+}

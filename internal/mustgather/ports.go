@@ -152,4 +152,7 @@ type Changes interface {
 	// made from the moment it starts, after CaughtUp. Watch runs until ctx
 	// ends or fn returns an error, and returns that error (or the feed's).
 	Watch(ctx context.Context, after uint64, fn func(Change) error) error
+	// Revision returns the revision of the latest write, to records or
+	// not: no Change has a higher one yet.
+	Revision(ctx context.Context) (uint64, error)
 }
