@@ -739,3 +739,32 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestOnlyFinalEventsSignedWithTheEventsKeyAreDelivered(t *testing.T) {
+	key := []byte("the events signing key, 32 bytes or more")
+	e := newEnv(t)
+	r := sinkstest.New(t, nil)
+	cfg := e.cfg
+	cfg.Sinks, cfg.EventsKey = []string{r.URL}, key
+	n := e.notifier(t, e.js, cfg, nil)
+	for _, tt := range []struct {
+		name      string
+		sign      func(*cloudevents.Event)
+		delivered bool
+	}{
+		{"an unsigned event is not delivered", func(*cloudevents.Event) {}, false},
+		{"an event signed with another key is not delivered", func(ev *cloudevents.Event) { eventing.Sign(ev, []byte("another key of 32 bytes or more!!")) }, false},
+		{"an event signed with the key is delivered", func(ev *cloudevents.Event) { eventing.Sign(ev, key) }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ev := e.finish(t, "signed", mustgather.StatusCompleted)
+			tt.sign(&ev)
+			if err := n.Handle(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Count()[ev.ID()] == 1; got != tt.delivered {
+				t.Errorf("delivered %v, want %v", got, tt.delivered)
+			}
+		})
+	}
+}
