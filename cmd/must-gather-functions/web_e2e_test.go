@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	cdpfetch "github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kubev2v/must-gather-functions/functions/web"
@@ -437,6 +439,78 @@ func TestThePageReadsAnEventStreamCutAnywhere(t *testing.T) {
 		if g != want {
 			t.Errorf("chunk size #%d:\n got %s\nwant %s", i, g, want)
 		}
+	}
+	tb.checkNoProblems()
+}
+
+// streamRequests records the Last-Event-ID header ("" for none) of every
+// request the page makes to GET /events, from now on.
+func (tb *tab) streamRequests() func() []string {
+	tb.t.Helper()
+	sent := chromedp.Events(tb.ctx, network.RequestWillBeSent)
+	tb.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
+		return err
+	}))
+	var mu sync.Mutex
+	var ids []string
+	go func() {
+		for ev, err := range sent {
+			if err != nil {
+				return
+			}
+			if !strings.HasSuffix(ev.Request.URL, "/events") {
+				continue
+			}
+			id := ""
+			for k, v := range ev.Request.Headers {
+				if strings.EqualFold(k, "Last-Event-ID") {
+					id = fmt.Sprint(v)
+				}
+			}
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ids)
+	}
+}
+
+// TestThePageResumesItsStreamWhenTheServerComesBack stops the whole system
+// under an open page and starts it again on the same address and data: the
+// page says it lost the connection, reconnects by itself asking to resume
+// after the last event it had (Last-Event-ID), and shows what happens
+// next without a reload.
+func TestThePageResumesItsStreamWhenTheServerComesBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := start(t, dir, map[string]string{"GATHERER": "process"})
+	tb := openTab(t)
+	requests := tb.streamRequests()
+	tb.do(chromedp.Navigate(s.base+"/"), chromedp.WaitVisible(chromedp.ID("start-form")))
+	_ = eval[bool](tb, "window.mgfNotReloaded = true")
+	tb.waitFor(`#live[data-state="on"]`, 20*time.Second)
+	s.post(t, "application/json", strings.NewReader(`{"command": "true"}`))
+	tb.waitFor(`tr[data-id="1"] .status[data-status="completed"]`, 60*time.Second)
+
+	s.stop()
+	tb.waitFor(`#live[data-state="waiting"]`, 20*time.Second)
+	s = start(t, dir, map[string]string{"GATHERER": "process", "HTTP_ADDRESS": strings.TrimPrefix(s.base, "http://")})
+	tb.waitFor(`#live[data-state="on"]`, 60*time.Second)
+	s.post(t, "application/json", strings.NewReader(`{"command": "true"}`))
+	tb.waitFor(`tr[data-id="2"] .status[data-status="completed"]`, 60*time.Second)
+
+	if eval[bool](tb, "window.mgfNotReloaded !== true") {
+		t.Error("the page was reloaded")
+	}
+	ids := requests()
+	t.Logf("Last-Event-ID of the stream's requests: %q", ids)
+	if len(ids) < 2 || ids[0] != "" || !regexp.MustCompile(`^[1-9][0-9]*$`).MatchString(ids[len(ids)-1]) {
+		t.Errorf("Last-Event-ID of the stream's requests: %q, want none at first and the last event's id when it reconnects", ids)
 	}
 	tb.checkNoProblems()
 }
