@@ -98,14 +98,6 @@ func (r *Receiver) Also(h Handler, types ...string) {
 	}
 }
 
-// Takes reports whether a handler is registered for typ.
-func (r *Receiver) Takes(typ string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.handlers[typ]
-	return ok
-}
-
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	req.Body = http.MaxBytesReader(w, req.Body, MaxEventBytes)
 	ctx := req.Context()
