@@ -270,7 +270,10 @@ func (tb *tab) startFromTheForm(name string) {
 		window.mgfStatuses = [];
 		const record = () => {
 			const s = document.querySelector('tr[data-id="1"] .status');
-			if (s && window.mgfStatuses.at(-1) !== s.dataset.status) window.mgfStatuses.push(s.dataset.status);
+			if (s && window.mgfStatuses.at(-1) !== s.dataset.status) {
+				window.mgfStatuses.push(s.dataset.status);
+				window.mgfLastStatusAt = Date.now();
+			}
 		};
 		new MutationObserver(record).observe(document.querySelector('#gatherings tbody'), {subtree: true, childList: true, attributes: true});
 		return true;
@@ -307,6 +310,21 @@ func (tb *tab) watchItComplete(id int) {
 	}
 }
 
+// logStatusDelay logs how long after its record changed to completed the
+// page showed gathering 1 completed: the delay of the event stream and the
+// page together, on one machine's clock.
+func logStatusDelay(t *testing.T, tb *tab, s *system, token string) {
+	t.Helper()
+	var g struct {
+		UpdatedAt time.Time `json:"updated-at"`
+	}
+	if err := json.Unmarshal(s.fetch(t, "/must-gather/1", token), &g); err != nil {
+		t.Fatal(err)
+	}
+	shown := time.UnixMilli(int64(eval[float64](tb, "window.mgfLastStatusAt")))
+	t.Logf("the page showed completed %s after the record changed", shown.Sub(g.UpdatedAt).Round(time.Millisecond))
+}
+
 // checkDownload checks that the browser saved the archive of gathering 1,
 // byte for byte, under its archive-name, from a URL that starts with from.
 func checkDownload(t *testing.T, s *system, token string, d saved, got []byte, from string) {
@@ -332,6 +350,7 @@ func TestThePageStartsAGatheringWatchesItCompleteAndDownloadsIt(t *testing.T) {
 
 	tb.startFromTheForm("from-the-page")
 	tb.watchItComplete(1)
+	logStatusDelay(t, tb, s, "")
 
 	d, got := tb.download(`tr[data-id="1"] button.download`)
 	// The page follows the API's signed download link (local store).
@@ -385,6 +404,7 @@ func TestWithAuthOnThePageAsksForATokenAndUsesIt(t *testing.T) {
 	useToken(k.Admin.BearerToken)
 	tb.startFromTheForm("with-a-token")
 	tb.watchItComplete(1)
+	logStatusDelay(t, tb, s, k.Admin.BearerToken)
 	// Without download links, the token goes along with a fetch of /data.
 	tb.withoutDownloadLinks()
 	d, got := tb.download(`tr[data-id="1"] button.download`)
