@@ -29,6 +29,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
@@ -116,6 +117,25 @@ func testRBAC(ctx context.Context, t *testing.T, k *kube.Cluster, mapper meta.RE
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The API server's authorizer learns of new bindings from a watch, a
+	// moment after they are created: wait until it grants every function
+	// what its bindings give, so that no check below reads a stale answer.
+	var runner []permission
+	for _, c := range runnerCalls {
+		runner = append(runner, c.permission)
+	}
+	allowed := map[string][]permission{
+		"api":      reviewCalls,
+		"notifier": reviewCalls,
+		"runner":   runner,
+		"recorder": nil,
+	}
+	for fn, perms := range allowed {
+		user := "system:serviceaccount:" + Namespace + ":must-gather-functions-" + fn
+		for _, p := range perms {
+			testenv.Eventually(t, 30*time.Second, fn+" may "+p.String(), func() bool { return may(ctx, t, admin, user, p) })
+		}
+	}
 
 	t.Run("the runner's ClusterRole grants exactly what the runner calls", func(t *testing.T) {
 		var want []string
@@ -148,16 +168,6 @@ func testRBAC(ctx context.Context, t *testing.T, k *kube.Cluster, mapper meta.RE
 	})
 
 	t.Run("each function's ServiceAccount may do what its code calls and no more", func(t *testing.T) {
-		var runner []permission
-		for _, c := range runnerCalls {
-			runner = append(runner, c.permission)
-		}
-		allowed := map[string][]permission{
-			"api":      reviewCalls,
-			"notifier": reviewCalls,
-			"runner":   runner,
-			"recorder": nil,
-		}
 		probes := append(slices.Clone(runner),
 			permission{"rbac.authorization.k8s.io", "clusterroles", "bind", "admin"},
 			permission{"", "secrets", "get", ""},
