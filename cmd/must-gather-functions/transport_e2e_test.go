@@ -218,15 +218,7 @@ func TestOnJetStreamWithAKeyEveryEventIsSignedAndAForgedStatusIsNotApplied(t *te
 		return cur.Status == "inprogress"
 	})
 
-	nc, err := natsgo.Connect(s.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStream(t, s.natsURL)
 	ctx := context.Background()
 	forged, err := eventing.NewStatus(mustgather.Update{ID: mustgather.ID(g.ID), Seq: 1000, Status: mustgather.StatusCompleted, Time: time.Now(),
 		ArchiveName: "evil.tar.gz", ArchiveSize: 1}, eventing.SourceRunner)
@@ -262,6 +254,19 @@ func TestOnJetStreamWithAKeyEveryEventIsSignedAndAForgedStatusIsNotApplied(t *te
 	if done := s.waitEnded(t, g.ID); done.Status != "completed" || done.ArchiveName == "evil.tar.gz" {
 		t.Fatalf("%s %s\n%s", done.Status, done.ArchiveName, done.ExecOutput)
 	}
+	// The runner records its final status before it publishes it.
+	testenv.Eventually(t, 30*time.Second, "the runner's completion in the stream", func() bool {
+		st, err := js.Stream(ctx, "MUST_GATHER")
+		if err != nil {
+			return false
+		}
+		m, err := st.GetLastMsgForSubject(ctx, fmt.Sprintf("mustgather.status.%d", g.ID))
+		if err != nil {
+			return false
+		}
+		e, err := natsbus.Decode(ctx, &natsgo.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+		return err == nil && e.Type() == eventing.TypeCompleted && e.ID() != forged.ID()
+	})
 	// Every event the functions published verifies; only the forged one
 	// does not.
 	c, err := js.OrderedConsumer(ctx, "MUST_GATHER", jetstream.OrderedConsumerConfig{})
@@ -367,15 +372,7 @@ func TestOverHTTPABrokerThatIsDownHoldsUpAPOSTOnlyBrieflyAndTheEventIsDeadLetter
 	if g.Status != "new" {
 		t.Errorf("status %s, want new (stored; the reaper requeues it)", g.Status)
 	}
-	nc, err := natsgo.Connect(nats.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStream(t, nats.ClientURL())
 	ctx := context.Background()
 	c, err := js.OrderedConsumer(ctx, "MUST_GATHER", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mustgather.deadletter"}})
 	if err != nil {
@@ -392,4 +389,19 @@ func TestOverHTTPABrokerThatIsDownHoldsUpAPOSTOnlyBrieflyAndTheEventIsDeadLetter
 	if want := fmt.Sprintf("gathering-%d-requested", g.ID); e.ID() != want {
 		t.Errorf("dead letter %s, want %s", e.ID(), want)
 	}
+}
+
+// jetStream connects to the NATS server at url, until the test ends.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

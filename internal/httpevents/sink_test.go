@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/internal/httpevents"
@@ -42,36 +41,6 @@ func newBus(t *testing.T) (*natsbus.Bus, jetstream.JetStream) {
 	return bus, js
 }
 
-// counter returns the value of the counter name (with label result, if
-// given) in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if result == "" || hasLabel(m, "result", result) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
-}
-
 func completed() mustgather.Update {
 	return mustgather.Update{ID: 7, Seq: 3, Status: mustgather.StatusCompleted, Time: time.Now(), ArchiveName: "a.tar.gz", ArchiveSize: 1}
 }
@@ -94,7 +63,7 @@ func TestTheSinkRetriesWhileTheReceiverIsDownAndDeliversOnceItIsUp(t *testing.T)
 	sent := make(chan error, 1)
 	go func() { sent <- sink.WithSource(eventing.SourceReaper).Updated(context.Background(), completed()) }()
 	testenv.Eventually(t, 10*time.Second, "three failed attempts", func() bool {
-		return counter(t, reg, "mustgather_sink_retries_total", "") >= 3
+		return testenv.Counter(t, reg, "mustgather_sink_retries_total") >= 3
 	})
 
 	// Now a real sdk-go receiver comes up on the sink's address.
@@ -137,10 +106,10 @@ func TestTheSinkRetriesWhileTheReceiverIsDownAndDeliversOnceItIsUp(t *testing.T)
 	if v := e.Extensions()["mgfcluster"]; v != "test" {
 		t.Errorf("extension mgfcluster = %v, want test (K_CE_OVERRIDES)", v)
 	}
-	if n := counter(t, reg, "mustgather_sink_events_total", "delivered"); n != 1 {
+	if n := testenv.Counter(t, reg, "mustgather_sink_events_total", "delivered"); n != 1 {
 		t.Errorf("delivered %v, want 1", n)
 	}
-	if n := counter(t, reg, "mustgather_sink_events_total", "dead_lettered"); n != 0 {
+	if n := testenv.Counter(t, reg, "mustgather_sink_events_total", "dead_lettered"); n != 0 {
 		t.Errorf("dead-lettered %v, want 0", n)
 	}
 }
@@ -183,10 +152,10 @@ func TestAnEventTheSinkCannotDeliverIsKeptAsADeadLetter(t *testing.T) {
 			if took := time.Since(start); took > tt.retryFor+5*time.Second {
 				t.Errorf("gave up after %s, retry budget %s", took, tt.retryFor)
 			}
-			if n := counter(t, reg, "mustgather_sink_retries_total", ""); n < tt.minRetries || n > tt.maxRetries {
+			if n := testenv.Counter(t, reg, "mustgather_sink_retries_total"); n < tt.minRetries || n > tt.maxRetries {
 				t.Errorf("%v retries, want %v to %v", n, tt.minRetries, tt.maxRetries)
 			}
-			if n := counter(t, reg, "mustgather_sink_events_total", "dead_lettered"); n != 1 {
+			if n := testenv.Counter(t, reg, "mustgather_sink_events_total", "dead_lettered"); n != 1 {
 				t.Errorf("dead-lettered %v, want 1", n)
 			}
 			// The record: the event as it was to be sent, with why.

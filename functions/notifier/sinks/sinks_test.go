@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,35 +264,10 @@ func TestFinalEventsReachEverySinkOnceInBinaryModeSignedAndWithTheStoredGatherin
 	}
 	for _, r := range []*sinkstest.Receiver{a, b} {
 		host := strings.TrimSuffix(strings.TrimPrefix(r.URL, "http://"), "/events")
-		if got := counter(t, reg, "mustgather_notifier_sink_deliveries_total", "delivered", host); got != 2 {
+		if got := testenv.Counter(t, reg, "mustgather_notifier_sink_deliveries_total", "delivered", host); got != 2 {
 			t.Errorf("deliveries to %s: %v, want 2", host, got)
 		}
 	}
-}
-
-// counter returns the value of the counter name with the label values,
-// given in the order of the label names.
-func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var vals []string
-			for _, l := range m.GetLabel() {
-				vals = append(vals, l.GetValue())
-			}
-			if slices.Equal(vals, labels) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
