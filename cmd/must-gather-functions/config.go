@@ -205,7 +205,6 @@ func (c *config) settings() []setting {
 		{Var: "API_TRUST_FORWARDED", Field: &c.API.TrustForwarded, Help: "without `API_PUBLIC_URL`, take the scheme and host of download links from `X-Forwarded-Proto` and `X-Forwarded-Host`; only behind a proxy that sets them"},
 		{Var: "DEFAULT_TIMEOUT", Field: &c.API.Policy.DefaultTimeout, Also: []any{&c.Runner.DefaultTimeout, &c.Kube.DefaultTimeout}, Help: "timeout of a gathering that gives none (as `oc adm must-gather`)"},
 		{Var: "MAX_TIMEOUT", Field: &c.API.Policy.MaxTimeout, Help: "the largest timeout a request may ask for"},
-		{Var: "FORKLIFT_NAMESPACE", Field: &c.API.Policy.TargetNamespace, Help: "the `NS` of a targeted gathering (`plan`, `vm`) that names no `namespace`"},
 		{Var: "RUNNER_CONCURRENCY", Field: &c.RunnerConcurrency, Help: "gatherings one runner process runs at once"},
 		{Var: "RUNNER_FINISH_GRACE", Field: &c.Runner.FinishGrace, Help: "on shutdown, how long archiving and reporting what was gathered may take"},
 		{Var: "RUNNER_COPY_TIMEOUT", Field: &c.Runner.CopyTimeout, Help: "beyond a gathering's timeout, how long copying, archiving and cleanup may take: the hard end of a gathering"},

@@ -495,7 +495,7 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 		{"image and image-stream together", "POST", "/must-gather", "application/json", `{"image": "quay.io/a/b", "image-stream": "openshift/must-gather:latest"}`,
 			400, errorBody{Field: "image-stream", Error: "give image or image-stream, not both"}},
 		{"a timeout that is no duration", "POST", "/must-gather", "application/json", `{"timeout": "15 minutes"}`,
-			400, errorBody{Field: "timeout", Error: `must be a duration such as 30s, 10m or 1h30m, got "15 minutes"`}},
+			400, errorBody{Field: "timeout", Error: `must be a duration such as 30s, 10m or 1h30m, or a number of seconds such as 600, got "15 minutes"`}},
 		{"a timeout above the maximum", "POST", "/must-gather", "application/x-www-form-urlencoded", "timeout=3h",
 			400, errorBody{Field: "timeout", Error: `must be at most 2h, got "3h"`}},
 		{"an unknown server", "POST", "/must-gather", "application/json", `{"server": "staging"}`,

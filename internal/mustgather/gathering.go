@@ -119,7 +119,7 @@ func NewGathering(r Request, now time.Time) Gathering {
 // TimeoutDuration returns the gathering's timeout. A stored gathering always
 // holds a valid one; def is used for an empty or unparsable value.
 func (g Gathering) TimeoutDuration(def time.Duration) time.Duration {
-	d, err := time.ParseDuration(g.Timeout)
+	d, err := ParseTimeout(g.Timeout)
 	if err != nil || d <= 0 {
 		return def
 	}

@@ -33,6 +33,8 @@ func TestValidRequestsAreNormalized(t *testing.T) {
 			mustgather.Request{Image: "quay.io/a/b:1,localhost:5000/c@sha256:" + strings.Repeat("a", 64), Server: "prod", NodeName: "worker-0.example.com", SourceDir: "/must-gather/", Timeout: "10m"}},
 		{"an image stream", mustgather.Request{ImageStream: "openshift/must-gather:latest"}, mustgather.Request{ImageStream: "openshift/must-gather:latest", Timeout: "10m"}},
 		{"the maximum timeout", mustgather.Request{Timeout: "1h"}, mustgather.Request{Timeout: "1h"}},
+		{"a timeout in bare seconds is kept as sent", mustgather.Request{Timeout: "600"}, mustgather.Request{Timeout: "600"}},
+		{"the maximum timeout in seconds", mustgather.Request{Timeout: "3600"}, mustgather.Request{Timeout: "3600"}},
 		{"a custom name in any script, with emoji",
 			mustgather.Request{CustomName: "план-ü-計画 🚀"},
 			mustgather.Request{CustomName: "план-ü-計画 🚀", Timeout: "10m"}},
@@ -57,7 +59,11 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		field string
 		msg   string
 	}{
-		{"a timeout that is not a duration", mustgather.Request{Timeout: "soon"}, "timeout", `must be a duration such as 30s, 10m or 1h30m, got "soon"`},
+		{"a timeout that is not a duration", mustgather.Request{Timeout: "soon"}, "timeout", `must be a duration such as 30s, 10m or 1h30m, or a number of seconds such as 600, got "soon"`},
+		{"a timeout in seconds above the maximum", mustgather.Request{Timeout: "3601"}, "timeout", `must be at most 1h, got "3601"`},
+		{"a zero timeout in seconds", mustgather.Request{Timeout: "0"}, "timeout", `must be greater than 0, got "0"`},
+		{"a timeout of more seconds than a duration holds", mustgather.Request{Timeout: "99999999999999999999"}, "timeout", `must be a duration such as 30s, 10m or 1h30m, or a number of seconds such as 600, got "99999999999999999999"`},
+		{"a fractional number of seconds", mustgather.Request{Timeout: "600.5"}, "timeout", `must be a duration such as 30s, 10m or 1h30m, or a number of seconds such as 600, got "600.5"`},
 		{"a zero timeout", mustgather.Request{Timeout: "0s"}, "timeout", `must be greater than 0, got "0s"`},
 		{"a negative timeout", mustgather.Request{Timeout: "-1m"}, "timeout", `must be greater than 0, got "-1m"`},
 		{"a timeout above the maximum", mustgather.Request{Timeout: "2h"}, "timeout", `must be at most 1h, got "2h"`},
@@ -125,10 +131,27 @@ func FuzzValidate(f *testing.F) {
 		if err != nil || again != got {
 			t.Fatalf("normalized request %+v revalidates to %+v, %v", got, again, err)
 		}
-		if d, err := time.ParseDuration(got.Timeout); err != nil || d <= 0 || d > policy.MaxTimeout {
+		if d, err := mustgather.ParseTimeout(got.Timeout); err != nil || d <= 0 || d > policy.MaxTimeout {
 			t.Fatalf("accepted timeout %q", got.Timeout)
 		}
 	})
+}
+
+func TestParseTimeoutTakesDurationsAndBareSeconds(t *testing.T) {
+	for in, want := range map[string]time.Duration{"600": 10 * time.Minute, "1": time.Second, "0010": 10 * time.Second, "10m": 10 * time.Minute, "1h30m": 90 * time.Minute} {
+		if got, err := mustgather.ParseTimeout(in); err != nil || got != want {
+			t.Errorf("ParseTimeout(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "+600", "-600", "600s5", "1e3", "9223372037"} {
+		if got, err := mustgather.ParseTimeout(in); err == nil {
+			t.Errorf("ParseTimeout(%q) = %v, want an error", in, got)
+		}
+	}
+	g := mustgather.Gathering{Timeout: "600"}
+	if got := g.TimeoutDuration(time.Minute); got != 10*time.Minute {
+		t.Errorf("TimeoutDuration of 600 = %v, want 10m", got)
+	}
 }
 
 func TestTheStateMachine(t *testing.T) {
@@ -253,22 +276,21 @@ func TestParseID(t *testing.T) {
 }
 
 func TestTypedTargetedFieldsBuildAQuotedCommand(t *testing.T) {
-	p := policy
-	p.TargetNamespace = "openshift-mtv"
 	tests := []struct {
 		name string
 		in   mustgather.Request
 		want string
 	}{
-		{"a plan in the default namespace", mustgather.Request{Plan: "mig-plan-cold"}, `PLAN='mig-plan-cold' NS='openshift-mtv' /usr/bin/targeted`},
+		{"a plan alone leaves NS to the image", mustgather.Request{Plan: "mig-plan-cold"}, `PLAN='mig-plan-cold' /usr/bin/targeted`},
+		{"a plan in a given namespace", mustgather.Request{Plan: "mig-plan-cold", Namespace: "konveyor-forklift"}, `PLAN='mig-plan-cold' NS='konveyor-forklift' /usr/bin/targeted`},
 		{"a vm in a given namespace", mustgather.Request{VM: "vm-7595", Namespace: "mtv"}, `VM='vm-7595' NS='mtv' /usr/bin/targeted`},
-		{"a plan and a vm", mustgather.Request{Plan: "p", VM: "v"}, `PLAN='p' VM='v' NS='openshift-mtv' /usr/bin/targeted`},
+		{"a plan and a vm", mustgather.Request{Plan: "p", VM: "v"}, `PLAN='p' VM='v' /usr/bin/targeted`},
 		{"a namespace alone", mustgather.Request{Namespace: "mtv"}, `NS='mtv' /usr/bin/targeted`},
-		{"a vm name that tries shell injection", mustgather.Request{VM: `x'; touch /tmp/pwned; echo '$(id)`}, `VM='x'\''; touch /tmp/pwned; echo '\''$(id)' NS='openshift-mtv' /usr/bin/targeted`},
+		{"a vm name that tries shell injection", mustgather.Request{VM: `x'; touch /tmp/pwned; echo '$(id)`}, `VM='x'\''; touch /tmp/pwned; echo '\''$(id)' /usr/bin/targeted`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.in.Validate(p)
+			got, err := tt.in.Validate(policy)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,14 +298,18 @@ func TestTypedTargetedFieldsBuildAQuotedCommand(t *testing.T) {
 				t.Errorf("got %+v, want command %s", got, tt.want)
 			}
 			// The shell must see the names exactly as sent.
-			script := strings.TrimSuffix(got.Command, mustgather.TargetedCommand) + `sh -c 'printf "%s|%s|%s" "$PLAN" "$VM" "$NS"'`
-			out, err := exec.Command("/bin/sh", "-c", script).Output()
+			// An NS unset stays unset, so that the image finds the
+			// Forklift namespace itself.
+			script := strings.TrimSuffix(got.Command, mustgather.TargetedCommand) + `sh -c 'printf "%s|%s|%s" "$PLAN" "$VM" "${NS-unset}"'`
+			cmd := exec.Command("/bin/sh", "-c", script)
+			cmd.Env = []string{"PATH=/usr/bin:/bin"}
+			out, err := cmd.Output()
 			if err != nil {
 				t.Fatal(err)
 			}
 			ns := tt.in.Namespace
 			if ns == "" {
-				ns = "openshift-mtv"
+				ns = "unset"
 			}
 			if want := tt.in.Plan + "|" + tt.in.VM + "|" + ns; string(out) != want {
 				t.Errorf("shell saw %q, want %q", out, want)
@@ -301,7 +327,6 @@ func TestInvalidTargetedAndSinceFieldsNameTheField(t *testing.T) {
 	}{
 		{"a command and a plan", policy, mustgather.Request{Command: "x", Plan: "p"}, "command"},
 		{"a plan that is no object name", policy, mustgather.Request{Plan: "My Plan", Namespace: "ns"}, "plan"},
-		{"a plan without any namespace", policy, mustgather.Request{Plan: "p"}, "namespace"},
 		{"a namespace that is no label", policy, mustgather.Request{VM: "v", Namespace: "a.b"}, "namespace"},
 		{"a vm with a newline", policy, mustgather.Request{VM: "a\nb", Namespace: "ns"}, "vm"},
 		{"a since that is no duration", policy, mustgather.Request{Since: "yesterday"}, "since"},

@@ -2,9 +2,11 @@ package mustgather
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -20,8 +22,10 @@ type Request struct {
 	NodeName    string `json:"node-name"`
 	Command     string `json:"command"`
 	SourceDir   string `json:"source-dir"`
-	Timeout     string `json:"timeout"`
-	Server      string `json:"server"`
+	// Timeout is a duration such as 10m, or a number of seconds such as
+	// 600, as oc takes it; it is kept as sent.
+	Timeout string `json:"timeout"`
+	Server  string `json:"server"`
 
 	// Fields beyond the seed. Since and SinceTime reach the image as
 	// MUST_GATHER_SINCE and MUST_GATHER_SINCE_TIME, as with oc.
@@ -84,7 +88,7 @@ const DefaultTimeout = 10 * time.Minute
 
 // DefaultPolicy returns the limits documented in the README.
 func DefaultPolicy() Policy {
-	return Policy{DefaultTimeout: DefaultTimeout, MaxTimeout: time.Hour, TargetNamespace: "openshift-mtv"}
+	return Policy{DefaultTimeout: DefaultTimeout, MaxTimeout: time.Hour}
 }
 
 // Policy holds the limits a Request is validated against.
@@ -96,9 +100,6 @@ type Policy struct {
 	// Servers are the names accepted in the server field. An empty server
 	// always means the runner's default cluster.
 	Servers []string
-	// TargetNamespace is the NS of a targeted gathering (plan or vm) that
-	// names no namespace: where Forklift runs, usually openshift-mtv.
-	TargetNamespace string
 	// AllowedImages, when not empty, are the only images a gathering may
 	// run, as path.Match patterns (see AllowsImage): a gathering runs its
 	// image with cluster-admin rights. Empty allows every image.
@@ -192,7 +193,7 @@ func (r Request) Validate(p Policy) (Request, error) {
 			return r, fieldErr("node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)")
 		}
 	}
-	if err := r.targeted(p); err != nil {
+	if err := r.targeted(); err != nil {
 		return r, err
 	}
 	if err := checkText("command", r.Command, MaxCommandLen, true); err != nil {
@@ -250,9 +251,11 @@ func (r Request) allowedImages(p Policy) error {
 }
 
 // targeted checks plan, vm and namespace and, when any is given, builds
-// the targeted command from them into Command and clears them. NS is
-// always set.
-func (r *Request) targeted(p Policy) error {
+// the targeted command from them into Command and clears them. NS is set
+// only when the request names a namespace: without it the image's
+// targeted script looks the plan and VM up in the namespace Forklift is
+// installed in, which it finds itself.
+func (r *Request) targeted() error {
 	if r.Plan == "" && r.VM == "" && r.Namespace == "" {
 		return nil
 	}
@@ -265,14 +268,7 @@ func (r *Request) targeted(p Policy) error {
 	if r.Plan != "" && (len(r.Plan) > 253 || !dns1123Subdomain.MatchString(r.Plan)) {
 		return fieldErr("plan", "must be a Kubernetes object name (DNS-1123 subdomain)")
 	}
-	ns := r.Namespace
-	if ns == "" {
-		ns = p.TargetNamespace
-	}
-	if ns == "" {
-		return fieldErr("namespace", "required with plan or vm")
-	}
-	if len(ns) > 63 || !dns1123LabelRE.MatchString(ns) {
+	if r.Namespace != "" && (len(r.Namespace) > 63 || !dns1123LabelRE.MatchString(r.Namespace)) {
 		return fieldErr("namespace", "must be a namespace name (DNS-1123 label)")
 	}
 	var b strings.Builder
@@ -282,8 +278,10 @@ func (r *Request) targeted(p Policy) error {
 	if r.VM != "" {
 		b.WriteString("VM=" + shellQuote(r.VM) + " ")
 	}
-	b.WriteString("NS=" + shellQuote(ns) + " " + TargetedCommand)
-	r.Command = b.String()
+	if r.Namespace != "" {
+		b.WriteString("NS=" + shellQuote(r.Namespace) + " ")
+	}
+	r.Command = b.String() + TargetedCommand
 	r.Plan, r.VM, r.Namespace = "", "", ""
 	return nil
 }
@@ -413,9 +411,9 @@ func validateTimeout(v string, p Policy) (string, error) {
 	if len(v) > MaxTimeoutLen {
 		return "", fieldErr("timeout", "must be at most %d bytes", MaxTimeoutLen)
 	}
-	d, err := time.ParseDuration(v)
+	d, err := ParseTimeout(v)
 	if err != nil {
-		return "", fieldErr("timeout", "must be a duration such as 30s, 10m or 1h30m, got %q", v)
+		return "", fieldErr("timeout", "must be a duration such as 30s, 10m or 1h30m, or a number of seconds such as 600, got %q", v)
 	}
 	if d <= 0 {
 		return "", fieldErr("timeout", "must be greater than 0, got %q", v)
@@ -424,6 +422,20 @@ func validateTimeout(v string, p Policy) (string, error) {
 		return "", fieldErr("timeout", "must be at most %s, got %q", formatDuration(p.MaxTimeout), v)
 	}
 	return v, nil
+}
+
+// ParseTimeout reads a timeout as `oc adm must-gather --timeout` does: a
+// Go duration such as 10m or 1h30m, or a bare number of seconds such as
+// 600.
+func ParseTimeout(v string) (time.Duration, error) {
+	if v != "" && strings.Trim(v, "0123456789") == "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > math.MaxInt64/int64(time.Second) {
+			return 0, fmt.Errorf("timeout %q: too many seconds", v)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // formatDuration writes d without zero units: 10m rather than 10m0s.
