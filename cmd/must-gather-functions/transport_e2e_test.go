@@ -294,62 +294,74 @@ func TestOnJetStreamWithAKeyEveryEventIsSignedAndAForgedStatusIsNotApplied(t *te
 	}
 }
 
-func TestOverHTTPARunnerKilledMidGatheringLeavesNothingStuckAndRunsNothingTwice(t *testing.T) {
-	broker, sink := newTestBroker(t)
-	nats := testenv.NATS(t)
-	dir := t.TempDir()
-	counts := filepath.Join(dir, "runs")
-	if err := os.Mkdir(counts, 0o755); err != nil {
-		t.Fatal(err)
-	}
+func TestOverHTTPARunnerKilledOrStoppedMidGatheringLeavesNothingStuckAndRunsNothingTwice(t *testing.T) {
 	const leaseTTL = 3 * time.Second
-	with := func(fn string) map[string]string {
-		return map[string]string{
-			"FUNCTIONS": fn, "NATS_URL": nats.ClientURL(), "HTTP_ADDRESS": "127.0.0.1:0", "AUTH": "off",
-			"EVENTS_TRANSPORT": "http", "K_SINK": sink, "EVENTS_SIGNING_KEY": "a kill test signing key, 32+ bytes",
-			"ARCHIVE_DIR": filepath.Join(dir, "archives"), "LEASE_TTL": leaseTTL.String(),
-			"RUNNER_REAP_INTERVAL": minReapInterval.String(), "PROCESS_TEMP_DIR": t.TempDir(),
-		}
-	}
-	api := start(t, dir, with("api,recorder"))
-	broker.route(api.base+"/", eventing.StatusTypes...)
-	runner := startChild(t, with("runner"))
-	broker.route(runner.base+"/", eventing.TypeRequested)
+	for _, tt := range []struct {
+		name   string
+		stop   func(t *testing.T, c *child)
+		output string        // in the gathering's output once it ended
+		within time.Duration // after the stop
+	}{
+		// As when a pod is killed, or a node dies: the next runner's
+		// reaper ends it once the lease has lapsed.
+		{"killed (SIGKILL)", func(_ *testing.T, c *child) { c.kill() }, "runner stopped", leaseTTL + minReapInterval + 10*time.Second},
+		// As when Knative scales a revision down: the runner ends it.
+		{"stopped (SIGTERM)", func(t *testing.T, c *child) { c.stop(t) }, "shut down", 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			broker, sink := newTestBroker(t)
+			nats := testenv.NATS(t)
+			dir := t.TempDir()
+			counts := filepath.Join(dir, "runs")
+			if err := os.Mkdir(counts, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			with := func(fn string) map[string]string {
+				return map[string]string{
+					"FUNCTIONS": fn, "NATS_URL": nats.ClientURL(), "HTTP_ADDRESS": "127.0.0.1:0", "AUTH": "off",
+					"EVENTS_TRANSPORT": "http", "K_SINK": sink, "EVENTS_SIGNING_KEY": "a kill test signing key, 32+ bytes",
+					"ARCHIVE_DIR": filepath.Join(dir, "archives"), "LEASE_TTL": leaseTTL.String(),
+					"RUNNER_REAP_INTERVAL": minReapInterval.String(), "PROCESS_TEMP_DIR": t.TempDir(),
+					"RUNNER_FINISH_GRACE": "5s",
+				}
+			}
+			api := start(t, dir, with("api,recorder"))
+			broker.route(api.base+"/", eventing.StatusTypes...)
+			runner := startChild(t, with("runner"))
+			broker.route(runner.base+"/", eventing.TypeRequested)
 
-	command := fmt.Sprintf(`echo run >> %s/$MUST_GATHER_ID; sleep 300`, counts)
-	post := func() uint64 {
-		return api.post(t, "application/json", strings.NewReader(fmt.Sprintf(`{"command": %q, "timeout": "5m"}`, command))).ID
-	}
-	running := post()
-	testenv.Eventually(t, 30*time.Second, "the gathering's command to start", func() bool {
-		_, err := os.Stat(filepath.Join(counts, fmt.Sprint(running)))
-		return err == nil
-	})
-	runner.kill() // as when a pod is killed, or a node dies
-	killed := time.Now()
-	// Posted while no runner is up: the broker keeps retrying it.
-	waiting := api.post(t, "application/json", strings.NewReader(`{"command": "echo after"}`)).ID
+			command := fmt.Sprintf(`echo run >> %s/$MUST_GATHER_ID; sleep 300`, counts)
+			running := api.post(t, "application/json", strings.NewReader(fmt.Sprintf(`{"command": %q, "timeout": "5m"}`, command))).ID
+			testenv.Eventually(t, 30*time.Second, "the gathering's command to start", func() bool {
+				b, _ := os.ReadFile(filepath.Join(counts, fmt.Sprint(running)))
+				return strings.Contains(string(b), "run")
+			})
+			tt.stop(t, runner)
+			stopped := time.Now()
+			// Posted while no runner is up: the broker keeps retrying it.
+			waiting := api.post(t, "application/json", strings.NewReader(`{"command": "echo after"}`)).ID
 
-	runner = startChild(t, with("runner"))
-	broker.reroute(runner.base+"/", eventing.TypeRequested)
-	if g := api.waitEndedWithin(t, waiting, 30*time.Second); g.Status != "completed" {
-		t.Errorf("the gathering posted while no runner was up: %s\n%s", g.Status, g.ExecOutput)
+			runner = startChild(t, with("runner"))
+			broker.reroute(runner.base+"/", eventing.TypeRequested)
+			if g := api.waitEndedWithin(t, waiting, 30*time.Second); g.Status != "completed" {
+				t.Errorf("the gathering posted while no runner was up: %s\n%s", g.Status, g.ExecOutput)
+			}
+			g := api.waitEndedWithin(t, running, tt.within)
+			t.Logf("the gathering under way ended %s after the runner was %s", time.Since(stopped).Round(time.Millisecond), tt.name)
+			if g.Status != "error" || !strings.Contains(g.ExecOutput, tt.output) {
+				t.Errorf("the gathering under way: %s, want error with %q\n%s", g.Status, tt.output, g.ExecOutput)
+			}
+			// The broker delivered its requested event twice: it ran once.
+			b, err := os.ReadFile(filepath.Join(counts, fmt.Sprint(running)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(b), "run"); n != 1 {
+				t.Errorf("the gathering under way ran %d times, want 1", n)
+			}
+			runner.stop(t)
+		})
 	}
-	g := api.waitEndedWithin(t, running, leaseTTL+minReapInterval+10*time.Second)
-	t.Logf("the gathering under way at the kill ended %s after it", time.Since(killed).Round(time.Millisecond))
-	if g.Status != "error" || !strings.Contains(g.ExecOutput, "runner stopped") {
-		t.Errorf("the gathering under way at the kill: %s\n%s", g.Status, g.ExecOutput)
-	}
-	// The broker delivered its requested event twice, and the reaper
-	// failed it: it ran once.
-	b, err := os.ReadFile(filepath.Join(counts, fmt.Sprint(running)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(b), "run"); n != 1 {
-		t.Errorf("the gathering under way at the kill ran %d times, want 1", n)
-	}
-	runner.stop(t)
 }
 
 func TestOverHTTPABrokerThatIsDownHoldsUpAPOSTOnlyBrieflyAndTheEventIsDeadLettered(t *testing.T) {
