@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks/sinkstest"
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
@@ -207,16 +208,32 @@ func TestSecretsNeverAppearInLogsOrErrors(t *testing.T) {
 	n := startTLSNATS(t)
 	m := testenv.MinIO(t)
 	s3 := map[string]string{"ARCHIVE_STORE": "s3", "S3_ENDPOINT": m.Endpoint, "S3_BUCKET": testenv.Name("secrets"), "S3_USE_TLS": "false"}
-	fromEnv := with(with(n.env(), s3), map[string]string{"S3_ACCESS_KEY": m.AccessKey, "S3_SECRET_KEY": m.SecretKey})
+	// The keys that sign events, download links and deliveries to a
+	// subscriber, which the system uses when it runs a gathering.
+	receiver := sinkstest.New(t, nil)
+	keys := map[string]string{
+		"EVENTS_SIGNING_KEY":   testenv.Name("events-signing-key-0123456789abcdef"),
+		"DOWNLOAD_URL_SECRET":  testenv.Name("download-url-secret-0123456789abcdef"),
+		"NOTIFIER_SINK_SECRET": testenv.Name("notifier-sink-secret-0123456789abcdef"),
+	}
+	signing := map[string]string{"NOTIFIER_SINKS": receiver.URL}
+	fromEnv := with(with(with(n.env(), s3), signing), map[string]string{"S3_ACCESS_KEY": m.AccessKey, "S3_SECRET_KEY": m.SecretKey})
+	fromEnv = with(fromEnv, keys)
 	fromFiles := func(t *testing.T) map[string]string {
-		env := with(n.env(), s3)
+		env := with(with(n.env(), s3), signing)
 		delete(env, "NATS_URL")
 		env["NATS_URL_FILE"] = writeSecret(t, "url", fmt.Sprintf("tls://%s:%s@%s\n", n.user, n.password, n.addr))
 		env["S3_ACCESS_KEY_FILE"] = writeSecret(t, "access", m.AccessKey+"\n")
 		env["S3_SECRET_KEY_FILE"] = writeSecret(t, "secret", m.SecretKey+"\n")
+		for k, v := range keys {
+			env[k+"_FILE"] = writeSecret(t, strings.ToLower(k), v+"\n")
+		}
 		return env
 	}
 	secrets := []string{n.password, m.AccessKey, m.SecretKey}
+	for _, k := range keys {
+		secrets = append(secrets, k)
+	}
 	wrongSecret := testenv.Name("wrong-s3-secret")
 	wrongPassword := testenv.Name("wrong-nats-password")
 	scan := func(t *testing.T, what, text string, secrets ...string) {
@@ -238,6 +255,9 @@ func TestSecretsNeverAppearInLogsOrErrors(t *testing.T) {
 			if done := s.waitEnded(t, g.ID); done.Status != "completed" {
 				t.Errorf("%s\n%s", done.Status, done.ExecOutput)
 			}
+			// The signed download link and the signed delivery are made.
+			s.link(t, g.ID)
+			testenv.Eventually(t, 30*time.Second, "the subscriber gets the completion", func() bool { return len(receiver.Deliveries()) > 0 })
 			s.stop()
 			log := s.log.String()
 			if !strings.Contains(log, "tls://mgf:redacted@"+n.addr) {
