@@ -82,6 +82,12 @@ var runnerCalls = []struct {
 	{permission{"", "events", "watch", ""}, "watch.go: warning events", true, ""},
 	{permission{"", "nodes", "get", ""}, "objects.go: checking node-name", true, ""},
 	{permission{"image.openshift.io", "imagestreamtags", "get", ""}, "objects.go: image-stream", false, "the test cluster has no OpenShift API"},
+	{permission{"forklift.konveyor.io", "forkliftcontrollers", "list", ""}, "forklift.go: the installed Forklift's must-gather image and namespace", false,
+		"only for a gathering without image; internal/kubegather's TestTheDefaultImageIsTheInstalledForklifts makes these calls"},
+	{permission{"operators.coreos.com", "clusterserviceversions", "list", ""}, "forklift.go: the Forklift operator CSV's must-gather-image annotation", false,
+		"only for a gathering without image; internal/kubegather's TestTheDefaultImageIsTheInstalledForklifts makes these calls"},
+	{permission{"apps", "deployments", "get", ""}, "forklift.go: the forklift-operator Deployment's MUST_GATHER_IMAGE", false,
+		"only for a gathering without image; internal/kubegather's TestTheDefaultImageIsTheInstalledForklifts makes these calls"},
 	{permission{"authentication.k8s.io", "tokenreviews", "create", ""}, "internal/auth: /metrics", false, "system:auth-delegator; checked below"},
 	{permission{"authorization.k8s.io", "subjectaccessreviews", "create", ""}, "internal/auth: /metrics", false, "system:auth-delegator; checked below"},
 }

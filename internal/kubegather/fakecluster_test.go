@@ -109,7 +109,8 @@ func newFakeCluster(t *testing.T, behave map[string]behaviour, objects ...runtim
 	}
 	scheme := runtime.NewScheme()
 	c.dyn = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{imageStreamTags: "ImageStreamTagList"})
+		map[schema.GroupVersionResource]string{imageStreamTags: "ImageStreamTagList",
+			forkliftControllers: "ForkliftControllerList", clusterServiceVersions: "ClusterServiceVersionList"})
 	c.kube.PrependReactor("create", "*", c.create)
 	t.Cleanup(c.wg.Wait)
 	return c

@@ -69,7 +69,8 @@ type Config struct {
 	// namespace.
 	NamespacePrefix string
 	// DefaultImage runs when a gathering names neither image nor
-	// image-stream.
+	// image-stream and the cluster records no must-gather image of an
+	// installed Forklift (see Gatherer.defaultImage).
 	DefaultImage string
 	// DefaultCommand runs when a gathering has no command.
 	DefaultCommand string
@@ -114,7 +115,8 @@ type Config struct {
 	// AllowedImages, when not empty, are the patterns of the images a
 	// gathering may run (mustgather.Policy.AllowsImage). The API checks a
 	// request's image and image stream name; the image an image stream
-	// resolves to is known only here, and is checked here.
+	// resolves to, and the installed Forklift's image, are known only
+	// here, and are checked here.
 	AllowedImages []string
 }
 
@@ -264,11 +266,15 @@ func (r *run) gather(ctx context.Context) error {
 		cancelWork(context.Cause(r.job.Stop))
 	}
 
-	images, err := r.g.resolveImages(work, r.job.Gathering)
+	report := func(format string, args ...any) { r.out.printf(gatheringPrefix, format, args...) }
+	images, reason, err := r.g.resolveImages(work, r.job.Gathering, report)
 	if err != nil {
 		return r.stopped(work, err)
 	}
-	r.out.printf(gatheringPrefix, "Using must-gather plug-in image: %s", strings.Join(images, ", "))
+	if reason != "" {
+		reason = " (" + reason + ")"
+	}
+	r.out.printf(gatheringPrefix, "Using must-gather plug-in image: %s%s", strings.Join(images, ", "), reason)
 
 	if node := r.job.Gathering.NodeName; node != "" {
 		if err := r.g.checkNode(work, node); err != nil {

@@ -127,7 +127,7 @@ func TestASuccessfulGatheringIsStreamedIntoTheArchiveAndCleanedUp(t *testing.T) 
 				t.Errorf("archive (-want +got):\n%s", diff)
 			}
 			wantLog := []string{
-				"[must-gather      ] OUT " + ts + " Using must-gather plug-in image: " + forkliftImage,
+				"[must-gather      ] OUT " + ts + " Using must-gather plug-in image: " + forkliftImage + " (the configured default: no ForkliftController found)",
 				"[must-gather      ] OUT " + ts + " namespace/openshift-must-gather-1 created",
 				"[must-gather      ] OUT " + ts + " clusterrolebinding.rbac.authorization.k8s.io/must-gather-1 created",
 				"[must-gather-1] OUT " + ts + " pod for plug-in image " + forkliftImage + " created",
@@ -574,7 +574,7 @@ func TestImagesComeFromTheGathering(t *testing.T) {
 			c.imageStreamTag(t, "openshift", "must-gather:latest", streamImage)
 			cfg := testConfig()
 			cfg.AllowedImages = tt.allowed
-			got, err := c.gatherer(cfg).resolveImages(context.Background(), tt.gathering)
+			got, _, err := c.gatherer(cfg).resolveImages(context.Background(), tt.gathering, func(string, ...any) {})
 			if err != nil {
 				t.Fatal(err)
 			}

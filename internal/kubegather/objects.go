@@ -134,20 +134,22 @@ func (r *run) cleanup(ctx context.Context) {
 var imageStreamTags = schema.GroupVersionResource{Group: "image.openshift.io", Version: "v1", Resource: "imagestreamtags"}
 
 // resolveImages returns the images the gathering runs: its image list, the
-// image its image stream tag points at, or the default image.
-func (g *Gatherer) resolveImages(ctx context.Context, mg mustgather.Gathering) ([]string, error) {
+// image its image stream tag points at, or the default image that
+// defaultImage finds, with why it was chosen. An image found on the
+// cluster must pass the allow-list too.
+func (g *Gatherer) resolveImages(ctx context.Context, mg mustgather.Gathering, report func(format string, args ...any)) (images []string, reason string, err error) {
+	p := mustgather.Policy{AllowedImages: g.cfg.AllowedImages}
 	if s := strings.TrimSpace(mg.ImageStream); s != "" {
 		img, err := g.resolveImageStream(ctx, s)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		if p := (mustgather.Policy{AllowedImages: g.cfg.AllowedImages}); !p.AllowsImage(img) {
-			return nil, fmt.Errorf("image stream %s resolves to %s, which is not an allowed image; allowed: %s: %w",
+		if !p.AllowsImage(img) {
+			return nil, "", fmt.Errorf("image stream %s resolves to %s, which is not an allowed image; allowed: %s: %w",
 				s, img, strings.Join(p.AllowedImages, ", "), mustgather.ErrInvalid)
 		}
-		return []string{img}, nil
+		return []string{img}, "", nil
 	}
-	var images []string
 	seen := map[string]bool{}
 	for img := range strings.SplitSeq(mg.Image, ",") {
 		img = strings.TrimSpace(img)
@@ -157,10 +159,15 @@ func (g *Gatherer) resolveImages(ctx context.Context, mg mustgather.Gathering) (
 			images = append(images, img)
 		}
 	}
-	if len(images) == 0 {
-		images = []string{g.cfg.DefaultImage}
+	if len(images) > 0 {
+		return images, "", nil
 	}
-	return images, nil
+	img, reason := g.defaultImage(ctx, report)
+	if !p.AllowsImage(img) {
+		return nil, "", fmt.Errorf("must-gather image %s (%s) is not an allowed image; allowed: %s: %w",
+			img, reason, strings.Join(p.AllowedImages, ", "), mustgather.ErrInvalid)
+	}
+	return []string{img}, reason, nil
 }
 
 // resolveImageStream reads namespace/name:tag's pull spec from the

@@ -518,19 +518,39 @@ var kwokResources = struct{ clusterExecs, clusterLogs, crds schema.GroupVersionR
 // which the test environment tells kwok, pod by pod, where exec runs and
 // where logs are, and waits until they are served.
 func (k *Cluster) installKwokCRDs(ctx context.Context) error {
-	var names []string
+	var manifests [][]byte
 	for _, file := range []string{"kwok.x-k8s.io_clusterexecs.yaml", "kwok.x-k8s.io_clusterlogs.yaml"} {
 		data, err := kwokManifest(file)
 		if err != nil {
 			return err
 		}
+		manifests = append(manifests, data)
+	}
+	return k.installCRDs(ctx, manifests...)
+}
+
+// InstallCRDs creates the CustomResourceDefinitions of the YAML documents
+// in manifests and waits until they are established and take objects
+// without delay.
+func (k *Cluster) InstallCRDs(t testing.TB, manifests ...[]byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.installCRDs(ctx, manifests...); err != nil {
+		t.Fatalf("kube: %v", err)
+	}
+}
+
+func (k *Cluster) installCRDs(ctx context.Context, manifests ...[]byte) error {
+	var names []string
+	for _, data := range manifests {
 		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 		for {
 			var obj map[string]any
 			if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
-				return fmt.Errorf("decode %s: %w", file, err)
+				return fmt.Errorf("decode CRD manifest: %w", err)
 			}
 			if len(obj) == 0 {
 				continue
