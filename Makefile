@@ -100,9 +100,10 @@ images: $(KO_BIN) ## Build the image (linux/amd64, linux/arm64) with ko into bin
 	fi
 
 .PHONY: test
-test: tools ## Run every test with -race against real NATS and MinIO.
+test: tools ## Run every test with -race against real NATS and MinIO, and the Go client module's.
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
+	cd client && $(GO) vet ./... && $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: e2e
 e2e: tools ## The whole system (api, runner with the Kubernetes gatherer, recorder, MinIO) against a real kube-apiserver with kwok.
@@ -121,6 +122,7 @@ fuzz: ## Fuzz the request decoder for FUZZTIME (default 30s).
 lint: $(GOLANGCI_BIN) ## go vet and golangci-lint.
 	$(GO) vet ./...
 	$(GOLANGCI_BIN) run ./...
+	cd client && $(GO) vet ./... && $(GOLANGCI_BIN) run ./...
 
 .PHONY: bench
 bench: tools ## Benchmarks: API with 10,000 records (download links too); S3 presigning; SSE fan-out of a change to 1,000 streams; 1,000 events to subscribers; archive streaming and exec copy (1 GiB) vs raw PutObject, each in its own process for peak RSS.

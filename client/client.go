@@ -1,0 +1,275 @@
+// Package client is a Go client of the must-gather-functions API: it starts
+// gatherings, finds them by id or custom-name, waits until they end (on the
+// server's event stream where it has one, by polling otherwise), and
+// downloads their archives. It uses only the standard library, so a
+// controller can import it without taking the service's dependencies.
+//
+// Errors that the API answers are *APIError values, which errors.Is matches
+// against ErrNotFound, ErrConflict, ErrUnauthorized, ErrForbidden,
+// ErrInvalid, ErrRateLimited and ErrUnavailable.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Status is the state of a gathering.
+type Status string
+
+// The states of a gathering; Completed and Error are final.
+const (
+	StatusNew        Status = "new"
+	StatusInProgress Status = "inprogress"
+	StatusCompleted  Status = "completed"
+	StatusError      Status = "error"
+)
+
+// Final tells whether a gathering in status s has ended and will not change.
+func (s Status) Final() bool { return s == StatusCompleted || s == StatusError }
+
+// Gathering is a must-gather run as the API shows it.
+type Gathering struct {
+	ID          int64     `json:"id"`
+	CreatedAt   time.Time `json:"created-at"`
+	UpdatedAt   time.Time `json:"updated-at"`
+	CustomName  string    `json:"custom-name"`
+	Status      Status    `json:"status"`
+	Image       string    `json:"image"`
+	ImageStream string    `json:"image-stream"`
+	NodeName    string    `json:"node-name"`
+	Command     string    `json:"command"`
+	SourceDir   string    `json:"source-dir"`
+	Timeout     string    `json:"timeout"`
+	Server      string    `json:"server"`
+	ArchiveSize int64     `json:"archive-size"`
+	// ArchiveName is the archive's file name; empty until there is one.
+	ArchiveName string `json:"archive-name"`
+	// ExecOutput is the last part of the gathering's output so far.
+	ExecOutput  string `json:"exec-output"`
+	Since       string `json:"since,omitempty"`
+	SinceTime   string `json:"since-time,omitempty"`
+	RequestedBy string `json:"requested-by,omitempty"`
+}
+
+// Request asks for a gathering. Every field is optional; the API document
+// (GET /openapi.yaml) tells the rules of each.
+type Request struct {
+	CustomName  string `json:"custom-name,omitempty"`
+	Image       string `json:"image,omitempty"`
+	ImageStream string `json:"image-stream,omitempty"`
+	NodeName    string `json:"node-name,omitempty"`
+	Command     string `json:"command,omitempty"`
+	SourceDir   string `json:"source-dir,omitempty"`
+	Timeout     string `json:"timeout,omitempty"`
+	Server      string `json:"server,omitempty"`
+	Since       string `json:"since,omitempty"`
+	SinceTime   string `json:"since-time,omitempty"`
+	// Plan, VM and Namespace ask for Forklift's targeted gathering; not
+	// with Command.
+	Plan      string `json:"plan,omitempty"`
+	VM        string `json:"vm,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// ListOptions filters List; the zero value lists every gathering.
+type ListOptions struct {
+	CustomName string
+	Status     Status
+	// Limit, when above zero, keeps only the newest Limit gatherings.
+	Limit int
+}
+
+// Link is a download link of an archive, good without credentials until
+// ExpiresAt.
+type Link struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires-at"`
+}
+
+// Client talks to one must-gather-functions API. Its methods are safe for
+// concurrent use.
+type Client struct {
+	base    *url.URL
+	token   string
+	http    *http.Client
+	pollMin time.Duration
+	pollMax time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sends token as a bearer token with every request.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithHTTPClient makes the client send its requests with hc, for TLS
+// settings or a transport that authenticates by itself. The client must
+// not time out whole requests: downloads and event streams last.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithPollInterval sets how often Wait asks for a gathering's state when it
+// polls: first after min, then less and less often, up to max (defaults 1 s
+// and 10 s).
+func WithPollInterval(min, max time.Duration) Option {
+	return func(c *Client) { c.pollMin, c.pollMax = min, max }
+}
+
+// New returns a client of the API at baseURL (such as
+// "https://must-gather.example.com" or a proxy path under which the API is
+// served).
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("base URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("base URL %q: want http:// or https:// and a host", baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	c := &Client{base: u, pollMin: time.Second, pollMax: 10 * time.Second}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Transport: defaultTransport()}
+	}
+	if c.pollMin <= 0 {
+		c.pollMin = time.Second
+	}
+	c.pollMax = max(c.pollMax, c.pollMin)
+	return c, nil
+}
+
+// defaultTransport bounds every step up to the answer's headers; the body
+// of a download or a stream may then take as long as it takes.
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = time.Minute
+	return t
+}
+
+// Create starts a gathering and returns it as stored (status new).
+func (c *Client) Create(ctx context.Context, r Request) (*Gathering, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var g Gathering
+	if err := c.do(ctx, http.MethodPost, "/must-gather", nil, bytes.NewReader(body), http.StatusCreated, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// Get returns the gathering ref names: an id, or else a custom-name (the
+// newest gathering with that name).
+func (c *Client) Get(ctx context.Context, ref string) (*Gathering, error) {
+	var g Gathering
+	if err := c.do(ctx, http.MethodGet, refPath(ref), nil, nil, http.StatusOK, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// List returns the gatherings that match o, ordered by id.
+func (c *Client) List(ctx context.Context, o ListOptions) ([]Gathering, error) {
+	q := url.Values{}
+	if o.CustomName != "" {
+		q.Set("custom-name", o.CustomName)
+	}
+	if o.Status != "" {
+		q.Set("status", string(o.Status))
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	gs := []Gathering{}
+	if err := c.do(ctx, http.MethodGet, "/must-gather", q, nil, http.StatusOK, &gs); err != nil {
+		return nil, err
+	}
+	return gs, nil
+}
+
+// URL returns a link that downloads the archive of a completed gathering
+// without credentials until it expires. Whoever holds it can download the
+// archive: do not log it.
+func (c *Client) URL(ctx context.Context, ref string) (*Link, error) {
+	var l Link
+	if err := c.do(ctx, http.MethodGet, refPath(ref)+"/url", nil, nil, http.StatusOK, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+func refPath(ref string) string { return "/must-gather/" + url.PathEscape(ref) }
+
+// newRequest makes a request of the API at path (under the base URL).
+func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Request, error) {
+	u := *c.base
+	// path holds an escaped ref ("a%2Fb"): keep it as escaped.
+	u.RawPath = c.base.EscapedPath() + path
+	p, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = p
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+// send sends req and returns its response if its status is want, or else
+// the API's error.
+func (c *Client) send(req *http.Request, want int) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != want {
+		defer resp.Body.Close()
+		return nil, readError(req, resp)
+	}
+	return resp, nil
+}
+
+// do sends a request and decodes its JSON answer into out.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, want int, out any) error {
+	req, err := c.newRequest(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(req, want)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, req.URL.Path, err)
+	}
+	return nil
+}
