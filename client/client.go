@@ -99,11 +99,13 @@ type Link struct {
 // Client talks to one must-gather-functions API. Its methods are safe for
 // concurrent use.
 type Client struct {
-	base    *url.URL
-	token   string
-	http    *http.Client
-	pollMin time.Duration
-	pollMax time.Duration
+	base  *url.URL
+	token string
+	// forwarded sends token as X-Forwarded-Access-Token.
+	forwarded bool
+	http      *http.Client
+	pollMin   time.Duration
+	pollMax   time.Duration
 }
 
 // Option configures a Client.
@@ -111,6 +113,14 @@ type Option func(*Client)
 
 // WithToken sends token as a bearer token with every request.
 func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithForwardedToken sends token in X-Forwarded-Access-Token instead of
+// Authorization, for a path on which something in front of the API takes
+// the Authorization header for itself (the Kubernetes API server's service
+// proxy does). The API reads that header only with AUTH_FORWARDED_TOKEN=true.
+func WithForwardedToken(token string) Option {
+	return func(c *Client) { c.token, c.forwarded = token, true }
+}
 
 // WithHTTPClient makes the client send its requests with hc, for TLS
 // settings or a transport that authenticates by itself. The client must
@@ -237,7 +247,10 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
+	switch {
+	case c.token != "" && c.forwarded:
+		req.Header.Set("X-Forwarded-Access-Token", c.token)
+	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	return req, nil

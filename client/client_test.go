@@ -172,6 +172,18 @@ func TestRequestsCarryTheTokenAndEscapeTheRef(t *testing.T) {
 	}
 }
 
+func TestAForwardedTokenGoesInItsOwnHeader(t *testing.T) {
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Forwarded-Access-Token") != "tok" || r.Header.Get("Authorization") != "" {
+			t.Errorf("got headers %v", r.Header)
+		}
+		_, _ = io.WriteString(w, `[]`)
+	}), WithForwardedToken("tok"))
+	if _, err := c.List(context.Background(), ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestNewRefusesABaseURLWithoutSchemeOrHost(t *testing.T) {
 	for _, u := range []string{"localhost:8080", "ftp://x", "http://", "::"} {
 		if _, err := New(u); err == nil {

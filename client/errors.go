@@ -53,6 +53,9 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.StatusCode, e.Field, e.Message)
+	}
 	return fmt.Sprintf("%s %s: %d %s", e.Method, e.Path, e.StatusCode, e.Message)
 }
 

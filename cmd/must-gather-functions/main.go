@@ -1,6 +1,7 @@
 // Command must-gather-functions runs the functions of must-gather-functions:
 // the HTTP API, the runner and the recorder, all in one process or each in
-// its own. See README.md for the settings.
+// its own. See README.md for the settings. With a command (gather, get,
+// list, download) as its first argument it is instead a client of the API.
 package main
 
 import (
@@ -11,11 +12,18 @@ import (
 	"syscall"
 
 	"k8s.io/klog/v2"
+
+	"github.com/kubev2v/must-gather-functions/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && cli.Is(os.Args[1]) {
+		code := cli.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	if cfg, err := loadConfig(os.Args, os.Getenv); err == nil {
 		// client-go logs through klog, a global: route it into our log
 		// once, before anything runs (run itself changes no globals).
