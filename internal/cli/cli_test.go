@@ -80,8 +80,9 @@ func TestProgressOnATerminalRewritesItsLine(t *testing.T) {
 	p := &progress{w: &b, terminal: true}
 	p.update("new", "one")
 	p.update("inprogress", "two")
+	p.update("completed", strings.Repeat("x", 100))
 	p.done()
-	if got, want := b.String(), "\rone\x1b[K\rtwo\x1b[K\n"; got != want {
+	if got, want := b.String(), "\rone\x1b[K\rtwo\x1b[K\r"+strings.Repeat("x", 78)+"…\x1b[K\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

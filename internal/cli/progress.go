@@ -21,6 +21,9 @@ type progress struct {
 	last     time.Time // when the terminal's line was last written
 }
 
+// termWidth is the longest line progress writes on a terminal.
+const termWidth = 79
+
 func newProgress(w io.Writer) *progress {
 	p := &progress{w: w}
 	if f, ok := w.(*os.File); ok {
@@ -49,6 +52,11 @@ func (p *progress) update(phase, line string) {
 		return
 	}
 	p.last = time.Now()
+	// A line longer than the terminal wraps, and \r then rewrites only
+	// its last part: keep it within the narrowest usual width.
+	if r := []rune(line); len(r) > termWidth {
+		line = string(r[:termWidth-1]) + "…"
+	}
 	fmt.Fprintf(p.w, "\r%s\x1b[K", line)
 	p.shown = true
 }
