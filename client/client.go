@@ -59,6 +59,9 @@ type Gathering struct {
 	Since       string `json:"since,omitempty"`
 	SinceTime   string `json:"since-time,omitempty"`
 	RequestedBy string `json:"requested-by,omitempty"`
+	// Cause says why a gathering started when no user asked for it, such
+	// as "migration ns/name failed".
+	Cause string `json:"cause,omitempty"`
 }
 
 // Request asks for a gathering. Every field is optional; the API document

@@ -52,16 +52,14 @@ func handleCreate(d Deps, posts *limiter) http.Handler {
 		defer cancel()
 		g := mustgather.NewGathering(req, d.Now())
 		g.RequestedBy = who.Username
-		g, err = d.Store.Create(ctx, g)
-		if err != nil {
+		g, err = mustgather.Start(ctx, d.Store, d.Events, g)
+		if err != nil && !errors.Is(err, mustgather.ErrNotAnnounced) {
 			respondErr(w, r, d.Logger, err)
 			return
 		}
 		d.Logger.InfoContext(ctx, "gathering requested", "gathering", g.ID, "request", req.String())
 		audit(ctx, d, "create", who, g)
-		if err := d.Events.Requested(ctx, g); err != nil {
-			// The record is what counts: the reaper announces unfinished
-			// gatherings that no runner has picked up.
+		if err != nil {
 			d.Logger.WarnContext(ctx, "gathering stored but not announced; the reaper will announce it", "gathering", g.ID, "err", err)
 		}
 		w.Header().Set("Location", "/must-gather/"+g.ID.String())

@@ -219,16 +219,17 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// record is the stored form of a gathering. Gathering.Seq and Reason are
-// not part of the API object, so they are kept beside it.
+// record is the stored form of a gathering. Gathering.Seq, Reason and
+// Preface are not part of the API object, so they are kept beside it.
 type record struct {
 	Gathering mustgather.Gathering `json:"gathering"`
 	Seq       uint64               `json:"seq"`
 	Reason    string               `json:"reason,omitempty"`
+	Preface   string               `json:"preface,omitempty"`
 }
 
 func encode(g mustgather.Gathering) ([]byte, error) {
-	return json.Marshal(record{Gathering: g, Seq: g.Seq, Reason: g.Reason})
+	return json.Marshal(record{Gathering: g, Seq: g.Seq, Reason: g.Reason, Preface: g.Preface})
 }
 
 // decode reads a record stored at revision rev.
@@ -237,7 +238,7 @@ func decode(data []byte, rev uint64) (mustgather.Gathering, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return mustgather.Gathering{}, fmt.Errorf("decode record: %w", err)
 	}
-	r.Gathering.Seq, r.Gathering.Reason, r.Gathering.Revision = r.Seq, r.Reason, rev
+	r.Gathering.Seq, r.Gathering.Reason, r.Gathering.Preface, r.Gathering.Revision = r.Seq, r.Reason, r.Preface, rev
 	return r.Gathering, nil
 }
 

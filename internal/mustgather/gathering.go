@@ -84,6 +84,9 @@ type Gathering struct {
 	// RequestedBy is the user whose token started the gathering; empty
 	// with authorization off.
 	RequestedBy string `json:"requested-by,omitempty"`
+	// Cause says why a gathering started when no user asked for it, such
+	// as "migration ns/name failed"; empty for a gathering a user asked for.
+	Cause string `json:"cause,omitempty"`
 
 	// Seq is the sequence number of the last Update applied; it is stored
 	// with the gathering but not part of the API object.
@@ -91,6 +94,11 @@ type Gathering struct {
 	// Reason says why an ended gathering failed, as its last Update said;
 	// stored, not part of the API object.
 	Reason string `json:"-"`
+	// Preface is text that exec-output always begins with, such as the
+	// failure that started the gathering, so that whoever reads the output
+	// sees it before the run's own output. It is set at creation, stored,
+	// and not part of the API object.
+	Preface string `json:"-"`
 	// Revision is the store's version of the record when it was read, for
 	// compare-and-set (Store.ApplyAt); it is not stored.
 	Revision uint64 `json:"-"`
@@ -160,7 +168,7 @@ func (g Gathering) Apply(u Update) (Gathering, error) {
 	if u.Time.After(g.UpdatedAt.Time) {
 		g.UpdatedAt = Timestamp{u.Time}
 	}
-	g.ExecOutput = u.ExecOutput
+	g.ExecOutput = withPreface(g.Preface, u.ExecOutput)
 	g.Reason = u.Reason
 	if u.ArchiveName != "" {
 		g.ArchiveName = u.ArchiveName
@@ -187,7 +195,18 @@ func (g Gathering) SameRequest(o Gathering) bool {
 	return g.ID == o.ID && g.CreatedAt.Equal(o.CreatedAt.Time) && g.CustomName == o.CustomName &&
 		g.Image == o.Image && g.ImageStream == o.ImageStream && g.NodeName == o.NodeName &&
 		g.Command == o.Command && g.SourceDir == o.SourceDir && g.Timeout == o.Timeout &&
-		g.Server == o.Server && g.Since == o.Since && g.SinceTime == o.SinceTime && g.RequestedBy == o.RequestedBy
+		g.Server == o.Server && g.Since == o.Since && g.SinceTime == o.SinceTime && g.RequestedBy == o.RequestedBy &&
+		g.Cause == o.Cause
+}
+
+// withPreface returns out beginning with preface: runners report only the
+// run's own output, and an output built on the stored one (a reaper's)
+// already begins with it.
+func withPreface(preface, out string) string {
+	if preface == "" || strings.HasPrefix(out, preface) {
+		return out
+	}
+	return preface + out
 }
 
 // Claim returns g moved from new to inprogress at now, or ErrAlreadyClaimed

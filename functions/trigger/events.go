@@ -1,0 +1,41 @@
+package trigger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+)
+
+// The ApiServerSource event types (Resource mode) the trigger takes: their
+// data is the whole object as it was when it changed.
+const (
+	EventAdd    = "dev.knative.apiserver.resource.add"
+	EventUpdate = "dev.knative.apiserver.resource.update"
+)
+
+// EventTypes are the event types HandleEvent takes.
+var EventTypes = []string{EventAdd, EventUpdate}
+
+// HandleEvent acts on an ApiServerSource event of a Migration or Plan. Of
+// the event it uses only which object changed: the object's group, kind,
+// namespace and name; what the object says is read from the API server.
+// An event that names no object of Forklift is malformed
+// (eventing.ErrMalformed) and dropped; another error means deliver again.
+func (t *Trigger) HandleEvent(ctx context.Context, e cloudevents.Event) error {
+	var obj struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   Meta   `json:"metadata"`
+	}
+	if err := json.Unmarshal(e.Data(), &obj); err != nil {
+		return fmt.Errorf("event %s: data: %w: %w", e.ID(), eventing.ErrMalformed, err)
+	}
+	if obj.APIVersion != Group+"/"+Version || (obj.Kind != KindMigration && obj.Kind != KindPlan) || obj.Metadata.Name == "" || obj.Metadata.Namespace == "" {
+		return fmt.Errorf("event %s: %q %q %s/%s is no Forklift Migration or Plan: %w", e.ID(), obj.APIVersion, obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name, eventing.ErrMalformed)
+	}
+	return t.Handle(ctx, obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name)
+}
