@@ -5,7 +5,9 @@
 // For each gathering it creates a temporary namespace (privileged for pod
 // security) and a ClusterRoleBinding of cluster-admin to that namespace's
 // default ServiceAccount, owned by the namespace. It then runs one pod per
-// image, at most MaxParallel at once. Each pod has two containers that share
+// image, at most MaxParallel at once, placed as oc places its pods: on a
+// control-plane node if it can, never on a node that is not Ready or is
+// unreachable (see placement). Each pod has two containers that share
 // an emptyDir at the source dir: "gather" runs the command, "copy" only
 // sleeps so that the output can be read after the gather has ended. The
 // gather container's log is followed into the job's log as it is written,
@@ -244,6 +246,7 @@ type run struct {
 
 	ns      string
 	binding string
+	place   placement
 
 	// archiveMu serializes the writers of the archive, which is not safe
 	// for concurrent use; dirs, under it, counts the directory names used.
@@ -277,9 +280,15 @@ func (r *run) gather(ctx context.Context) error {
 	r.out.printf(gatheringPrefix, "Using must-gather plug-in image: %s%s", strings.Join(images, ", "), reason)
 
 	if node := r.job.Gathering.NodeName; node != "" {
-		if err := r.g.checkNode(work, node); err != nil {
+		n, err := r.g.checkNode(work, node)
+		if err != nil {
 			return r.stopped(work, err)
 		}
+		if n != nil {
+			r.g.warnNode(n, report)
+		}
+	} else {
+		r.place = r.g.place(work, report)
 	}
 
 	defer r.cleanup(ctx)

@@ -182,6 +182,7 @@ func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
 	}
 	labels := map[string]string{LabelManagedBy: ManagedBy, LabelGathering: "42", LabelOwner: ManagedBy}
 	nsLabels := map[string]string{
+		"openshift.io/run-level":                         "0",
 		"pod-security.kubernetes.io/enforce":             "privileged",
 		"pod-security.kubernetes.io/audit":               "privileged",
 		"pod-security.kubernetes.io/warn":                "privileged",
@@ -225,7 +226,7 @@ func TestThePodSpecMatchesTheGoldenFile(t *testing.T) {
 		labels map[string]string
 	}{
 		{"the default pod", "pod-default.yaml", Config{},
-			podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/"},
+			podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/", affinity: placement{avoid: []string{"node-a", "node-b"}}.affinity()},
 			map[string]string{LabelGathering: "7"}},
 		{"a pod on a named node with host network and since", "pod-node-since.yaml",
 			Config{HostNetwork: true, NodeSelector: map[string]string{"node-role.kubernetes.io/worker": ""}, VolumePercentage: 80},
@@ -271,7 +272,7 @@ func TestTheCreatedPodIsTheGoldenOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := g.newPod(podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/"}, nil)
+	want := g.newPod(podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/", affinity: placement{}.affinity()}, nil)
 	if diff := cmp.Diff(want.Spec, obj.(*corev1.Pod).Spec); diff != "" {
 		t.Errorf("pod spec (-want +got):\n%s", diff)
 	}

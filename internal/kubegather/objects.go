@@ -56,6 +56,9 @@ func (r *run) setup(ctx context.Context) error {
 
 func (r *run) newNamespace() *corev1.Namespace {
 	labels := r.labels()
+	// Run level 0 keeps OpenShift's admission from adding an SCC and
+	// node selector of its own, as oc does.
+	labels["openshift.io/run-level"] = "0"
 	for _, l := range []string{"enforce", "audit", "warn"} {
 		labels["pod-security.kubernetes.io/"+l] = "privileged"
 	}
@@ -205,20 +208,21 @@ func nestedString(obj map[string]any, fields ...string) string {
 }
 
 // checkNode fails early for a node-name that does not exist: a pod bound to
-// a missing node would wait in Pending until the timeout.
-func (g *Gatherer) checkNode(ctx context.Context, node string) error {
-	_, err := g.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+// a missing node would wait in Pending until the timeout. It returns the
+// node, or nil when it may not be read.
+func (g *Gatherer) checkNode(ctx context.Context, node string) (*corev1.Node, error) {
+	n, err := g.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	switch {
 	case err == nil:
-		return nil
+		return n, nil
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("node %q not found: %w", node, mustgather.ErrInvalid)
+		return nil, fmt.Errorf("node %q not found: %w", node, mustgather.ErrInvalid)
 	case apierrors.IsForbidden(err):
 		// Not allowed to look: let the pod find out.
 		g.log.Warn("cannot check node-name", "node", node, "err", err)
-		return nil
+		return nil, nil
 	}
-	return fmt.Errorf("get node %s: %w", node, err)
+	return nil, fmt.Errorf("get node %s: %w", node, err)
 }
 
 // podSpec is what varies between the pods of gatherings.
@@ -227,7 +231,9 @@ type podSpec struct {
 	command   string
 	sourceDir string
 	nodeName  string
-	opts      PodOptions
+	// affinity places a pod without nodeName.
+	affinity *corev1.Affinity
+	opts     PodOptions
 }
 
 const outputVolume = "must-gather-output"
@@ -294,6 +300,7 @@ func (g *Gatherer) newPod(s podSpec, labels map[string]string) *corev1.Pod {
 	if s.nodeName != "" {
 		pod.Spec.NodeName = s.nodeName
 	} else {
+		pod.Spec.Affinity = s.affinity
 		for k, v := range g.cfg.NodeSelector {
 			pod.Spec.NodeSelector[k] = v
 		}

@@ -45,7 +45,7 @@ func (r *run) runPod(ctx, work context.Context, image string) error {
 	if strings.TrimSpace(dir) == "" {
 		dir = r.g.cfg.DefaultSourceDir
 	}
-	spec := podSpec{image: image, command: command, sourceDir: dir, nodeName: mg.NodeName, opts: r.opts}
+	spec := podSpec{image: image, command: command, sourceDir: dir, nodeName: mg.NodeName, affinity: r.place.affinity(), opts: r.opts}
 	pod, err := r.createPod(work, r.g.newPod(spec, r.labels()))
 	if err != nil {
 		if work.Err() != nil {
