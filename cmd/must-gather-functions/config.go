@@ -210,6 +210,7 @@ func (c *config) settings() []setting {
 		{Var: "RUNNER_COPY_TIMEOUT", Field: &c.Runner.CopyTimeout, Help: "beyond a gathering's timeout, how long copying, archiving and cleanup may take: the hard end of a gathering"},
 		{Var: "RUNNER_REQUEUE_AFTER", Field: &c.Runner.RequeueAfter, Help: "a gathering still `new` this long gets its requested event again"},
 		{Var: "RUNNER_PENDING_TIMEOUT", Field: &c.Runner.PendingTimeout, Help: "a gathering still `new` this long fails"},
+		{Var: "RUNNER_MAX_ARCHIVE_BYTES", Field: &c.Runner.MaxArchiveBytes, Help: "largest archive, compressed, in bytes; a gathering whose archive grows past it stops and ends in `error`, and its partial upload is aborted (nothing kept). `0`: no cap"},
 		{Var: "RUNNER_REAP_INTERVAL", Field: &c.Runner.ReapInterval, Help: "how often the reaper looks at unfinished gatherings; at least `100ms`. A gathering whose runner died fails at most `LEASE_TTL` plus this long after"},
 		{Var: "PROCESS_TEMP_DIR", Field: &c.Process.TempDir, Default: "system temp dir", Help: "where the process gatherer makes each gathering's output folder"},
 		{Var: "GATHERER", Field: &c.Gatherer, Help: "`kube`, `process`, or `auto`: kube when in a pod or `KUBECONFIG`/`KUBE_CONTEXTS` is set"},

@@ -64,6 +64,10 @@ type Config struct {
 	PendingTimeout time.Duration
 	// ReapInterval is how often the reaper looks at unfinished gatherings.
 	ReapInterval time.Duration
+	// MaxArchiveBytes caps the size of an archive, compressed, as it goes
+	// into the archive store; 0 means no cap. A gathering whose archive
+	// grows past it stops, ends in error, and keeps no archive.
+	MaxArchiveBytes uint64
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -79,6 +83,7 @@ func DefaultConfig() Config {
 		RequeueAfter:     30 * time.Second,
 		PendingTimeout:   30 * time.Minute,
 		ReapInterval:     15 * time.Second,
+		MaxArchiveBytes:  10 << 30,
 	}
 }
 
@@ -278,7 +283,7 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 	progressDone := r.reportProgress(work, rep, out)
 
 	name := mustgather.ArchiveName(g.ID, g.CustomName)
-	size, gerr, uerr := r.gatherAndUpload(work, stop, g, name, out, started)
+	size, gerr, uerr := r.gatherAndUpload(work, stop, cancelStop, g, name, out, started)
 	progressDone()
 
 	tail, _ := out.Tail()
@@ -291,6 +296,10 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 	} else {
 		end.Status = mustgather.StatusError
 		end.Reason = reason(gerr, uerr)
+		if errors.Is(uerr, mustgather.ErrArchiveTooLarge) {
+			// The gatherer failed only because its archive was cut off.
+			end.Reason = uerr.Error()
+		}
 		if uerr != nil {
 			// The gatherer's error is in the output already.
 			end.ExecOutput = appendLine(tail, "error: "+uerr.Error(), r.cfg.OutputTail)
@@ -372,13 +381,23 @@ func announce(ctx context.Context, store mustgather.Store, events mustgather.Eve
 }
 
 // gatherAndUpload runs the gatherer into a tar.gz stream that is uploaded
-// as it is written: no temporary file, no whole archive in memory.
-func (r *Runner) gatherAndUpload(work, stop context.Context, g mustgather.Gathering, name string, out *outputLog, started time.Time) (size int64, gerr, uerr error) {
+// as it is written: no temporary file, no whole archive in memory. An
+// archive that grows past MaxArchiveBytes fails the upload, which the
+// store aborts, and stops the gatherer through halt.
+func (r *Runner) gatherAndUpload(work, stop context.Context, halt context.CancelCauseFunc, g mustgather.Gathering, name string, out *outputLog, started time.Time) (size int64, gerr, uerr error) {
 	pr, pw := io.Pipe()
 	uploaded := make(chan error, 1)
 	go func() {
-		n, err := r.d.Archives.Put(work, mustgather.ArchiveKey(g.ID, name), pr)
+		var src io.Reader = pr
+		if r.cfg.MaxArchiveBytes > 0 {
+			src = &cappedReader{r: pr, left: r.cfg.MaxArchiveBytes}
+		}
+		n, err := r.d.Archives.Put(work, mustgather.ArchiveKey(g.ID, name), src)
 		size = n
+		if errors.Is(err, mustgather.ErrArchiveTooLarge) {
+			err = fmt.Errorf("%w: over the maximum of %d bytes (RUNNER_MAX_ARCHIVE_BYTES); gathering stopped, upload aborted, nothing kept", mustgather.ErrArchiveTooLarge, r.cfg.MaxArchiveBytes)
+			halt(err)
+		}
 		// Unblock the writer side if the upload gave up early.
 		pr.CloseWithError(fmt.Errorf("upload stopped: %w", err))
 		uploaded <- err
@@ -407,6 +426,24 @@ func (r *Runner) gatherAndUpload(work, stop context.Context, g mustgather.Gather
 		uerr = fmt.Errorf("store archive: %w", uerr)
 	}
 	return size, gerr, uerr
+}
+
+// cappedReader reads from r until more than left bytes have come, then
+// fails with mustgather.ErrArchiveTooLarge, so that the store aborts the
+// upload instead of completing it.
+type cappedReader struct {
+	r    io.Reader
+	left uint64
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if uint64(n) > c.left {
+		c.left = 0
+		return 0, mustgather.ErrArchiveTooLarge
+	}
+	c.left -= uint64(n)
+	return n, err
 }
 
 func reason(gerr, uerr error) string {

@@ -28,6 +28,10 @@ var (
 	// ErrLeaseHeld is returned by Leases.Hold when another holder has the
 	// lease.
 	ErrLeaseHeld = errors.New("lease held by another runner")
+	// ErrArchiveTooLarge is returned when a gathering's archive grows past
+	// the configured maximum size; the upload is aborted and nothing of the
+	// archive is kept.
+	ErrArchiveTooLarge = errors.New("archive too large")
 	// ErrUnauthenticated is returned by an Authorizer for a missing,
 	// malformed, unknown or expired token.
 	ErrUnauthenticated = errors.New("not authenticated")
