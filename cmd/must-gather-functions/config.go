@@ -211,6 +211,8 @@ func (c *config) settings() []setting {
 		{Var: "RUNNER_REQUEUE_AFTER", Field: &c.Runner.RequeueAfter, Help: "a gathering still `new` this long gets its requested event again"},
 		{Var: "RUNNER_PENDING_TIMEOUT", Field: &c.Runner.PendingTimeout, Help: "a gathering still `new` this long fails"},
 		{Var: "RUNNER_MAX_ARCHIVE_BYTES", Field: &c.Runner.MaxArchiveBytes, Help: "largest archive, compressed, in bytes; a gathering whose archive grows past it stops and ends in `error`, and its partial upload is aborted (nothing kept). `0`: no cap"},
+		{Var: "RETENTION", Field: &c.Runner.Retention, Help: "how long an ended gathering and its archive are kept after its last update; `0`: for ever. With S3, the bucket also gets a lifecycle rule expiring `gatherings/` after this many days rounded up, plus one"},
+		{Var: "RETENTION_INTERVAL", Field: &c.Runner.RetentionInterval, Help: "how often each runner deletes the gatherings older than `RETENTION`"},
 		{Var: "RUNNER_REAP_INTERVAL", Field: &c.Runner.ReapInterval, Help: "how often the reaper looks at unfinished gatherings; at least `100ms`. A gathering whose runner died fails at most `LEASE_TTL` plus this long after"},
 		{Var: "PROCESS_TEMP_DIR", Field: &c.Process.TempDir, Default: "system temp dir", Help: "where the process gatherer makes each gathering's output folder"},
 		{Var: "GATHERER", Field: &c.Gatherer, Help: "`kube`, `process`, or `auto`: kube when in a pod or `KUBECONFIG`/`KUBE_CONTEXTS` is set"},
@@ -390,6 +392,12 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Runner.ReapInterval < minReapInterval {
 		errs = append(errs, fmt.Errorf("RUNNER_REAP_INTERVAL: must be at least %s", minReapInterval))
+	}
+	if c.Runner.Retention < 0 {
+		errs = append(errs, fmt.Errorf("RETENTION: must not be negative"))
+	}
+	if c.Runner.RetentionInterval < minReapInterval {
+		errs = append(errs, fmt.Errorf("RETENTION_INTERVAL: must be at least %s", minReapInterval))
 	}
 	if c.Store.LeaseTTL < minLeaseTTL {
 		errs = append(errs, fmt.Errorf("LEASE_TTL: must be at least %s", minLeaseTTL))

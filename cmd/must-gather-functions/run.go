@@ -302,6 +302,7 @@ func startRunner(cfg config, d *deps, g *group, errc chan<- error, getenv func(s
 	})
 	receiveRequested(cfg, d, g, errc, r, log)
 	g.wg.Go(func() { r.RunReaper(g.ctx) })
+	startRetention(cfg, d, g, r, log)
 	return nil
 }
 

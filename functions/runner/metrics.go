@@ -12,6 +12,7 @@ type metrics struct {
 	archiveBytes  prometheus.Counter
 	reaperActions *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
+	expired       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -41,9 +42,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "mustgather_runner_requested_dropped_total",
 			Help: "Requested events the runner dropped without running anything, by reason: unknown (no record has the event's id) or mismatch (the event's data disagrees with the stored record).",
 		}, []string{"reason"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mustgather_retention_deleted_total",
+			Help: "Ended gatherings this runner deleted, with their archives, after RETENTION.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions, m.dropped)
+		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions, m.dropped, m.expired)
 	}
 	return m
 }

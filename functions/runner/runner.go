@@ -68,22 +68,30 @@ type Config struct {
 	// into the archive store; 0 means no cap. A gathering whose archive
 	// grows past it stops, ends in error, and keeps no archive.
 	MaxArchiveBytes uint64
+	// Retention is how long an ended gathering, with its archive, is kept
+	// after its last update; 0 keeps it for ever.
+	Retention time.Duration
+	// RetentionInterval is how often the runner deletes the gatherings
+	// that have outlived Retention.
+	RetentionInterval time.Duration
 }
 
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		DefaultTimeout:   mustgather.DefaultTimeout,
-		ProgressInterval: time.Second,
-		OutputTail:       64 << 10,
-		LogLimit:         32 << 20,
-		LeaseRenew:       10 * time.Second,
-		FinishGrace:      60 * time.Second,
-		CopyTimeout:      10 * time.Minute,
-		RequeueAfter:     30 * time.Second,
-		PendingTimeout:   30 * time.Minute,
-		ReapInterval:     15 * time.Second,
-		MaxArchiveBytes:  10 << 30,
+		DefaultTimeout:    mustgather.DefaultTimeout,
+		ProgressInterval:  time.Second,
+		OutputTail:        64 << 10,
+		LogLimit:          32 << 20,
+		LeaseRenew:        10 * time.Second,
+		FinishGrace:       60 * time.Second,
+		CopyTimeout:       10 * time.Minute,
+		RequeueAfter:      30 * time.Second,
+		PendingTimeout:    30 * time.Minute,
+		ReapInterval:      15 * time.Second,
+		MaxArchiveBytes:   10 << 30,
+		Retention:         7 * 24 * time.Hour,
+		RetentionInterval: time.Hour,
 	}
 }
 

@@ -635,6 +635,71 @@ func (s *Store) Settle(ctx context.Context, id mustgather.ID) error {
 	return nil
 }
 
+// Delete removes the record of an ended gathering by compare-and-set on its
+// revision (rev if it is not 0, else the one it reads), then its name
+// index entry if that still holds this id, and its unfinished index entry.
+// Of several callers deleting the same gathering at once, one succeeds and
+// the others get an error wrapping mustgather.ErrNotFound (or ErrStale
+// with rev). A Delete that dies between the record and the index entries
+// leaves entries that point at no record: GetByName answers ErrNotFound
+// until a new gathering takes the name, and Unfinished may list the id,
+// as it may after a failed Create.
+func (s *Store) Delete(ctx context.Context, id mustgather.ID, rev uint64) error {
+	g, cur, err := s.load(ctx, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("delete gathering %d: %w", id, err)
+	case rev != 0 && cur != rev:
+		return fmt.Errorf("delete gathering %d: record at revision %d, not %d: %w", id, cur, rev, mustgather.ErrStale)
+	case !g.Status.Terminal():
+		return fmt.Errorf("delete gathering %d: it is %s: %w", id, g.Status, mustgather.ErrNotEnded)
+	}
+	err = s.kv.Delete(ctx, recordKey(id), jetstream.LastRevision(cur))
+	if conflict(err) {
+		if rev != 0 {
+			return fmt.Errorf("delete gathering %d: %w", id, mustgather.ErrStale)
+		}
+		// Ended records are not rewritten: another Delete won.
+		return fmt.Errorf("delete gathering %d: %w", id, mustgather.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("delete gathering %d: %w", id, err)
+	}
+	if err := s.unindex(ctx, g); err != nil {
+		return fmt.Errorf("delete gathering %d: %w", id, err)
+	}
+	return nil
+}
+
+// unindex removes g's entry from the unfinished index, and its name entry
+// if that still holds g's id: a newer gathering with the name keeps it.
+func (s *Store) unindex(ctx context.Context, g mustgather.Gathering) error {
+	if err := s.Settle(ctx, g.ID); err != nil {
+		return err
+	}
+	if g.CustomName == "" {
+		return nil
+	}
+	key := nameKey(g.CustomName)
+	return retry(ctx, func() error {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("custom-name index: %w", err)
+		}
+		if cur, ok := mustgather.ParseID(string(e.Value())); !ok || cur != g.ID {
+			return nil
+		}
+		err = s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		if err != nil && !conflict(err) {
+			return fmt.Errorf("custom-name index: %w", err)
+		}
+		return err
+	})
+}
+
 // update writes g over the record at revision rev and returns the new
 // revision; it fails with jetstream.ErrKeyRevisionMismatch when another
 // writer got there first.

@@ -28,6 +28,9 @@ var (
 	// ErrLeaseHeld is returned by Leases.Hold when another holder has the
 	// lease.
 	ErrLeaseHeld = errors.New("lease held by another runner")
+	// ErrNotEnded is returned by Store.Delete for a gathering that is new
+	// or inprogress.
+	ErrNotEnded = errors.New("gathering has not ended")
 	// ErrArchiveTooLarge is returned when a gathering's archive grows past
 	// the configured maximum size; the upload is aborted and nothing of the
 	// archive is kept.

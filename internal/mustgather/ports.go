@@ -37,6 +37,14 @@ type Store interface {
 	// Settle drops an ended gathering from Unfinished. Whoever ends a
 	// gathering calls it once the final status event is published.
 	Settle(ctx context.Context, id ID) error
+	// Delete removes an ended gathering's record, and its custom-name from
+	// the name index if the name still stands for it, so that GetByName no
+	// longer finds it. With rev > 0 it deletes only if the record is still
+	// at revision rev, else it returns ErrStale. It returns ErrNotEnded for a
+	// gathering that is new or inprogress, and ErrNotFound for one that is
+	// not there, as when another caller deleted it first. The caller deletes
+	// the archive first.
+	Delete(ctx context.Context, id ID, rev uint64) error
 }
 
 // Filter selects gatherings for Store.List. Zero values select everything.
@@ -99,9 +107,12 @@ type Archive interface {
 	ModTime() time.Time
 }
 
+// ArchivePrefix starts the object key of every archive.
+const ArchivePrefix = "gatherings/"
+
 // ArchiveKey returns the object key of a gathering's archive.
 func ArchiveKey(id ID, archiveName string) string {
-	return "gatherings/" + id.String() + "/" + archiveName
+	return ArchivePrefix + id.String() + "/" + archiveName
 }
 
 // Access is what a caller asks to be allowed to do.
