@@ -23,23 +23,21 @@ func (r *Runner) Expire(ctx context.Context) (int, error) {
 	cutoff := r.d.Now().Add(-r.cfg.Retention)
 	var errs []error
 	deleted := 0
-	for _, status := range []mustgather.Status{mustgather.StatusCompleted, mustgather.StatusError} {
-		list, err := r.d.Store.List(ctx, mustgather.Filter{Status: status})
-		if err != nil {
-			return deleted, fmt.Errorf("expire: %w", err)
+	list, err := r.d.Store.List(ctx, mustgather.Filter{})
+	if err != nil {
+		return 0, fmt.Errorf("expire: %w", err)
+	}
+	for _, g := range list {
+		if !g.Status.Terminal() || !g.UpdatedAt.Before(cutoff) {
+			continue
 		}
-		for _, g := range list {
-			if !g.UpdatedAt.Before(cutoff) {
-				continue
-			}
-			switch err := r.expireOne(ctx, g); {
-			case err == nil:
-				deleted++
-			case errors.Is(err, mustgather.ErrNotFound), errors.Is(err, mustgather.ErrStale):
-				// Another runner deleted it first.
-			default:
-				errs = append(errs, err)
-			}
+		switch err := r.expireOne(ctx, g); {
+		case err == nil:
+			deleted++
+		case errors.Is(err, mustgather.ErrNotFound), errors.Is(err, mustgather.ErrStale):
+			// Another runner deleted it first.
+		default:
+			errs = append(errs, err)
 		}
 	}
 	return deleted, errors.Join(errs...)
