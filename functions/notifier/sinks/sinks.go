@@ -177,6 +177,33 @@ type Notifier struct {
 	client     cloudevents.Client
 	deliveries jetstream.KeyValue
 	m          metrics
+
+	// inFlight holds the ids of the events this process is delivering. A
+	// copy of one that comes in meanwhile (its ack wait ran out while the
+	// first was retrying a sink) waits for another turn rather than race
+	// the first to the sinks, before either has recorded its delivery.
+	mu       sync.Mutex
+	inFlight map[string]bool
+}
+
+// errInFlight: the event is being delivered by this process already.
+var errInFlight = errors.New("being delivered by this process already; it comes again later")
+
+// begin marks the event id in flight; it reports false if it was already.
+func (n *Notifier) begin(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.inFlight[id] {
+		return false
+	}
+	n.inFlight[id] = true
+	return true
+}
+
+func (n *Notifier) end(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.inFlight, id)
 }
 
 // New checks cfg, creates or updates the dead-letter stream and the
@@ -199,7 +226,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Notifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{cfg: cfg, deps: deps, log: log, sinks: sinks, m: newMetrics(deps.Registry)}
+	n := &Notifier{cfg: cfg, deps: deps, log: log, sinks: sinks, m: newMetrics(deps.Registry), inFlight: map[string]bool{}}
 	if cfg.Secret != "" {
 		n.secret = []byte(cfg.Secret)
 	}
@@ -275,6 +302,10 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) error {
 		n.log.Warn("final event contradicts the store; not delivered", "gathering", u.ID, "event", e.ID(), "stored", g.Status)
 		return nil
 	}
+	if !n.begin(e.ID()) {
+		return fmt.Errorf("event %s: %w", e.ID(), errInFlight)
+	}
+	defer n.end(e.ID())
 	out, err := n.event(ctx, e, u, g)
 	if err != nil {
 		return err

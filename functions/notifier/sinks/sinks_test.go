@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -740,5 +741,43 @@ func TestOnlyFinalEventsSignedWithTheEventsKeyAreDelivered(t *testing.T) {
 				t.Errorf("delivered %v, want %v", got, tt.delivered)
 			}
 		})
+	}
+}
+
+func TestACopyOfAnEventBeingDeliveredWaitsForItsTurn(t *testing.T) {
+	e := newEnv(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var enter, free sync.Once
+	t.Cleanup(func() { free.Do(func() { close(release) }) })
+	// The sink holds its first request until the copy has been handled.
+	slow := sinkstest.New(t, func(n int) int {
+		if n == 1 {
+			enter.Do(func() { close(entered) })
+			<-release
+		}
+		return http.StatusOK
+	})
+	cfg := e.cfg
+	cfg.Sinks = []string{slow.URL}
+	n := e.notifier(t, e.js, cfg, nil)
+	_, ev := e.finish(t, "in-flight", mustgather.StatusCompleted)
+
+	first := make(chan error, 1)
+	go func() { first <- n.Handle(context.Background(), ev) }()
+	<-entered
+	// A copy, as the server sends when the first's ack wait runs out.
+	if err := n.Handle(context.Background(), ev); err == nil || !strings.Contains(err.Error(), "being delivered by this process already") {
+		t.Errorf("the copy: %v, want an error that brings it again later", err)
+	}
+	free.Do(func() { close(release) })
+	if err := <-first; err != nil {
+		t.Fatalf("the first: %v", err)
+	}
+	// Its next turn finds the delivery recorded.
+	if err := n.Handle(context.Background(), ev); err != nil {
+		t.Errorf("the copy's next turn: %v", err)
+	}
+	if diff := cmp.Diff(map[string]int{ev.ID(): 1}, slow.Count()); diff != "" {
+		t.Errorf("the sink got (-want +got):\n%s", diff)
 	}
 }
