@@ -55,10 +55,13 @@ type Gathering struct {
 	// ArchiveName is the archive's file name; empty until there is one.
 	ArchiveName string `json:"archive-name"`
 	// ExecOutput is the last part of the gathering's output so far.
-	ExecOutput  string `json:"exec-output"`
-	Since       string `json:"since,omitempty"`
-	SinceTime   string `json:"since-time,omitempty"`
-	RequestedBy string `json:"requested-by,omitempty"`
+	ExecOutput string `json:"exec-output"`
+	Since      string `json:"since,omitempty"`
+	SinceTime  string `json:"since-time,omitempty"`
+	// NodeSelector and HostNetwork are as requested.
+	NodeSelector string `json:"node-selector,omitempty"`
+	HostNetwork  bool   `json:"host-network,omitempty"`
+	RequestedBy  string `json:"requested-by,omitempty"`
 	// Cause says why a gathering started when no user asked for it, such
 	// as "migration ns/name failed".
 	Cause string `json:"cause,omitempty"`
@@ -82,6 +85,12 @@ type Request struct {
 	Plan      string `json:"plan,omitempty"`
 	VM        string `json:"vm,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
+	// NodeSelector runs one pod per image on each Ready node it selects,
+	// as oc's --node-selector; not with NodeName.
+	NodeSelector string `json:"node-selector,omitempty"`
+	// HostNetwork runs the pods in the host's network, as oc's
+	// --host-network.
+	HostNetwork bool `json:"host-network,omitempty"`
 }
 
 // ListOptions filters List; the zero value lists every gathering.

@@ -81,6 +81,8 @@ var runnerCalls = []struct {
 	{permission{"", "events", "list", ""}, "watch.go: warning events at the end", true, ""},
 	{permission{"", "events", "watch", ""}, "watch.go: warning events", true, ""},
 	{permission{"", "nodes", "get", ""}, "objects.go: checking node-name", true, ""},
+	{permission{"", "nodes", "list", ""}, "nodes.go: Ready nodes for the pods' affinity; the nodes of a node-selector", false,
+		"only for a gathering without node-name; internal/kubegather's TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane and TestANodeSelectorRunsOnePodPerReadyNode make these calls"},
 	{permission{"image.openshift.io", "imagestreamtags", "get", ""}, "objects.go: image-stream", false, "the test cluster has no OpenShift API"},
 	{permission{"forklift.konveyor.io", "forkliftcontrollers", "list", ""}, "forklift.go: the installed Forklift's must-gather image and namespace", false,
 		"only for a gathering without image; internal/kubegather's TestTheDefaultImageIsTheInstalledForklifts makes these calls"},

@@ -156,7 +156,8 @@ func bodyErr(format string, args ...any) error {
 	return &mustgather.FieldError{Field: "body", Message: fmt.Sprintf(format, args...)}
 }
 
-// decodeJSON reads one JSON object of string fields. It walks the tokens
+// decodeJSON reads one JSON object of string fields (a bool field may
+// also be true or false). It walks the tokens
 // rather than unmarshalling into a struct because encoding/json matches
 // names case-insensitively and keeps the last of repeated names, and the
 // API wants both to be errors.
@@ -187,13 +188,20 @@ func decodeJSON(body []byte) (mustgather.Request, error) {
 			return mustgather.Request{}, err
 		}
 		var value string
-		if raw[0] != '"' || json.Unmarshal(raw, &value) != nil {
+		switch {
+		case slices.Contains(mustgather.BoolRequestFields, name) && (string(raw) == "true" || string(raw) == "false"):
+			value = string(raw)
+		case slices.Contains(mustgather.BoolRequestFields, name) && raw[0] != '"':
+			return mustgather.Request{}, &mustgather.FieldError{Field: name, Message: "must be true or false"}
+		case raw[0] != '"' || json.Unmarshal(raw, &value) != nil:
 			return mustgather.Request{}, &mustgather.FieldError{Field: name, Message: "must be a string"}
 		}
 		if msg := notUTF8(raw); msg != "" {
 			return mustgather.Request{}, &mustgather.FieldError{Field: name, Message: msg}
 		}
-		f.req.Set(name, value)
+		if err := f.req.Set(name, value); err != nil {
+			return mustgather.Request{}, err
+		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return mustgather.Request{}, jsonErr(err)
@@ -267,7 +275,9 @@ func decodeForm(body []byte) (mustgather.Request, error) {
 		if len(values[name]) > 1 {
 			return mustgather.Request{}, repeated(name)
 		}
-		f.req.Set(name, values[name][0])
+		if err := f.req.Set(name, values[name][0]); err != nil {
+			return mustgather.Request{}, err
+		}
 	}
 	return f.req, nil
 }
@@ -303,7 +313,9 @@ func decodeMultipart(body []byte, boundary string) (mustgather.Request, error) {
 		if err := f.claim(name); err != nil {
 			return mustgather.Request{}, err
 		}
-		f.req.Set(name, string(value))
+		if err := f.req.Set(name, string(value)); err != nil {
+			return mustgather.Request{}, err
+		}
 	}
 }
 

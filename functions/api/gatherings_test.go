@@ -60,6 +60,10 @@ func TestCreateStartsAGatheringFromEachBodyKind(t *testing.T) {
 		{"an empty body without a Content-Type takes every default", "empty", "", ""},
 		{"an empty JSON object takes every default", "json-empty-object", "application/json", "{}"},
 		{"an empty JSON body takes every default", "json-empty-body", "application/json", ""},
+		{"a JSON body with a node selector and host network as a boolean", "json-nodes", "application/json",
+			`{"node-selector": "node-role.kubernetes.io/worker", "host-network": true}`},
+		{"a form with host network as a checkbox sends it", "form-host-network", "application/x-www-form-urlencoded",
+			"node-selector=zone%3Da&host-network=on"},
 		{"values are trimmed of surrounding white space", "json-trimmed", "application/json",
 			`{"custom-name": "  plan1 ", "timeout": " 10m\t"}`},
 	}
@@ -448,7 +452,7 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 	e := newEnv(t)
 	e.create(`{"custom-name": "plan1"}`) // 1, new
 
-	const known = "unknown field; known fields: custom-name, image, image-stream, node-name, command, source-dir, timeout, server, since, since-time, plan, vm, namespace"
+	const known = "unknown field; known fields: custom-name, image, image-stream, node-name, command, source-dir, timeout, server, since, since-time, plan, vm, namespace, node-selector, host-network"
 	const mediaTypes = "application/json, application/x-www-form-urlencoded or multipart/form-data"
 	tooBig := []byte(`{"command": "` + strings.Repeat("x", MaxBodyBytes) + `"}`)
 	tests := []struct {
@@ -468,6 +472,12 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 			400, errorBody{Field: "image", Error: "given more than once"}},
 		{"a number where a string belongs", "POST", "/must-gather", "application/json", `{"timeout": 15}`,
 			400, errorBody{Field: "timeout", Error: "must be a string"}},
+		{"a number where true or false belongs", "POST", "/must-gather", "application/json", `{"host-network": 1}`,
+			400, errorBody{Field: "host-network", Error: "must be true or false"}},
+		{"a string other than true or false for host-network", "POST", "/must-gather", "application/json", `{"host-network": "maybe"}`,
+			400, errorBody{Field: "host-network", Error: "must be true or false"}},
+		{"a node name and a node selector", "POST", "/must-gather", "application/json", `{"node-name": "worker-0", "node-selector": "zone=a"}`,
+			400, errorBody{Field: "node-selector", Error: "give node-name or node-selector, not both"}},
 		{"a null where a string belongs", "POST", "/must-gather", "application/json", `{"timeout": null}`,
 			400, errorBody{Field: "timeout", Error: "must be a string"}},
 		{"a JSON array", "POST", "/must-gather", "application/json", `["image"]`,

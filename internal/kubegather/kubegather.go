@@ -82,12 +82,10 @@ type Config struct {
 	// Owner is the value of LabelOwner; Sweep only deletes objects with
 	// the same owner. It must be a valid label value.
 	Owner string
-	// NodeSelector is added to every pod's node selector; a gathering's
-	// node-name pins the pod to one node instead.
+	// NodeSelector is added to the node selector of every pod that the
+	// scheduler places; a gathering's node-name or node-selector pins its
+	// pods instead.
 	NodeSelector map[string]string
-	// HostNetwork runs the pods in the host's network namespace, with
-	// CAP_NET_RAW in the gather container, as oc's --host-network.
-	HostNetwork bool
 	// MaxParallel is how many pods of one gathering run at once.
 	MaxParallel int
 	// VolumePercentage: when the output volume is fuller than this, the
@@ -287,8 +285,24 @@ func (r *run) gather(ctx context.Context) error {
 		if n != nil {
 			r.g.warnNode(n, report)
 		}
-	} else {
+	} else if sel := r.job.Gathering.NodeSelector; sel == "" {
 		r.place = r.g.place(work, report)
+	}
+	targets := make([]target, 0, len(images))
+	for _, image := range images {
+		targets = append(targets, target{image: image})
+	}
+	if sel := r.job.Gathering.NodeSelector; sel != "" {
+		nodes, err := r.g.selectNodes(work, sel, report)
+		if err != nil {
+			return r.stopped(work, err)
+		}
+		targets = targets[:0]
+		for _, image := range images {
+			for _, node := range nodes {
+				targets = append(targets, target{image: image, node: node})
+			}
+		}
 	}
 
 	defer r.cleanup(ctx)
@@ -297,7 +311,7 @@ func (r *run) gather(ctx context.Context) error {
 	}
 
 	stopEvents := r.watchEvents(work)
-	errs := r.runPods(ctx, work, images)
+	errs := r.runPods(ctx, work, targets)
 	stopEvents()
 
 	// work's cause is the job's Stop cause, or the Gather ctx's should
@@ -332,13 +346,20 @@ func (r *run) wasInterrupted() bool {
 	return r.interrupted
 }
 
-// runPods runs a pod per image, at most MaxParallel at once, and returns
-// their errors in the order of the images.
-func (r *run) runPods(ctx, work context.Context, images []string) []error {
-	errs := make([]error, len(images))
+// target is what one pod runs: an image, on a node when the gathering
+// has a node-selector.
+type target struct {
+	image string
+	node  string
+}
+
+// runPods runs a pod per target, at most MaxParallel at once, and returns
+// their errors in the order of the targets.
+func (r *run) runPods(ctx, work context.Context, targets []target) []error {
+	errs := make([]error, len(targets))
 	sem := make(chan struct{}, r.g.cfg.MaxParallel)
 	var wg sync.WaitGroup
-	for i, image := range images {
+	for i, t := range targets {
 		// A stopped job starts no more pods, even with room for them.
 		if work.Err() == nil {
 			select {
@@ -351,12 +372,16 @@ func (r *run) runPods(ctx, work context.Context, images []string) []error {
 		}
 		if work.Err() != nil {
 			r.interrupt()
-			r.out.printf(gatheringPrefix, "pod for plug-in image %s not started: %v", image, context.Cause(work))
+			if t.node != "" {
+				r.out.printf(gatheringPrefix, "pod for plug-in image %s on node %s not started: %v", t.image, t.node, context.Cause(work))
+			} else {
+				r.out.printf(gatheringPrefix, "pod for plug-in image %s not started: %v", t.image, context.Cause(work))
+			}
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = r.runPod(ctx, work, image)
+			errs[i] = r.runPod(ctx, work, t)
 		})
 	}
 	wg.Wait()

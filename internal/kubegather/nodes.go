@@ -2,7 +2,9 @@ package kubegather
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,4 +110,32 @@ func (g *Gatherer) warnNode(node *corev1.Node, report func(format string, args .
 	if ok, why := nodeUsable(node, true); !ok {
 		report("node %s is %s: its pod may not start before the timeout", node.Name, why)
 	}
+}
+
+// selectNodes lists the nodes that sel selects, as oc's --node-selector
+// does, and returns the names of those that can run a pod now; it says in
+// exec-output which it leaves out and why. None is an error.
+func (g *Gatherer) selectNodes(ctx context.Context, sel string, report func(format string, args ...any)) ([]string, error) {
+	nodes, err := g.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("list the nodes of node-selector %q: %w", sel, err)
+	}
+	var names []string
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		if ok, why := nodeUsable(n, true); !ok {
+			report("node %s matches node-selector %q but is %s: no pod runs there", n.Name, sel, why)
+			continue
+		}
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	switch {
+	case len(names) == 0 && len(nodes.Items) == 0:
+		return nil, fmt.Errorf("node-selector %q selects no node", sel)
+	case len(names) == 0:
+		return nil, fmt.Errorf("node-selector %q selects no Ready node (%d selected, none Ready)", sel, len(nodes.Items))
+	}
+	report("node-selector %q: one pod per image on each of %d nodes: %s", sel, len(names), strings.Join(names, ", "))
+	return names, nil
 }

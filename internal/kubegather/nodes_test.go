@@ -3,6 +3,7 @@ package kubegather
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,23 @@ func addTestNodes(t *testing.T, ctx context.Context, admin kubernetes.Interface,
 	}
 }
 
+// startWithTestNodes starts a test cluster with testNodes, and returns it,
+// an admin client and a Gatherer for it.
+func startWithTestNodes(t *testing.T, ctx context.Context) (*kube.Cluster, kubernetes.Interface, *Gatherer) {
+	t.Helper()
+	k := kube.Start(t)
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addTestNodes(t, ctx, admin, k.Node)
+	g, err := NewForConfig(k.Admin, testConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, admin, g
+}
+
 // runOnTestCluster runs g on k until its pods run, lets check look at
 // them, finishes their gathers and waits for the end of the gathering.
 func runOnTestCluster(t *testing.T, ctx context.Context, k *kube.Cluster, g *Gatherer, mg mustgather.Gathering, pods int, check func(pods []*corev1.Pod)) *testJob {
@@ -116,18 +134,9 @@ func runOnTestCluster(t *testing.T, ctx context.Context, k *kube.Cluster, g *Gat
 // environment binds pods itself (it runs no kube-scheduler) and does not
 // read affinity, so what is checked is the spec the scheduler gets.
 func TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane(t *testing.T) {
-	k := kube.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addTestNodes(t, ctx, admin, k.Node)
-	g, err := NewForConfig(k.Admin, testConfig(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, admin, g := startWithTestNodes(t, ctx)
 
 	t.Run("a pod left to the scheduler avoids nodes not Ready, unreachable or cordoned and prefers the control plane", func(t *testing.T) {
 		runOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: 51, Image: forkliftImage, Timeout: "2m"}, 1, func(pods []*corev1.Pod) {
@@ -182,6 +191,103 @@ func TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane(t *testing.T) {
 			t.Errorf("exec-output lacks %q:\n%s", want, job.log)
 		}
 	})
+}
+
+// TestANodeSelectorRunsOnePodPerReadyNode runs gatherings with a
+// node-selector on a real kube-apiserver with nodes of each kind: one pod
+// per image on each Ready node selected, pinned there (a cordoned node
+// runs a pinned pod), the output of each under its node's directory, as
+// oc does; and host-network as oc sets it.
+func TestANodeSelectorRunsOnePodPerReadyNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, admin, g := startWithTestNodes(t, ctx)
+
+	t.Run("one pod per image on each Ready worker, in the host network with CAP_NET_RAW", func(t *testing.T) {
+		const other = "quay.io/kubev2v/other-must-gather:1"
+		mg := mustgather.Gathering{ID: 61, Image: forkliftImage + "," + other, NodeSelector: "node-role.kubernetes.io/worker", HostNetwork: true, Timeout: "2m"}
+		job := runOnTestCluster(t, ctx, k, g, mg, 4, func(pods []*corev1.Pod) {
+			got := map[string]int{}
+			for _, p := range pods {
+				got[p.Spec.NodeName+" "+p.Spec.Containers[0].Image]++
+				if p.Spec.Affinity != nil {
+					t.Errorf("pod %s pinned to %s has affinity %v", p.Name, p.Spec.NodeName, p.Spec.Affinity)
+				}
+				if !p.Spec.HostNetwork {
+					t.Errorf("pod %s is not in the host network", p.Name)
+				}
+				want := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"CAP_NET_RAW"}}}
+				if diff := cmp.Diff(want, p.Spec.Containers[0].SecurityContext); diff != "" {
+					t.Errorf("pod %s gather container security context (-want +got):\n%s", p.Name, diff)
+				}
+				if p.Spec.Containers[1].SecurityContext != nil {
+					t.Errorf("pod %s copy container has security context %v", p.Name, p.Spec.Containers[1].SecurityContext)
+				}
+			}
+			want := map[string]int{
+				"worker-0 " + forkliftImage: 1, "worker-0 " + other: 1,
+				"worker-2 " + forkliftImage: 1, "worker-2 " + other: 1,
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("pods per node and image (-want +got):\n%s", diff)
+			}
+		})
+		log := job.log.String()
+		for _, want := range []string{
+			`node worker-1 matches node-selector "node-role.kubernetes.io/worker" but is not Ready: no pod runs there`,
+			`node-selector "node-role.kubernetes.io/worker": one pod per image on each of 2 nodes: worker-0, worker-2`,
+			" on node: worker-0 for plug-in image " + forkliftImage + " created",
+			" on node: worker-2 for plug-in image " + other + " created",
+		} {
+			if !strings.Contains(log, want) {
+				t.Errorf("exec-output lacks %q:\n%s", want, log)
+			}
+		}
+		dirs := map[string]bool{}
+		for name := range job.files(t) {
+			if strings.HasSuffix(name, "/gather.logs") {
+				dirs[strings.TrimSuffix(name, "/gather.logs")] = true
+			}
+		}
+		var nodes []string
+		for d := range dirs {
+			node, _, _ := strings.Cut(d, "/")
+			nodes = append(nodes, node)
+		}
+		slices.Sort(nodes)
+		if diff := cmp.Diff([]string{"worker-0", "worker-0", "worker-2", "worker-2"}, nodes); diff != "" {
+			t.Errorf("gather.logs per node directory (-want +got):\n%s\ndirs: %v", diff, dirs)
+		}
+	})
+
+	t.Run("without host-network the pods are not in the host network", func(t *testing.T) {
+		runOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: 62, Image: forkliftImage, NodeSelector: "kubernetes.io/hostname=cp-0", Timeout: "2m"}, 1, func(pods []*corev1.Pod) {
+			if p := pods[0]; p.Spec.NodeName != "cp-0" || p.Spec.HostNetwork || p.Spec.Containers[0].SecurityContext != nil {
+				t.Errorf("pod on %s, host network %v, security context %v; want on cp-0 without either", p.Spec.NodeName, p.Spec.HostNetwork, p.Spec.Containers[0].SecurityContext)
+			}
+		})
+	})
+
+	for _, tt := range []struct{ name, selector, want string }{
+		{"a selector of nodes none of which is Ready fails, saying so", "kubernetes.io/hostname in (cp-1,worker-1)",
+			`node-selector "kubernetes.io/hostname in (cp-1,worker-1)" selects no Ready node (2 selected, none Ready)`},
+		{"a selector of no node fails, saying so", "zone=nowhere", `node-selector "zone=nowhere" selects no node`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			job := newTestJob(t, mustgather.Gathering{ID: 63, Image: forkliftImage, NodeSelector: tt.selector, Timeout: "2m"})
+			err := g.Gather(ctx, job.Job)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Gather: %v, want an error saying %q", err, tt.want)
+			}
+			if !strings.Contains(job.log.String(), tt.want) {
+				t.Errorf("exec-output lacks %q:\n%s", tt.want, job.log)
+			}
+			list, err := admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: LabelGathering + "=63"})
+			if err != nil || len(list.Items) != 0 {
+				t.Errorf("namespaces of the failed gathering: %v, %v; want none", list, err)
+			}
+		})
+	}
 }
 
 func TestANodeIsUsableWhenReadyAndReachable(t *testing.T) {

@@ -232,8 +232,9 @@ type podSpec struct {
 	sourceDir string
 	nodeName  string
 	// affinity places a pod without nodeName.
-	affinity *corev1.Affinity
-	opts     PodOptions
+	affinity    *corev1.Affinity
+	hostNetwork bool
+	opts        PodOptions
 }
 
 const outputVolume = "must-gather-output"
@@ -265,7 +266,7 @@ func (g *Gatherer) newPod(s podSpec, labels map[string]string) *corev1.Pod {
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		VolumeMounts:             mounts,
 	}
-	if g.cfg.HostNetwork {
+	if s.hostNetwork {
 		// For packet captures on the host; NET_RAW only allows reading.
 		gather.SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"CAP_NET_RAW"}}}
 	}
@@ -289,7 +290,7 @@ func (g *Gatherer) newPod(s podSpec, labels map[string]string) *corev1.Pod {
 				VolumeMounts:             mounts,
 			}},
 			NodeSelector: map[string]string{corev1.LabelOSStable: "linux"},
-			HostNetwork:  g.cfg.HostNetwork,
+			HostNetwork:  s.hostNetwork,
 			// An empty key with Exists tolerates every taint.
 			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 		},
@@ -356,19 +357,29 @@ var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9]+`)
 // dirName names the archive directory of a pod's output after its image,
 // as oc names its dest-dir: the image ID the kubelet reports, else the
 // image reference, with every run of other characters than letters and
-// digits turned into "-". A name used before gets a number.
-func (r *run) dirName(pod *corev1.Pod, image string) string {
+// digits turned into "-". A pod of a node-selector gathering has it under
+// a directory named after its node the same way, as oc does. A name used
+// before gets a number.
+func (r *run) dirName(pod *corev1.Pod, image, node string) string {
 	ref := image
 	if st := containerStatus(pod, gatherContainer); st != nil && st.ImageID != "" {
 		ref = st.ImageID
 	}
-	name := strings.Trim(nonAlnum.ReplaceAllString(ref, "-"), "-")
-	if name == "" {
-		name = "image"
+	name := safeName(ref, "image")
+	if node != "" {
+		name = safeName(node, "node") + "/" + name
 	}
 	r.dirs[name]++
 	if n := r.dirs[name]; n > 1 {
 		name = fmt.Sprintf("%s-%d", name, n)
+	}
+	return name
+}
+
+func safeName(s, empty string) string {
+	name := strings.Trim(nonAlnum.ReplaceAllString(s, "-"), "-")
+	if name == "" {
+		return empty
 	}
 	return name
 }

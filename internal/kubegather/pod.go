@@ -20,6 +20,7 @@ import (
 type podRun struct {
 	r      *run
 	image  string
+	node   string // the node a node-selector gathering runs it on
 	name   string
 	prefix string // "[<pod>]"
 	dir    string // source dir in the pod
@@ -33,9 +34,10 @@ type podRun struct {
 	cut     int64        // bytes of it not kept
 }
 
-// runPod runs image's pod to its end and copies its output. ctx lasts
-// longer than work, which ends when the job must stop.
-func (r *run) runPod(ctx, work context.Context, image string) error {
+// runPod runs t's pod to its end and copies its output. ctx lasts longer
+// than work, which ends when the job must stop.
+func (r *run) runPod(ctx, work context.Context, t target) error {
+	image := t.image
 	mg := r.job.Gathering
 	command := strings.TrimSpace(mg.Command)
 	if command == "" {
@@ -45,7 +47,11 @@ func (r *run) runPod(ctx, work context.Context, image string) error {
 	if strings.TrimSpace(dir) == "" {
 		dir = r.g.cfg.DefaultSourceDir
 	}
-	spec := podSpec{image: image, command: command, sourceDir: dir, nodeName: mg.NodeName, affinity: r.place.affinity(), opts: r.opts}
+	spec := podSpec{image: image, command: command, sourceDir: dir, nodeName: mg.NodeName, affinity: r.place.affinity(),
+		hostNetwork: mg.HostNetwork, opts: r.opts}
+	if t.node != "" {
+		spec.nodeName = t.node
+	}
 	pod, err := r.createPod(work, r.g.newPod(spec, r.labels()))
 	if err != nil {
 		if work.Err() != nil {
@@ -56,10 +62,14 @@ func (r *run) runPod(ctx, work context.Context, image string) error {
 		r.out.printf(gatheringPrefix, "pod for plug-in image %s not created: %v", image, err)
 		return fmt.Errorf("create pod for image %s: %w", image, err)
 	}
-	p := &podRun{r: r, image: image, name: pod.Name, prefix: "[" + pod.Name + "]", dir: dir, last: pod}
+	p := &podRun{r: r, image: image, node: t.node, name: pod.Name, prefix: "[" + pod.Name + "]", dir: dir, last: pod}
 	log := r.log.With("pod", pod.Name, "image", image)
-	log.Info("pod created")
-	r.out.printf(p.prefix, "pod for plug-in image %s created", image)
+	log.Info("pod created", "node", t.node)
+	if t.node != "" {
+		r.out.printf(p.prefix, "pod: %s on node: %s for plug-in image %s created", pod.Name, t.node, image)
+	} else {
+		r.out.printf(p.prefix, "pod for plug-in image %s created", image)
+	}
 
 	gatherErr := p.waitAndFollow(ctx, work)
 	if gatherErr != nil {
@@ -378,7 +388,7 @@ func (p *podRun) copyOutput(ctx context.Context) error {
 
 	p.r.archiveMu.Lock()
 	defer p.r.archiveMu.Unlock()
-	dir := p.r.dirName(pod, p.image)
+	dir := p.r.dirName(pod, p.image, p.node)
 	p.r.out.printf(p.prefix, "copying gather output into %s/", dir)
 
 	pr, pw := io.Pipe()

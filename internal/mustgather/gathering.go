@@ -81,6 +81,10 @@ type Gathering struct {
 	// Since and SinceTime go beyond the seed; they appear only when set.
 	Since     string `json:"since,omitempty"`
 	SinceTime string `json:"since-time,omitempty"`
+	// NodeSelector and HostNetwork, beyond the seed too, are the
+	// request's (see Request).
+	NodeSelector string `json:"node-selector,omitempty"`
+	HostNetwork  bool   `json:"host-network,omitempty"`
 	// RequestedBy is the user whose token started the gathering; empty
 	// with authorization off.
 	RequestedBy string `json:"requested-by,omitempty"`
@@ -121,6 +125,9 @@ func NewGathering(r Request, now time.Time) Gathering {
 		Server:      r.Server,
 		Since:       r.Since,
 		SinceTime:   r.SinceTime,
+
+		NodeSelector: r.NodeSelector,
+		HostNetwork:  r.HostNetwork,
 	}
 }
 
@@ -196,7 +203,7 @@ func (g Gathering) SameRequest(o Gathering) bool {
 		g.Image == o.Image && g.ImageStream == o.ImageStream && g.NodeName == o.NodeName &&
 		g.Command == o.Command && g.SourceDir == o.SourceDir && g.Timeout == o.Timeout &&
 		g.Server == o.Server && g.Since == o.Since && g.SinceTime == o.SinceTime && g.RequestedBy == o.RequestedBy &&
-		g.Cause == o.Cause
+		g.Cause == o.Cause && g.NodeSelector == o.NodeSelector && g.HostNetwork == o.HostNetwork
 }
 
 // withPreface returns out beginning with preface: runners report only the

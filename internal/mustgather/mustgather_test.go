@@ -3,6 +3,7 @@ package mustgather_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -35,6 +36,10 @@ func TestValidRequestsAreNormalized(t *testing.T) {
 		{"the maximum timeout", mustgather.Request{Timeout: "1h"}, mustgather.Request{Timeout: "1h"}},
 		{"a timeout in bare seconds is kept as sent", mustgather.Request{Timeout: "600"}, mustgather.Request{Timeout: "600"}},
 		{"the maximum timeout in seconds", mustgather.Request{Timeout: "3600"}, mustgather.Request{Timeout: "3600"}},
+		{"a node selector as oc takes it, trimmed",
+			mustgather.Request{NodeSelector: " node-role.kubernetes.io/worker, zone in (a, b),!gpu,tier!=db,rack=r-1 "},
+			mustgather.Request{NodeSelector: "node-role.kubernetes.io/worker, zone in (a, b),!gpu,tier!=db,rack=r-1", Timeout: "10m"}},
+		{"host network", mustgather.Request{HostNetwork: true}, mustgather.Request{HostNetwork: true, Timeout: "10m"}},
 		{"a custom name in any script, with emoji",
 			mustgather.Request{CustomName: "план-ü-計画 🚀"},
 			mustgather.Request{CustomName: "план-ü-計画 🚀", Timeout: "10m"}},
@@ -74,6 +79,13 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		{"an image stream without tag", mustgather.Request{ImageStream: "ns/name"}, "image-stream", `must be namespace/name:tag, got "ns/name"`},
 		{"a node name with upper case", mustgather.Request{NodeName: "Worker-0"}, "node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"},
 		{"a relative source dir", mustgather.Request{SourceDir: "must-gather"}, "source-dir", "must be an absolute path"},
+		{"a node name and a node selector", mustgather.Request{NodeName: "worker-0", NodeSelector: "zone=a"}, "node-selector", "give node-name or node-selector, not both"},
+		{"a node selector with a bad key", mustgather.Request{NodeSelector: "zone=a,-bad=x"}, "node-selector", `"-bad=x": label key "-bad" is not a valid label name (letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters)`},
+		{"a node selector with a bad value", mustgather.Request{NodeSelector: "zone=a b"}, "node-selector", `"zone=a b": label value "a b" is not valid (letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters)`},
+		{"a node selector with a bad value in a set", mustgather.Request{NodeSelector: "zone in (a,b/c)"}, "node-selector", `"zone in (a,b/c)": label value "b/c" is not valid (letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters)`},
+		{"a node selector with an empty requirement", mustgather.Request{NodeSelector: "zone=a,,rack=b"}, "node-selector", `"": empty requirement`},
+		{"a node selector with a bad prefix", mustgather.Request{NodeSelector: "Example.com/zone=a"}, "node-selector", `"Example.com/zone=a": label key prefix "Example.com" must be a DNS-1123 subdomain`},
+		{"a node selector comparing with a non-number", mustgather.Request{NodeSelector: "cpus>many"}, "node-selector", `"cpus>many": the value of > must be an integer`},
 		{"an unknown server", mustgather.Request{Server: "https://evil.example.com"}, "server", `unknown server "https://evil.example.com"; known servers: prod`},
 		{"a custom name too long", mustgather.Request{CustomName: strings.Repeat("x", 254)}, "custom-name", "must be at most 253 bytes, got 254"},
 		{"a custom name with a newline", mustgather.Request{CustomName: "a\nb"}, "custom-name", "must not contain control characters"},
@@ -135,6 +147,30 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("accepted timeout %q", got.Timeout)
 		}
 	})
+}
+
+func TestHostNetworkIsSetFromTrueOrFalse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+		ok   bool
+	}{
+		{"true", true, true}, {"false", false, true}, {"on", true, true}, {"1", true, true},
+		{"0", false, true}, {"", false, true}, {" TRUE ", true, true}, {"maybe", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
+			var r mustgather.Request
+			err := r.Set("host-network", tt.in)
+			if (err == nil) != tt.ok || r.HostNetwork != tt.want {
+				t.Errorf("Set(host-network, %q): HostNetwork %v, %v; want %v, ok %v", tt.in, r.HostNetwork, err, tt.want, tt.ok)
+			}
+			var fe *mustgather.FieldError
+			if err != nil && (!errors.As(err, &fe) || fe.Field != "host-network") {
+				t.Errorf("error %v does not name host-network", err)
+			}
+		})
+	}
 }
 
 func TestParseTimeoutTakesDurationsAndBareSeconds(t *testing.T) {

@@ -37,18 +37,29 @@ type Request struct {
 	Plan      string `json:"plan,omitempty"`
 	VM        string `json:"vm,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
+	// NodeSelector is a label selector, as oc's --node-selector: one pod
+	// per image runs on each Ready node it selects. Not with NodeName.
+	NodeSelector string `json:"node-selector,omitempty"`
+	// HostNetwork runs the pods in the host's network, with CAP_NET_RAW
+	// in the gather container, as oc's --host-network.
+	HostNetwork bool `json:"host-network,omitempty"`
 }
 
 // RequestFields lists the request's field names: the seed's, then ours.
 var RequestFields = []string{"custom-name", "image", "image-stream", "node-name", "command", "source-dir", "timeout", "server",
-	"since", "since-time", "plan", "vm", "namespace"}
+	"since", "since-time", "plan", "vm", "namespace", "node-selector", "host-network"}
+
+// BoolRequestFields are the request fields that JSON may also send as
+// true or false; a form sends them as text.
+var BoolRequestFields = []string{"host-network"}
 
 // TargetedCommand is the targeted gathering of Forklift's must-gather image.
 const TargetedCommand = "/usr/bin/targeted"
 
-// Set sets the field with the given API name; it reports false for an
-// unknown name.
-func (r *Request) Set(field, value string) bool {
+// Set sets the field with the given API name from its text. It returns a
+// *FieldError for an unknown name and for a bool field that is not true
+// or false.
+func (r *Request) Set(field, value string) error {
 	switch field {
 	case "custom-name":
 		r.CustomName = value
@@ -76,10 +87,18 @@ func (r *Request) Set(field, value string) bool {
 		r.VM = value
 	case "namespace":
 		r.Namespace = value
+	case "node-selector":
+		r.NodeSelector = value
+	case "host-network":
+		b, ok := parseBool(strings.TrimSpace(value))
+		if !ok {
+			return fieldErr(field, "must be true or false")
+		}
+		r.HostNetwork = b
 	default:
-		return false
+		return fieldErr(field, "unknown field; known fields: %s", strings.Join(RequestFields, ", "))
 	}
-	return true
+	return nil
 }
 
 // DefaultTimeout is the timeout of a gathering that gives none, as in
@@ -147,6 +166,7 @@ const (
 	MaxPathLen       = 4096
 	MaxTimeoutLen    = 32
 	MaxServerLen     = 253
+	MaxSelectorLen   = 1024
 	MaxImages        = 8
 )
 
@@ -169,7 +189,7 @@ var (
 // *FieldError naming the first invalid field.
 func (r Request) Validate(p Policy) (Request, error) {
 	for _, f := range []*string{&r.CustomName, &r.Image, &r.ImageStream, &r.NodeName, &r.Command, &r.SourceDir,
-		&r.Timeout, &r.Server, &r.Since, &r.SinceTime, &r.Plan, &r.VM, &r.Namespace} {
+		&r.Timeout, &r.Server, &r.Since, &r.SinceTime, &r.Plan, &r.VM, &r.Namespace, &r.NodeSelector} {
 		*f = strings.TrimSpace(*f)
 	}
 
@@ -192,6 +212,12 @@ func (r Request) Validate(p Policy) (Request, error) {
 		if len(r.NodeName) > 253 || !dns1123Subdomain.MatchString(r.NodeName) {
 			return r, fieldErr("node-name", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)")
 		}
+	}
+	if err := checkNodeSelector(r.NodeSelector); err != nil {
+		return r, err
+	}
+	if r.NodeName != "" && r.NodeSelector != "" {
+		return r, fieldErr("node-selector", "give node-name or node-selector, not both")
 	}
 	if err := r.targeted(); err != nil {
 		return r, err

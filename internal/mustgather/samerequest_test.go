@@ -31,6 +31,8 @@ func TestSameRequestComparesEveryFieldARequestSets(t *testing.T) {
 		switch v.Kind() {
 		case reflect.String:
 			v.SetString(v.String() + "x")
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
 		case reflect.Uint64, reflect.Uint32:
 			v.SetUint(v.Uint() + 1)
 		case reflect.Int64, reflect.Int:

@@ -323,6 +323,15 @@ func (c *kubeController) preparePod(ctx context.Context, pod *corev1.Pod) error 
 	return nil
 }
 
+// isPrepared reports whether preparePod has pointed kwok at the pod with
+// uid. A pod created with a node name runs at once, before that may have
+// happened.
+func (c *kubeController) isPrepared(uid string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prepared[uid]
+}
+
 // syncNamespace creates the default service account of a new namespace, as
 // the serviceaccount controller would, and deletes the content of a deleted
 // namespace and finalizes it, as the namespace controller would but at once.

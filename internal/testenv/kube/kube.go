@@ -643,8 +643,9 @@ func (k *Cluster) AppendLogs(t testing.TB, namespace, pod, container, text strin
 // FinishGather terminates the gather container of a pod with exitCode, as
 // its kubelet would report it, while the pod's other containers keep
 // running, and then ends the container's log streams. It waits for the
-// container to be running first. (On a real node the log stream may end
-// before the status changes.)
+// container to be running, and for kwok to serve the pod's exec and logs,
+// first. (On a real node the log stream may end before the status
+// changes.)
 func (k *Cluster) FinishGather(t testing.TB, namespace, pod string, exitCode int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -659,6 +660,11 @@ func (k *Cluster) FinishGather(t testing.TB, namespace, pod string, exitCode int
 			i := containerStatus(p, "gather")
 			if i < 0 || p.Status.ContainerStatuses[i].State.Running == nil {
 				return fmt.Errorf("the gather container of pod %s/%s is not running", namespace, pod)
+			}
+			// A pod created with a node name runs before kwok may serve
+			// its exec and logs; the copy after the gather needs them.
+			if !k.ctrl.isPrepared(string(p.UID)) {
+				return fmt.Errorf("kwok does not serve pod %s/%s yet", namespace, pod)
 			}
 			now := metav1.Now()
 			cs := &p.Status.ContainerStatuses[i]
