@@ -70,10 +70,13 @@ func (g *Gatherer) place(ctx context.Context, report func(format string, args ..
 			p.avoid = append(p.avoid, n.Name)
 		}
 	}
-	slices.Sort(p.avoid)
 	if len(p.avoid) == len(nodes.Items) && len(nodes.Items) > 0 {
-		report("no node is Ready and schedulable: the pods wait until one is")
+		// Keeping off every node would keep the pods off one that
+		// recovers too: leave them to the scheduler.
+		report("no node is Ready, reachable and schedulable: the pods are left to the scheduler")
+		return placement{}
 	}
+	slices.Sort(p.avoid)
 	return p
 }
 

@@ -191,6 +191,28 @@ func TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane(t *testing.T) {
 			t.Errorf("exec-output lacks %q:\n%s", want, job.log)
 		}
 	})
+
+	t.Run("when no node can run a pod, the pod is left to the scheduler, and exec-output says so", func(t *testing.T) {
+		nodes, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes.Items {
+			n.Spec.Taints = []corev1.Taint{{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}}
+			if _, err := admin.CoreV1().Nodes().Update(ctx, &n, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var reported []string
+		p := g.place(ctx, func(format string, args ...any) { reported = append(reported, fmt.Sprintf(format, args...)) })
+		if len(p.avoid) != 0 || p.affinity().NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+			t.Errorf("placement %+v keeps off nodes; want none kept off", p)
+		}
+		want := []string{"no node is Ready, reachable and schedulable: the pods are left to the scheduler"}
+		if diff := cmp.Diff(want, reported); diff != "" {
+			t.Errorf("reported (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // TestANodeSelectorRunsOnePodPerReadyNode runs gatherings with a
