@@ -46,9 +46,10 @@ var StatusTypes = []string{TypeStarted, TypeProgress, TypeCompleted, TypeFailed}
 
 // Event sources.
 const (
-	SourceAPI    = "/must-gather-functions/api"
-	SourceRunner = "/must-gather-functions/runner"
-	SourceReaper = "/must-gather-functions/runner/reaper"
+	SourceAPI     = "/must-gather-functions/api"
+	SourceRunner  = "/must-gather-functions/runner"
+	SourceReaper  = "/must-gather-functions/runner/reaper"
+	SourceTrigger = "/must-gather-functions/trigger"
 )
 
 // ErrMalformed marks an event that can never be processed: wrong type,

@@ -16,6 +16,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/functions/notifier"
 	"github.com/kubev2v/must-gather-functions/functions/notifier/sinks"
 	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/functions/trigger"
 	"github.com/kubev2v/must-gather-functions/internal/auth"
 	"github.com/kubev2v/must-gather-functions/internal/httpevents"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
@@ -94,6 +95,13 @@ type config struct {
 
 	ShutdownTimeout time.Duration
 
+	// Trigger starts gatherings on failed Forklift migrations when the
+	// trigger function runs and TriggerOn is set; TriggerBucket is the KV
+	// bucket of the migrations it has acted on.
+	TriggerOn     bool
+	Trigger       trigger.Config
+	TriggerBucket string
+
 	// Sinks is the delivery of final events to subscribers; its stream
 	// and bucket names are derived from the events stream and the KV
 	// bucket when it starts.
@@ -146,6 +154,9 @@ func defaultConfig() config {
 		SweepInterval:     5 * time.Minute,
 		ShutdownTimeout:   90 * time.Second,
 		Sinks:             sinks.DefaultConfig(),
+		TriggerOn:         true,
+		Trigger:           trigger.DefaultConfig(),
+		TriggerBucket:     "must-gather-triggered",
 	}
 	// The API checks the image the Kubernetes gatherer runs by default
 	// against the allow-list: one setting, MUST_GATHER_IMAGE.
@@ -160,7 +171,7 @@ func defaultConfig() config {
 // one (go generate).
 func (c *config) settings() []setting {
 	return []setting{
-		{Var: "FUNCTIONS", Field: &c.functions, Help: "which functions this process runs: comma-separated `api`, `runner`, `recorder`, `notifier`, or `all`; the first command-line argument overrides it"},
+		{Var: "FUNCTIONS", Field: &c.functions, Help: "which functions this process runs: comma-separated `api`, `runner`, `recorder`, `notifier`, `trigger`, or `all`; the first command-line argument overrides it"},
 		{Var: "PORT", Field: &c.Port, Help: "HTTP port (Knative's convention)"},
 		{Var: "HTTP_ADDRESS", Field: &c.HTTPAddress, Default: "`127.0.0.1:$PORT` with embedded NATS, else `:$PORT`", Help: "full listen address; overrides `PORT`"},
 		{Var: "HTTP_MAX_HEADER_BYTES", Field: &c.MaxHeaderBytes, Help: "the most bytes a request's line and headers may take (at least 16384, as a bearer token may be 16 KiB); more is answered `431 Request Header Fields Too Large` before any handler runs"},
@@ -245,10 +256,15 @@ func (c *config) settings() []setting {
 		{Var: "NOTIFIER_SINK_BACKOFF_MAX", Field: &c.Sinks.MaxBackoff, Help: "the longest delay between retries, also the longest `Retry-After` of a sink that is honoured"},
 		{Var: "NOTIFIER_SINK_TIMEOUT", Field: &c.Sinks.Timeout, Help: "how long one delivery attempt may take"},
 		{Var: "NOTIFIER_SINK_CA_FILE", Field: &c.Sinks.CAFile, Default: "system roots", Help: "PEM file of CAs that sign `https` sinks' certificates, trusted besides the system's roots"},
+		{Var: "TRIGGER", Field: &c.TriggerOn, Help: "`false` switches the trigger off: no gathering starts by itself when a Forklift migration fails (see [Automatic gathering on a failed migration](#automatic-gathering-on-a-failed-migration))"},
+		{Var: "TRIGGER_NAMESPACES", Field: &c.Trigger.Namespaces, Default: "empty: every namespace", Help: "comma-separated namespaces whose migrations the trigger acts on"},
+		{Var: "TRIGGER_LOOKBACK", Field: &c.Trigger.Lookback, Help: "a migration that failed longer ago than this starts no gathering, also when the trigger starts and catches up on failures it missed"},
+		{Var: "TRIGGER_REQUESTED_BY", Field: &c.Trigger.RequestedBy, Default: "in a pod, its ServiceAccount (`system:serviceaccount:<namespace>:<name>`); else `" + trigger.DefaultRequestedBy + "`", Help: "the `requested-by` of the gatherings the trigger starts"},
+		{Var: "TRIGGER_BUCKET", Field: &c.TriggerBucket, Help: "KV bucket of the migrations the trigger has started a gathering for (one key per migration uid)"},
 	}
 }
 
-var allFunctions = []string{"api", "runner", "recorder", "notifier"}
+var allFunctions = []string{"api", "runner", "recorder", "notifier", "trigger"}
 
 // minReapInterval is the shortest RUNNER_REAP_INTERVAL: a pass reads every
 // unfinished gathering, so a shorter one would only load NATS.
@@ -302,7 +318,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		case slices.Contains(allFunctions, f):
 			c.Functions = append(c.Functions, f)
 		default:
-			errs = append(errs, fmt.Errorf("FUNCTIONS: unknown function %q (want api, runner, recorder, notifier or all)", f))
+			errs = append(errs, fmt.Errorf("FUNCTIONS: unknown function %q (want api, runner, recorder, notifier, trigger or all)", f))
 		}
 	}
 	slices.Sort(c.Functions)

@@ -84,6 +84,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	if cfg.has("trigger") {
+		// The trigger stops with the runner, before the recorder.
+		if err := startTrigger(cfg, d, runners, errc); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	if d.notifier != nil {
 		startNotifier(d, srv, errc)
 	}

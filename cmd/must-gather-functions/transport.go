@@ -128,7 +128,7 @@ func (j journaled) Updated(ctx context.Context, u mustgather.Update) error {
 // withReceiver adds the receiver of CloudEvents on POST / to h when events
 // come over HTTP to a function of this process.
 func (d *deps) withReceiver(cfg config, h http.Handler) http.Handler {
-	if d.receiver == nil || !(cfg.has("runner") || cfg.has("recorder") || cfg.has("notifier") && len(cfg.Sinks.Sinks) > 0) {
+	if d.receiver == nil || !(cfg.has("runner") || cfg.has("recorder") || cfg.has("trigger") || cfg.has("notifier") && len(cfg.Sinks.Sinks) > 0) {
 		return h
 	}
 	mux := http.NewServeMux()

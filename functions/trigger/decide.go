@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubev2v/must-gather-functions/internal/forklift"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -33,9 +34,9 @@ type Decision struct {
 // succeeded nor was canceled, starts a targeted gathering of its plan.
 // p may be the zero Plan when it could not be read; the migration's plan
 // reference then names the plan.
-func Decide(m Migration, p Plan) Decision {
+func Decide(m forklift.Migration, p forklift.Plan) Decision {
 	d := Decision{Key: m.Metadata.UID}
-	failed, ok := m.Status.Conditions.True(CondFailed)
+	failed, ok := m.Status.Conditions.True(forklift.CondFailed)
 	switch {
 	case m.Metadata.UID == "":
 		d.Why = "the migration has no uid"
@@ -44,7 +45,7 @@ func Decide(m Migration, p Plan) Decision {
 		d.Why = "the migration has not failed"
 		return d
 	}
-	for _, t := range []string{CondCanceled, CondSucceeded} {
+	for _, t := range []string{forklift.CondCanceled, forklift.CondSucceeded} {
 		if _, ok := m.Status.Conditions.True(t); ok {
 			d.Why = "the migration is " + strings.ToLower(t)
 			return d
@@ -75,7 +76,7 @@ func Decide(m Migration, p Plan) Decision {
 }
 
 // preface writes the failure as the first lines of a gathering's output.
-func preface(cause string, failed Condition, vms []VMStatus) string {
+func preface(cause string, failed forklift.Condition, vms []forklift.VMStatus) string {
 	var b strings.Builder
 	b.WriteString(cause)
 	if failed.Message != "" {
@@ -91,7 +92,7 @@ func preface(cause string, failed Condition, vms []VMStatus) string {
 			fmt.Fprintf(&b, "vm %s: error in phase %s: %s\n", who, e.Phase, oneLine(strings.Join(e.Reasons, "; ")))
 		}
 		for _, c := range vm.Conditions {
-			if c.Type == CondFailed && c.Status == "True" {
+			if c.Type == forklift.CondFailed && c.Status == "True" {
 				fmt.Fprintf(&b, "vm %s: %s: %s\n", who, c.Type, oneLine(c.Message))
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/forklift"
 )
 
 // The ApiServerSource event types (Resource mode) the trigger takes: their
@@ -27,15 +28,15 @@ var EventTypes = []string{EventAdd, EventUpdate}
 // (eventing.ErrMalformed) and dropped; another error means deliver again.
 func (t *Trigger) HandleEvent(ctx context.Context, e cloudevents.Event) error {
 	var obj struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   Meta   `json:"metadata"`
+		APIVersion string        `json:"apiVersion"`
+		Kind       string        `json:"kind"`
+		Metadata   forklift.Meta `json:"metadata"`
 	}
 	if err := json.Unmarshal(e.Data(), &obj); err != nil {
 		return fmt.Errorf("event %s: data: %w: %w", e.ID(), eventing.ErrMalformed, err)
 	}
-	if obj.APIVersion != Group+"/"+Version || (obj.Kind != KindMigration && obj.Kind != KindPlan) || obj.Metadata.Name == "" || obj.Metadata.Namespace == "" {
+	if obj.APIVersion != forklift.Group+"/"+forklift.Version || (obj.Kind != forklift.KindMigration && obj.Kind != forklift.KindPlan) || obj.Metadata.Name == "" || obj.Metadata.Namespace == "" {
 		return fmt.Errorf("event %s: %q %q %s/%s is no Forklift Migration or Plan: %w", e.ID(), obj.APIVersion, obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name, eventing.ErrMalformed)
 	}
-	return t.Handle(ctx, obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name)
+	return t.Handle(ctx, forklift.Change{Kind: obj.Kind, Namespace: obj.Metadata.Namespace, Name: obj.Metadata.Name})
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kubev2v/must-gather-functions/internal/forklift"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
@@ -27,7 +28,8 @@ type Config struct {
 	// so that a trigger that starts, or comes back after an outage, catches
 	// up on recent failures but not on old ones.
 	Lookback time.Duration
-	// RequestedBy is the identity gatherings it starts are requested by.
+	// RequestedBy is the identity gatherings it starts are requested by;
+	// empty means DefaultRequestedBy.
 	RequestedBy string
 }
 
@@ -37,19 +39,18 @@ const DefaultRequestedBy = "system:serviceaccount:must-gather-functions:must-gat
 
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
-	return Config{Lookback: time.Hour, RequestedBy: DefaultRequestedBy}
+	return Config{Lookback: time.Hour}
 }
 
-// ErrGone is returned by a Cluster for an object that does not exist.
-var ErrGone = errors.New("object not found")
-
-// Cluster reads Forklift's objects from the API server.
+// Cluster reads Forklift's objects from the API server (forklift.Client).
+// It returns an error that wraps forklift.ErrNotFound for an object that
+// does not exist.
 type Cluster interface {
-	Migration(ctx context.Context, namespace, name string) (Migration, error)
-	Plan(ctx context.Context, namespace, name string) (Plan, error)
+	Migration(ctx context.Context, namespace, name string) (forklift.Migration, error)
+	Plan(ctx context.Context, namespace, name string) (forklift.Plan, error)
 	// Migrations lists the migrations of namespace, or of every namespace
 	// for "".
-	Migrations(ctx context.Context, namespace string) ([]Migration, error)
+	Migrations(ctx context.Context, namespace string) ([]forklift.Migration, error)
 }
 
 // Marks is a durable set of keys of which only the first Mark wins
@@ -85,7 +86,7 @@ func New(cfg Config, d Deps) *Trigger {
 		cfg.Lookback = def.Lookback
 	}
 	if cfg.RequestedBy == "" {
-		cfg.RequestedBy = def.RequestedBy
+		cfg.RequestedBy = DefaultRequestedBy
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -104,27 +105,27 @@ func (t *Trigger) Watches(namespace string) bool {
 // Namespaces returns the namespaces it acts on; none means all.
 func (t *Trigger) Namespaces() []string { return slices.Clone(t.cfg.Namespaces) }
 
-// Handle acts on a change of the object of kind (Migration or Plan) named
-// namespace/name: it reads the object, and for a Plan the latest migration
+// Handle acts on a change of a Migration or Plan: it reads the object, and for a Plan the latest migration
 // of its history, from the API server, and starts a gathering if that
 // migration failed. An error means it could not tell or could not start
 // the gathering, and the change should be delivered again.
-func (t *Trigger) Handle(ctx context.Context, kind, namespace, name string) error {
+func (t *Trigger) Handle(ctx context.Context, ch forklift.Change) error {
+	namespace, name := ch.Namespace, ch.Name
 	if !t.Watches(namespace) {
 		return nil
 	}
-	switch kind {
-	case KindMigration:
+	switch ch.Kind {
+	case forklift.KindMigration:
 		m, err := t.d.Cluster.Migration(ctx, namespace, name)
-		if errors.Is(err, ErrGone) {
+		if errors.Is(err, forklift.ErrNotFound) {
 			return nil
 		} else if err != nil {
 			return err
 		}
 		return t.migration(ctx, m)
-	case KindPlan:
+	case forklift.KindPlan:
 		p, err := t.d.Cluster.Plan(ctx, namespace, name)
-		if errors.Is(err, ErrGone) {
+		if errors.Is(err, forklift.ErrNotFound) {
 			return nil
 		} else if err != nil {
 			return err
@@ -133,7 +134,7 @@ func (t *Trigger) Handle(ctx context.Context, kind, namespace, name string) erro
 		if !ok || last.Migration.Name == "" {
 			return nil
 		}
-		if _, failed := last.Conditions.True(CondFailed); !failed {
+		if _, failed := last.Conditions.True(forklift.CondFailed); !failed {
 			return nil
 		}
 		ns := last.Migration.Namespace
@@ -144,7 +145,7 @@ func (t *Trigger) Handle(ctx context.Context, kind, namespace, name string) erro
 			return nil
 		}
 		m, err := t.d.Cluster.Migration(ctx, ns, last.Migration.Name)
-		if errors.Is(err, ErrGone) {
+		if errors.Is(err, forklift.ErrNotFound) {
 			t.d.Logger.InfoContext(ctx, "plan's failed migration is gone; nothing to gather for", "plan", namespace+"/"+name, "migration", ns+"/"+last.Migration.Name)
 			return nil
 		} else if err != nil {
@@ -180,20 +181,20 @@ func (t *Trigger) CatchUp(ctx context.Context) error {
 }
 
 // migration decides on m, read from the API server, with its plan.
-func (t *Trigger) migration(ctx context.Context, m Migration) error {
-	if _, failed := m.Status.Conditions.True(CondFailed); !failed {
+func (t *Trigger) migration(ctx context.Context, m forklift.Migration) error {
+	if _, failed := m.Status.Conditions.True(forklift.CondFailed); !failed {
 		return nil
 	}
 	ref := m.PlanRef()
 	p, err := t.d.Cluster.Plan(ctx, ref.Namespace, ref.Name)
-	if err != nil && !errors.Is(err, ErrGone) {
+	if err != nil && !errors.Is(err, forklift.ErrNotFound) {
 		return err
 	}
 	return t.decided(ctx, m, Decide(m, p))
 }
 
 // decided starts the gathering of d unless its migration has one already.
-func (t *Trigger) decided(ctx context.Context, m Migration, d Decision) error {
+func (t *Trigger) decided(ctx context.Context, m forklift.Migration, d Decision) error {
 	log := t.d.Logger.With("migration", m.Metadata.Namespace+"/"+m.Metadata.Name, "uid", m.Metadata.UID)
 	if !d.Start {
 		log.DebugContext(ctx, "no gathering", "why", d.Why)

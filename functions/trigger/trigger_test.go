@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/functions/trigger"
+	"github.com/kubev2v/must-gather-functions/internal/forklift"
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
@@ -37,7 +38,7 @@ func (a *apiServer) put(t *testing.T, file string) {
 	data := payload(t, file)
 	var o struct {
 		Kind     string
-		Metadata trigger.Meta
+		Metadata forklift.Meta
 	}
 	if err := json.Unmarshal(data, &o); err != nil {
 		t.Fatal(err)
@@ -52,28 +53,28 @@ func (a *apiServer) get(kind, ns, name string, v any) error {
 	data, ok := a.objects[kind+"/"+ns+"/"+name]
 	a.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, trigger.ErrGone)
+		return fmt.Errorf("%s %s/%s: %w", kind, ns, name, forklift.ErrNotFound)
 	}
 	return json.Unmarshal(data, v)
 }
 
-func (a *apiServer) Migration(_ context.Context, ns, name string) (m trigger.Migration, err error) {
-	return m, a.get(trigger.KindMigration, ns, name, &m)
+func (a *apiServer) Migration(_ context.Context, ns, name string) (m forklift.Migration, err error) {
+	return m, a.get(forklift.KindMigration, ns, name, &m)
 }
 
-func (a *apiServer) Plan(_ context.Context, ns, name string) (p trigger.Plan, err error) {
-	return p, a.get(trigger.KindPlan, ns, name, &p)
+func (a *apiServer) Plan(_ context.Context, ns, name string) (p forklift.Plan, err error) {
+	return p, a.get(forklift.KindPlan, ns, name, &p)
 }
 
-func (a *apiServer) Migrations(_ context.Context, ns string) ([]trigger.Migration, error) {
+func (a *apiServer) Migrations(_ context.Context, ns string) ([]forklift.Migration, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []trigger.Migration
+	var out []forklift.Migration
 	for k, data := range a.objects {
-		if !strings.HasPrefix(k, trigger.KindMigration+"/"+ns) {
+		if !strings.HasPrefix(k, forklift.KindMigration+"/"+ns) {
 			continue
 		}
-		var m trigger.Migration
+		var m forklift.Migration
 		if err := json.Unmarshal(data, &m); err != nil {
 			return nil, err
 		}

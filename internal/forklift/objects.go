@@ -1,11 +1,15 @@
-package trigger
+// Package forklift reads Forklift's Migration and Plan objects from a
+// cluster with client-go's dynamic client, without Forklift's Go module,
+// and watches them.
+package forklift
 
 import (
+	"errors"
 	"time"
 )
 
 // The objects below hold the fields of Forklift's Migration and Plan
-// (forklift.konveyor.io/v1beta1) that the trigger reads, under Forklift's
+// (forklift.konveyor.io/v1beta1) that the project reads, under Forklift's
 // own JSON names, so that an object read from the API server or carried by
 // an event decodes into them without Forklift's Go module.
 
@@ -15,13 +19,13 @@ const (
 	Version = "v1beta1"
 )
 
-// Kinds of the objects the trigger acts on.
+// Kinds of the objects read here.
 const (
 	KindMigration = "Migration"
 	KindPlan      = "Plan"
 )
 
-// Meta is the part of an object's metadata the trigger reads.
+// Meta is the part of an object's metadata read here.
 type Meta struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
@@ -59,7 +63,7 @@ func (cs Conditions) True(t string) (Condition, bool) {
 	return Condition{}, false
 }
 
-// Condition types the trigger tests.
+// Condition types read here.
 const (
 	CondFailed    = "Failed"
 	CondSucceeded = "Succeeded"
@@ -132,3 +136,6 @@ func (p Plan) Latest() (Snapshot, bool) {
 	}
 	return h[len(h)-1], true
 }
+
+// ErrNotFound is returned for an object that does not exist.
+var ErrNotFound = errors.New("object not found")
