@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cfg.has("trigger") {
 		// The trigger stops with the runner, before the recorder.
-		if err := startTrigger(cfg, d, runners, errc); err != nil {
+		if err := startTrigger(cfg, d, runners, errc, getenv); err != nil {
 			_ = ln.Close()
 			return err
 		}

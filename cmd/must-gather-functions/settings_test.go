@@ -79,7 +79,7 @@ func TestNoVariableSetMeansThePackagesDefaults(t *testing.T) {
 	}
 	want := defaultConfig()
 	// The settings whose default is a rule applied after reading.
-	want.Functions = []string{"api", "notifier", "recorder", "runner"}
+	want.Functions = []string{"api", "notifier", "recorder", "runner", "trigger"}
 	want.HTTPAddress = "127.0.0.1:8080"
 	want.LogFormat = "text"
 	want.ArchiveStore = "dir"

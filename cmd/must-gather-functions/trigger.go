@@ -20,11 +20,16 @@ const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token
 // startTrigger starts the trigger on the default cluster: with
 // EVENTS_TRANSPORT=http it takes ApiServerSource events on POST / and
 // catches up once; otherwise it watches Migrations and Plans, whose first
-// list is the catch-up. Without a cluster it has nothing to watch.
-func startTrigger(cfg config, d *deps, g *group, errc chan<- error) error {
+// list is the catch-up. Without a cluster (no KUBECONFIG, not in a pod)
+// it has nothing to watch.
+func startTrigger(cfg config, d *deps, g *group, errc chan<- error, getenv func(string) string) error {
 	log := d.log.With("function", "trigger")
 	if !cfg.TriggerOn {
 		log.Info("trigger off (TRIGGER=false)")
+		return nil
+	}
+	if getenv("KUBERNETES_SERVICE_HOST") == "" && cfg.Kubeconfig == "" {
+		log.Info("no cluster configured (KUBECONFIG, or a pod's): the trigger has no migrations to watch")
 		return nil
 	}
 	clusters, err := kubegather.LoadClusters(cfg.Kubeconfig, cfg.KubeContexts)
@@ -33,8 +38,7 @@ func startTrigger(cfg config, d *deps, g *group, errc chan<- error) error {
 	}
 	rc, ok := clusters[""]
 	if !ok {
-		log.Info("no cluster configured: the trigger has no migrations to watch")
-		return nil
+		return fmt.Errorf("trigger: no default cluster: KUBECONFIG has no current context")
 	}
 	client, err := forklift.NewClient(rc, log)
 	if err != nil {
