@@ -131,8 +131,8 @@ func runOnTestCluster(t *testing.T, ctx context.Context, k *kube.Cluster, g *Gat
 // TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane checks, on a
 // real kube-apiserver with nodes of each kind, the placement of the pods
 // as created there and the namespace's labels, as oc sets them. The test
-// environment binds pods itself (it runs no kube-scheduler) and does not
-// read affinity, so what is checked is the spec the scheduler gets.
+// environment runs no kube-scheduler; its own binder places pods by node
+// selector and node affinity only (not taints or resources).
 func TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -156,6 +156,11 @@ func TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane(t *testing.T) {
 			}}
 			if diff := cmp.Diff(want, pods[0].Spec.Affinity); diff != "" {
 				t.Errorf("affinity (-want +got):\n%s", diff)
+			}
+			// The test environment's binder honours node selector and
+			// node affinity: of the Ready nodes, the control-plane one.
+			if got := pods[0].Spec.NodeName; got != "cp-0" {
+				t.Errorf("pod bound to %s, want cp-0", got)
 			}
 			if diff := cmp.Diff(map[string]string{"kubernetes.io/os": "linux"}, pods[0].Spec.NodeSelector); diff != "" {
 				t.Errorf("node selector (-want +got):\n%s", diff)

@@ -23,7 +23,8 @@ import (
 
 // kubeController does, for a Cluster, what the scheduler and
 // kube-controller-manager would do and what kwok cannot: it binds new pods
-// to the simulated node after telling kwok where their exec and logs are,
+// to a node (by node selector and node affinity, see chooseNode) after
+// telling kwok where their exec and logs are,
 // creates the "default" service account of new namespaces, and deletes the
 // content of deleted namespaces and finalizes them. It lists and watches
 // by itself because client-go's informers are not in the project's module
@@ -208,7 +209,8 @@ func (c *kubeController) goWork(ctx context.Context, q workqueue.TypedRateLimiti
 }
 
 // syncPod prepares a new pod's directory, logs and kwok objects, and then
-// binds it to the node if it has none, as the scheduler would.
+// binds it to a node if it has none, as the scheduler would (see
+// chooseNode).
 func (c *kubeController) syncPod(ctx context.Context, key string) error {
 	namespace, name, _ := strings.Cut(key, "/")
 	pods := c.k.client.CoreV1().Pods(namespace)
@@ -234,9 +236,13 @@ func (c *kubeController) syncPod(ctx context.Context, key string) error {
 	if img := unpullable(pod); img != "" {
 		return c.failPull(ctx, pod, img)
 	}
+	node, err := c.chooseNode(ctx, pod)
+	if err != nil {
+		return err
+	}
 	binding := &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, UID: pod.UID},
-		Target:     corev1.ObjectReference{Kind: "Node", Name: c.k.Node},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
 	}
 	err = pods.Bind(ctx, binding, metav1.CreateOptions{})
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
