@@ -36,7 +36,7 @@ type testBroker struct {
 	ctx    context.Context
 	mu     sync.Mutex
 	routes map[string][]string // event type → the URLs of its Triggers
-	seen   map[string]int    // event type → events taken
+	seen   map[string]int      // event type → events taken
 	wg     sync.WaitGroup
 }
 
