@@ -71,6 +71,27 @@ type sinkBinding struct {
 	} `json:"spec"`
 }
 
+type apiServerSource struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		duckv1.SourceSpec `json:",inline"`
+		Resources         []struct {
+			APIVersion    string                `json:"apiVersion"`
+			Kind          string                `json:"kind"`
+			LabelSelector *metav1.LabelSelector `json:"selector,omitempty"`
+		} `json:"resources,omitempty"`
+		ResourceOwner *struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		} `json:"owner,omitempty"`
+		EventMode          string                   `json:"mode,omitempty"`
+		ServiceAccountName string                   `json:"serviceAccountName,omitempty"`
+		NamespaceSelector  *metav1.LabelSelector    `json:"namespaceSelector,omitempty"`
+		Filters            []subscriptionsAPIFilter `json:"filters,omitempty"`
+	} `json:"spec"`
+}
+
 type natsJetStreamChannel struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
@@ -116,6 +137,8 @@ func eventingObject(gvk schema.GroupVersionKind) interface {
 		return &trigger{}
 	case schema.GroupVersionKind{Group: "sources.knative.dev", Version: "v1", Kind: "SinkBinding"}:
 		return &sinkBinding{}
+	case schema.GroupVersionKind{Group: "sources.knative.dev", Version: "v1", Kind: "ApiServerSource"}:
+		return &apiServerSource{}
 	case schema.GroupVersionKind{Group: "messaging.knative.dev", Version: "v1alpha1", Kind: "NatsJetStreamChannel"}:
 		return &natsJetStreamChannel{}
 	}
@@ -149,4 +172,23 @@ func (s *sinkBinding) validate(ctx context.Context) *apis.FieldError {
 
 func (c *natsJetStreamChannel) validate(ctx context.Context) *apis.FieldError {
 	return c.Spec.Delivery.validate(ctx).ViaField("spec.delivery")
+}
+
+// validate checks what Eventing's webhook checks of an ApiServerSource
+// (pkg/apis/sources/v1/apiserver_validation.go): a known mode, at least
+// one resource, each with an apiVersion and a kind, and a sink.
+func (a *apiServerSource) validate(ctx context.Context) *apis.FieldError {
+	var errs *apis.FieldError
+	if a.Spec.EventMode != "Reference" && a.Spec.EventMode != "Resource" {
+		errs = errs.Also(apis.ErrInvalidValue(a.Spec.EventMode, "spec.mode"))
+	}
+	if len(a.Spec.Resources) == 0 {
+		errs = errs.Also(apis.ErrMissingField("spec.resources"))
+	}
+	for i, r := range a.Spec.Resources {
+		if r.APIVersion == "" || r.Kind == "" {
+			errs = errs.Also(apis.ErrMissingField("apiVersion", "kind").ViaFieldIndex("spec.resources", i))
+		}
+	}
+	return errs.Also(a.Spec.Sink.Validate(ctx).ViaField("spec.sink"))
 }
