@@ -57,8 +57,8 @@ func variants(t *testing.T) []string {
 	t.Helper()
 	// As in an overlay of yours: the namespace applies to what the
 	// components add.
-	return append(overlays(t), overlayOf(t, "overlays/openshift", "namespace: must-gather-functions\ncomponents:\n  - %s\n  - %s\n  - %s\n",
-		"components/notifier-sinks", "components/jetstream-pull", "components/forklift-trigger"))
+	return append(overlays(t), overlayOf(t, "overlays/openshift", "namespace: must-gather-functions\ncomponents:\n  - %s\n  - %s\n  - %s\n  - %s\n",
+		"components/notifier-sinks", "components/jetstream-pull", "components/forklift-trigger", "components/cli"))
 }
 
 // build runs kustomize on dir in process, as `kubectl apply -k dir` does.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,4 +116,58 @@ func mustRead(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestTheCLIsOcFlagsReachTheGathering: each of oc adm must-gather's flags
+// that the CLI takes is the request field of the same name, as the
+// gathering the API stored shows it; a value the API refuses is a usage
+// error naming the field.
+func TestTheCLIsOcFlagsReachTheGathering(t *testing.T) {
+	s := start(t, t.TempDir(), nil)
+	for _, tt := range []struct {
+		args  []string
+		field string
+		want  any
+	}{
+		{[]string{"--since", "2h"}, "since", "2h"},
+		{[]string{"--since-time", "2026-11-30T10:00:00Z"}, "since-time", "2026-11-30T10:00:00Z"},
+		{[]string{"--node-name", "worker-1"}, "node-name", "worker-1"},
+		{[]string{"--node-selector", "node-role.kubernetes.io/worker="}, "node-selector", "node-role.kubernetes.io/worker="},
+		{[]string{"--host-network"}, "host-network", true},
+		{[]string{"--source-dir", "/must-gather/out/"}, "source-dir", "/must-gather/out/"},
+		{[]string{"--image-stream", "openshift/must-gather:latest"}, "image-stream", "openshift/must-gather:latest"},
+	} {
+		t.Run(tt.field, func(t *testing.T) {
+			args := append([]string{"gather", "--command", "true"}, tt.args...)
+			code, stdout, stderr := s.cliRun(t, args...)
+			if code != cli.ExitOK {
+				t.Fatalf("gather %v: exit %d\n%s", tt.args, code, stderr)
+			}
+			code, stdout, stderr = s.cliRun(t, "get", strings.TrimSpace(stdout))
+			if code != cli.ExitOK {
+				t.Fatalf("get: exit %d\n%s", code, stderr)
+			}
+			var g map[string]any
+			if err := json.Unmarshal([]byte(stdout), &g); err != nil {
+				t.Fatalf("%v: %s", err, stdout)
+			}
+			if g[tt.field] != tt.want {
+				t.Errorf("%s = %v, want %v", tt.field, g[tt.field], tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--since", "yesterday"}, "since"},
+		{[]string{"--since-time", "10:00"}, "since-time"},
+		{[]string{"--node-name", "worker-1", "--node-selector", "a=b"}, "node-selector"},
+		{[]string{"--node-selector", "=="}, "node-selector"},
+	} {
+		args := append([]string{"gather", "--command", "true"}, tt.args...)
+		if code, _, stderr := s.cliRun(t, args...); code != cli.ExitUsage || !strings.Contains(stderr, tt.says) {
+			t.Errorf("gather %v: exit %d, want %d naming %s; stderr:\n%s", tt.args, code, cli.ExitUsage, tt.says, stderr)
+		}
+	}
 }

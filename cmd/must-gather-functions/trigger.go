@@ -14,6 +14,10 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/kubegather"
 )
 
+// caughtUp is logged once the trigger has caught up on the migrations
+// that failed while it was not running (EVENTS_TRANSPORT=http).
+const caughtUp = "caught up on migrations that failed within the look-back"
+
 // serviceAccountToken is where a pod's ServiceAccount token is mounted.
 const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -61,7 +65,9 @@ func startTrigger(cfg config, d *deps, g *group, errc chan<- error, getenv func(
 		g.wg.Go(func() {
 			if err := tr.CatchUp(g.ctx); err != nil {
 				log.Warn("catching up on failed migrations", "err", err)
+				return
 			}
+			log.Info(caughtUp, "lookback", tcfg.Lookback)
 		})
 		return nil
 	}

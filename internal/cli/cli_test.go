@@ -18,7 +18,7 @@ func TestTheServiceProxyURLNamesTheAPIServerAndTheService(t *testing.T) {
 		name, host, ns, svc, want string
 	}{
 		{"a host with a scheme", "https://api.example.com:6443", "must-gather-functions", DefaultKubeService,
-			"https://api.example.com:6443/api/v1/namespaces/must-gather-functions/services/http:must-gather-functions-api:80/proxy"},
+			"https://api.example.com:6443/api/v1/namespaces/must-gather-functions/services/http:must-gather-functions-api-cli:80/proxy"},
 		{"a host without a scheme, as client-go reads it", "api.example.com:6443", "ns", "svc",
 			"http://api.example.com:6443/api/v1/namespaces/ns/services/svc/proxy"},
 		{"an API server under a path", "https://gw.example.com/k8s/", "ns", "https:svc:8443",

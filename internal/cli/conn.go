@@ -13,10 +13,11 @@ import (
 	"github.com/kubev2v/must-gather-functions/client"
 )
 
-// The Service of the API as deploy/ names it, for the service proxy.
+// The Service of the API that deploy/components/cli adds, for the service
+// proxy (the Knative Service's own has no endpoints).
 const (
 	DefaultKubeNamespace = "must-gather-functions"
-	DefaultKubeService   = "http:must-gather-functions-api:80"
+	DefaultKubeService   = "http:must-gather-functions-api-cli:80"
 )
 
 // connFlags say how to reach the API: at a URL with a token, or through
