@@ -115,8 +115,14 @@ soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner pro
 	  $(GO) test -race -count=1 -timeout 90m -v -run 'TestSoak' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
 
 .PHONY: fuzz
-fuzz: ## Fuzz the request decoder for FUZZTIME (default 30s).
-	$(GO) test ./functions/api -run '^$$' -fuzz FuzzDecodeRequest -fuzztime $(or $(FUZZTIME),30s)
+fuzz: ## Fuzz every decoder and validator: each Fuzz target for FUZZTIME (default 30s). Their seeds run in `make test`.
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  dir=$$(dirname $$file); \
+	  for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+	    echo "fuzz $$dir $$target for $(or $(FUZZTIME),30s)"; \
+	    $(GO) test $$dir -run '^$$' -fuzz "^$$target\$$" -fuzztime $(or $(FUZZTIME),30s); \
+	  done; \
+	done
 
 .PHONY: lint
 lint: $(GOLANGCI_BIN) ## go vet and golangci-lint.

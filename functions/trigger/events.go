@@ -27,16 +27,27 @@ var EventTypes = []string{EventAdd, EventUpdate}
 // An event that names no object of Forklift is malformed
 // (eventing.ErrMalformed) and dropped; another error means deliver again.
 func (t *Trigger) HandleEvent(ctx context.Context, e cloudevents.Event) error {
+	c, err := changeOf(e)
+	if err != nil {
+		return err
+	}
+	return t.Handle(ctx, c)
+}
+
+// changeOf reads which object an ApiServerSource event is about: a
+// Forklift Migration or Plan, with its namespace and name. Anything else
+// is malformed.
+func changeOf(e cloudevents.Event) (forklift.Change, error) {
 	var obj struct {
 		APIVersion string        `json:"apiVersion"`
 		Kind       string        `json:"kind"`
 		Metadata   forklift.Meta `json:"metadata"`
 	}
 	if err := json.Unmarshal(e.Data(), &obj); err != nil {
-		return fmt.Errorf("event %s: data: %w: %w", e.ID(), eventing.ErrMalformed, err)
+		return forklift.Change{}, fmt.Errorf("event %s: data: %w: %w", e.ID(), eventing.ErrMalformed, err)
 	}
 	if obj.APIVersion != forklift.Group+"/"+forklift.Version || (obj.Kind != forklift.KindMigration && obj.Kind != forklift.KindPlan) || obj.Metadata.Name == "" || obj.Metadata.Namespace == "" {
-		return fmt.Errorf("event %s: %q %q %s/%s is no Forklift Migration or Plan: %w", e.ID(), obj.APIVersion, obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name, eventing.ErrMalformed)
+		return forklift.Change{}, fmt.Errorf("event %s: %q %q %s/%s is no Forklift Migration or Plan: %w", e.ID(), obj.APIVersion, obj.Kind, obj.Metadata.Namespace, obj.Metadata.Name, eventing.ErrMalformed)
 	}
-	return t.Handle(ctx, forklift.Change{Kind: obj.Kind, Namespace: obj.Metadata.Namespace, Name: obj.Metadata.Name})
+	return forklift.Change{Kind: obj.Kind, Namespace: obj.Metadata.Namespace, Name: obj.Metadata.Name}, nil
 }
