@@ -107,7 +107,7 @@ test: tools ## Run every test with -race against real NATS and MinIO, and the Go
 
 .PHONY: e2e
 e2e: tools ## The whole system (api, runner with the Kubernetes gatherer, recorder, MinIO) against a real kube-apiserver with kwok.
-	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestKube' ./cmd/... ./internal/testenv/kube
+	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner|TestKube' ./cmd/... ./internal/testenv/kube
 
 .PHONY: soak
 soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner processes, and 100 kills of a runner.

@@ -65,15 +65,17 @@ var runnerCalls = []struct {
 }{
 	{permission{"", "namespaces", "create", ""}, "objects.go: the temporary namespace", true, ""},
 	{permission{"", "namespaces", "delete", ""}, "objects.go: cleanup; sweep.go: leftovers", true, ""},
-	{permission{"", "namespaces", "list", ""}, "sweep.go: leftovers", true, ""},
+	{permission{"", "namespaces", "list", ""}, "sweep.go: leftovers; reattach.go: the namespace of a gathering whose runner died", true, ""},
+	{permission{"", "namespaces", "patch", ""}, "reattach.go: the runner and leftover-after time of a namespace re-attached to", false, reattachOnly},
 	{permission{"rbac.authorization.k8s.io", "clusterrolebindings", "create", ""}, "objects.go: binding of cluster-admin", true, ""},
 	{permission{"rbac.authorization.k8s.io", "clusterrolebindings", "delete", ""}, "objects.go: cleanup; sweep.go", true, ""},
-	{permission{"rbac.authorization.k8s.io", "clusterrolebindings", "list", ""}, "sweep.go: leftovers", true, ""},
+	{permission{"rbac.authorization.k8s.io", "clusterrolebindings", "list", ""}, "sweep.go: leftovers; reattach.go", true, ""},
+	{permission{"rbac.authorization.k8s.io", "clusterrolebindings", "patch", ""}, "reattach.go: the leftover-after time of a binding re-attached to", false, reattachOnly},
 	{permission{"rbac.authorization.k8s.io", "clusterroles", "bind", "cluster-admin"}, "objects.go: binding cluster-admin without holding it", false,
 		"checked by the API server inside the binding's create, not a request of its own"},
 	{permission{"", "pods", "create", ""}, "pod.go: the gather pods", true, ""},
 	{permission{"", "pods", "get", ""}, "pod.go: the pod's status", false, "only when a watch ends without an answer"},
-	{permission{"", "pods", "list", ""}, "watch.go: a watch starts with a list", false, "client-go's watch asks for no list first"},
+	{permission{"", "pods", "list", ""}, "watch.go: a watch starts with a list; reattach.go: the pods of a gathering whose runner died", false, reattachOnly},
 	{permission{"", "pods", "watch", ""}, "watch.go: the pod's status", true, ""},
 	{permission{"", "pods/log", "get", ""}, "exec.go: following the gather log", true, ""},
 	{permission{"", "pods/exec", "get", ""}, "exec.go: the copy over WebSocket", true, ""},
@@ -93,6 +95,10 @@ var runnerCalls = []struct {
 	{permission{"authentication.k8s.io", "tokenreviews", "create", ""}, "internal/auth: /metrics", false, "system:auth-delegator; checked below"},
 	{permission{"authorization.k8s.io", "subjectaccessreviews", "create", ""}, "internal/auth: /metrics", false, "system:auth-delegator; checked below"},
 }
+
+// reattachOnly says why a call is not exercised by the gathering of the RBAC
+// test.
+const reattachOnly = "only when a runner re-attaches to the pods of a runner that died; cmd's TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner makes these calls"
 
 // reviewCalls are what internal/auth calls, for every function that
 // reviews tokens (api, notifier, runner).

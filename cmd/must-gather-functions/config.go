@@ -224,7 +224,7 @@ func (c *config) settings() []setting {
 		{Var: "RUNNER_MAX_ARCHIVE_BYTES", Field: &c.Runner.MaxArchiveBytes, Help: "largest archive, compressed, in bytes; a gathering whose archive grows past it stops and ends in `error`, and its partial upload is aborted (nothing kept). `0`: no cap"},
 		{Var: "RETENTION", Field: &c.Runner.Retention, Help: "how long an ended gathering and its archive are kept after its last update; `0`: for ever. With S3, the bucket also gets a lifecycle rule expiring `gatherings/` after this many days rounded up, plus one"},
 		{Var: "RETENTION_INTERVAL", Field: &c.Runner.RetentionInterval, Help: "how often each runner deletes the gatherings older than `RETENTION`"},
-		{Var: "RUNNER_REAP_INTERVAL", Field: &c.Runner.ReapInterval, Help: "how often the reaper looks at unfinished gatherings; at least `100ms`. A gathering whose runner died fails at most `LEASE_TTL` plus this long after"},
+		{Var: "RUNNER_REAP_INTERVAL", Field: &c.Runner.ReapInterval, Help: "how often the reaper looks at unfinished gatherings; at least `100ms`. A gathering whose runner died is taken over (Kubernetes: re-attached to its pods) or fails at most `LEASE_TTL` plus this long after"},
 		{Var: "PROCESS_TEMP_DIR", Field: &c.Process.TempDir, Default: "system temp dir", Help: "where the process gatherer makes each gathering's output folder"},
 		{Var: "GATHERER", Field: &c.Gatherer, Help: "`kube`, `process`, or `auto`: kube when in a pod or `KUBECONFIG`/`KUBE_CONTEXTS` is set"},
 		{Var: "KUBECONFIG", Field: &c.Kubeconfig, Help: "kubeconfig file; its current context is the default cluster (in a pod: the in-cluster config)"},

@@ -15,7 +15,10 @@ import (
 //     broker delivers each attempt once however many reapers send it, and
 //     the claim keeps the gathering from running twice;
 //   - new and older than PendingTimeout: it fails, as no runner took it;
-//   - inprogress with no lease: its runner died, so it fails;
+//   - inprogress with no lease: its runner died. When the gatherer's work
+//     outlives its runner (a pod), the reaper takes the lease and carries
+//     the gathering on from there (see takeOver); otherwise, or when that
+//     work is gone, it fails;
 //   - ended but not settled: whoever ended it died before announcing it, so
 //     its final status event is published again.
 //
@@ -75,6 +78,9 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 			return err
 		}
 		if !held {
+			if taken, err := r.takeOver(ctx, g); taken || err != nil {
+				return err
+			}
 			return r.fail(ctx, g, "the runner stopped before the gathering finished")
 		}
 	default:
@@ -125,8 +131,10 @@ func (r *Runner) announce(ctx context.Context, u mustgather.Update) {
 // announceTimeout bounds how long the reaper tries to publish one event.
 const announceTimeout = 10 * time.Second
 
-// RunReaper reaps at once and then every ReapInterval until ctx ends.
+// RunReaper reaps at once and then every ReapInterval until ctx ends, and
+// then waits for the gatherings it took over, which stop with ctx, to end.
 func (r *Runner) RunReaper(ctx context.Context) {
+	defer r.takeovers.Wait()
 	t := time.NewTicker(r.cfg.ReapInterval)
 	defer t.Stop()
 	for {

@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -115,6 +116,8 @@ type Runner struct {
 	cfg Config
 	d   Deps
 	m   metrics
+	// takeovers are the runs of gatherings the reaper took over.
+	takeovers sync.WaitGroup
 }
 
 // New returns a Runner.
@@ -241,10 +244,31 @@ func newHolder() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:12])
 }
 
-// run carries a claimed gathering to its end. Nothing here returns early
-// without a final status: every path ends in completed or error, recorded
-// in the store before the lease is released.
+// run carries a claimed gathering to its end, from its start.
 func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string, log *slog.Logger) {
+	r.runAs(ctx, g, holder, log, attempt{
+		gatherer: r.d.Gatherer,
+		out:      newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit),
+		timeout:  g.TimeoutDuration(r.cfg.DefaultTimeout),
+	})
+}
+
+// attempt is how one run carries a gathering: from its start, or on from
+// where a runner that stopped left it (see takeOver).
+type attempt struct {
+	gatherer mustgather.Gatherer
+	// out holds the output so far.
+	out *outputLog
+	// seq is the Seq of the update before the run's first.
+	seq uint64
+	// timeout is how long the run has until the gathering is stopped.
+	timeout time.Duration
+}
+
+// runAs carries a gathering whose lease holder holds to its end. Nothing
+// here returns early without a final status: every path ends in completed
+// or error, recorded in the store before the lease is released.
+func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder string, log *slog.Logger, a attempt) {
 	started := r.d.Now()
 	r.m.running.Inc()
 	defer r.m.running.Dec()
@@ -252,7 +276,7 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 	// work outlives ctx by FinishGrace so that a stopped gathering is still
 	// archived and reported, and ends at the latest CopyTimeout after the
 	// gathering's timeout.
-	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
+	timeout := a.timeout
 	work, cancelWork := context.WithTimeoutCause(context.WithoutCancel(ctx), timeout+r.cfg.CopyTimeout,
 		fmt.Errorf("%w: copying what was gathered did not end within %s after the timeout", mustgather.ErrTimedOut, r.cfg.CopyTimeout))
 	defer cancelWork()
@@ -274,9 +298,11 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 		}
 	}()
 
-	rep := &reporter{r: r, id: g.ID, log: log}
-	out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
-	rep.send(work, mustgather.Update{Status: mustgather.StatusInProgress})
+	rep := &reporter{r: r, id: g.ID, seq: a.seq, first: a.seq + 1, log: log}
+	out := a.out
+	// A run that takes over starts with the output so far.
+	tail, _ := out.Tail()
+	rep.send(work, mustgather.Update{Status: mustgather.StatusInProgress, ExecOutput: tail})
 	log.Info("gathering started", "timeout", g.Timeout, "image", g.Image, "command", g.Command)
 
 	// stop is not a child of ctx: its cause must say why it stopped, and a
@@ -291,10 +317,11 @@ func (r *Runner) run(ctx context.Context, g mustgather.Gathering, holder string,
 	progressDone := r.reportProgress(work, rep, out)
 
 	name := mustgather.ArchiveName(g.ID, g.CustomName)
-	size, gerr, uerr := r.gatherAndUpload(work, stop, cancelStop, g, name, out, started)
+	job := mustgather.Job{Gathering: g, Stop: stop, Log: out, Runner: holder}
+	size, gerr, uerr := r.gatherAndUpload(work, cancelStop, a.gatherer, job, name, out, started)
 	progressDone()
 
-	tail, _ := out.Tail()
+	tail, _ = out.Tail()
 	end := mustgather.Update{ExecOutput: tail}
 	if uerr == nil {
 		end.ArchiveName, end.ArchiveSize = name, size
@@ -392,7 +419,8 @@ func announce(ctx context.Context, store mustgather.Store, events mustgather.Eve
 // as it is written: no temporary file, no whole archive in memory. An
 // archive that grows past MaxArchiveBytes fails the upload, which the
 // store aborts, and stops the gatherer through halt.
-func (r *Runner) gatherAndUpload(work, stop context.Context, halt context.CancelCauseFunc, g mustgather.Gathering, name string, out *outputLog, started time.Time) (size int64, gerr, uerr error) {
+func (r *Runner) gatherAndUpload(work context.Context, halt context.CancelCauseFunc, gatherer mustgather.Gatherer, job mustgather.Job, name string, out *outputLog, started time.Time) (size int64, gerr, uerr error) {
+	g := job.Gathering
 	pr, pw := io.Pipe()
 	uploaded := make(chan error, 1)
 	go func() {
@@ -412,7 +440,8 @@ func (r *Runner) gatherAndUpload(work, stop context.Context, halt context.Cancel
 	}()
 
 	aw := archive.NewWriter(pw)
-	gerr = r.d.Gatherer.Gather(work, mustgather.Job{Gathering: g, Stop: stop, Archive: aw, Log: out})
+	job.Archive = aw
+	gerr = gatherer.Gather(work, job)
 	if gerr != nil {
 		fmt.Fprintf(out, "error: %s\n", reason(gerr, nil))
 	}
@@ -525,10 +554,11 @@ func every(ctx context.Context, interval time.Duration, fn func(ctx context.Cont
 
 // reporter numbers a gathering's updates and publishes them.
 type reporter struct {
-	r   *Runner
-	id  mustgather.ID
-	seq uint64
-	log *slog.Logger
+	r     *Runner
+	id    mustgather.ID
+	seq   uint64
+	first uint64 // the Seq of the run's first update
+	log   *slog.Logger
 }
 
 // stamp gives u the gathering's id, the next sequence number and the time.
@@ -538,12 +568,12 @@ func (p *reporter) stamp(u mustgather.Update) mustgather.Update {
 	return u
 }
 
-// send publishes an inprogress update. The first, the start, is retried
-// like a final status; a later one is best effort, as the next one carries
-// the same output.
+// send publishes an inprogress update. The run's first, the start, is
+// retried like a final status; a later one is best effort, as the next one
+// carries the same output.
 func (p *reporter) send(ctx context.Context, u mustgather.Update) {
 	u = p.stamp(u)
-	if u.Seq > 1 {
+	if u.Seq > p.first {
 		if err := p.r.d.Events.Updated(ctx, u); err != nil {
 			p.log.Warn("publish progress", "err", err)
 		}

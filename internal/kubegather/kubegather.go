@@ -256,16 +256,8 @@ type run struct {
 }
 
 func (r *run) gather(ctx context.Context) error {
-	// work ends when the job must stop; ctx lasts longer, for the copy.
-	work, cancelWork := context.WithCancelCause(ctx)
-	defer cancelWork(nil)
-	stopWork := context.AfterFunc(r.job.Stop, func() { cancelWork(context.Cause(r.job.Stop)) })
-	defer stopWork()
-	// AfterFunc calls its func in a goroutine of its own, even for a job
-	// stopped already: that one must not start anything at all.
-	if r.job.Stop.Err() != nil {
-		cancelWork(context.Cause(r.job.Stop))
-	}
+	work, stopped := r.workUntilStop(ctx)
+	defer stopped()
 
 	report := func(format string, args ...any) { r.out.printf(gatheringPrefix, format, args...) }
 	images, reason, err := r.g.resolveImages(work, r.job.Gathering, report)
@@ -313,7 +305,26 @@ func (r *run) gather(ctx context.Context) error {
 	stopEvents := r.watchEvents(work)
 	errs := r.runPods(ctx, work, targets)
 	stopEvents()
+	return r.ended(work, errs)
+}
 
+// workUntilStop returns the context of the work: it ends when the job must
+// stop, while ctx lasts longer, for the copy. Call the func returned when
+// the work is over.
+func (r *run) workUntilStop(ctx context.Context) (context.Context, func()) {
+	work, cancelWork := context.WithCancelCause(ctx)
+	stopWork := context.AfterFunc(r.job.Stop, func() { cancelWork(context.Cause(r.job.Stop)) })
+	// AfterFunc calls its func in a goroutine of its own, even for a job
+	// stopped already: that one must not start anything at all.
+	if r.job.Stop.Err() != nil {
+		cancelWork(context.Cause(r.job.Stop))
+	}
+	return work, func() { stopWork(); cancelWork(nil) }
+}
+
+// ended returns the error of a gathering whose pods returned errs, with
+// the stop first if one cut the gathering short.
+func (r *run) ended(work context.Context, errs []error) error {
 	// work's cause is the job's Stop cause, or the Gather ctx's should
 	// that end first.
 	if cause := context.Cause(work); cause != nil && r.wasInterrupted() {

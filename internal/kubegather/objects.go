@@ -65,7 +65,7 @@ func (r *run) newNamespace() *corev1.Namespace {
 	// Keep OpenShift from syncing the pod-security labels down from the
 	// SCCs, as oc does.
 	labels["security.openshift.io/scc.podSecurityLabelSync"] = "false"
-	return &corev1.Namespace{
+	ns := &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: r.g.cfg.NamespacePrefix,
 			Labels:       labels,
@@ -77,6 +77,10 @@ func (r *run) newNamespace() *corev1.Namespace {
 			},
 		},
 	}
+	if r.job.Runner != "" {
+		ns.Annotations[AnnotationRunner] = r.job.Runner
+	}
+	return ns
 }
 
 func (r *run) newClusterRoleBinding(ns *corev1.Namespace) *rbacv1.ClusterRoleBinding {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ type podRun struct {
 	logMu   sync.Mutex
 	gathLog bytes.Buffer // the gather container's log for gather.logs
 	cut     int64        // bytes of it not kept
+
+	// replayed is how many lines of the gather's log the job's log
+	// showed before a runner re-attached: they go into gather.logs only.
+	replayed int
 }
 
 // runPod runs t's pod to its end and copies its output. ctx lasts longer
@@ -43,10 +48,7 @@ func (r *run) runPod(ctx, work context.Context, t target) error {
 	if command == "" {
 		command = r.g.cfg.DefaultCommand
 	}
-	dir := mg.SourceDir
-	if strings.TrimSpace(dir) == "" {
-		dir = r.g.cfg.DefaultSourceDir
-	}
+	dir := r.sourceDir()
 	spec := podSpec{image: image, command: command, sourceDir: dir, nodeName: mg.NodeName, affinity: r.place.affinity(),
 		hostNetwork: mg.HostNetwork, opts: r.opts}
 	if t.node != "" {
@@ -71,14 +73,27 @@ func (r *run) runPod(ctx, work context.Context, t target) error {
 		r.out.printf(p.prefix, "pod for plug-in image %s created", image)
 	}
 
+	return p.gatherAndCopy(ctx, work, log)
+}
+
+// sourceDir is where the gathering's pods write.
+func (r *run) sourceDir() string {
+	if dir := r.job.Gathering.SourceDir; strings.TrimSpace(dir) != "" {
+		return dir
+	}
+	return r.g.cfg.DefaultSourceDir
+}
+
+// gatherAndCopy follows the pod's gather to its end and copies its output.
+func (p *podRun) gatherAndCopy(ctx, work context.Context, log *slog.Logger) error {
 	gatherErr := p.waitAndFollow(ctx, work)
 	if gatherErr != nil {
-		r.out.printf(p.prefix, "%v", gatherErr)
+		p.r.out.printf(p.prefix, "%v", gatherErr)
 	}
 	copyErr := p.copyOutput(ctx)
 	if copyErr != nil {
-		r.out.printf(p.prefix, "gather output not copied: %v", copyErr)
-		copyErr = fmt.Errorf("pod %s: copy output: %w", pod.Name, copyErr)
+		p.r.out.printf(p.prefix, "gather output not copied: %v", copyErr)
+		copyErr = fmt.Errorf("pod %s: copy output: %w", p.name, copyErr)
 	}
 	if gatherErr != nil || copyErr != nil {
 		log.Warn("pod failed", "gather", gatherErr, "copy", copyErr)
@@ -335,7 +350,9 @@ func (p *podRun) copyLines(r io.Reader, skip int) int {
 			n++
 			if n > skip {
 				text := strings.TrimRight(string(line), "\r\n")
-				p.r.out.line(p.prefix, "POD", text)
+				if n > p.replayed {
+					p.r.out.line(p.prefix, "POD", text)
+				}
 				p.keepLog(text)
 			}
 		}

@@ -26,6 +26,11 @@ type Job struct {
 	Archive ArchiveWriter
 	// Log receives live output; it is safe for concurrent use.
 	Log io.Writer
+	// Runner names the run that carries the job, as its lease does. A
+	// gatherer whose work outlives its runner records it there, so that a
+	// runner that re-attaches (see Reattacher) can say whom it took over
+	// from.
+	Runner string
 }
 
 // ArchiveWriter receives the entries of a gathering's archive as a stream.

@@ -1,0 +1,85 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// takeoverSeqGap is added to the Seq of a gathering's record to number the
+// updates of a run that takes it over: updates the stopped run published
+// shortly before it stopped may not be in the record yet, and an update of
+// the new run with the same Seq would be dropped as a repeat.
+const takeoverSeqGap = 1 << 20
+
+// takeOver carries on a gathering whose runner stopped, found inprogress
+// with no lease, when the gatherer's work outlives its runner (see
+// mustgather.Reattacher): it takes the lease, re-attaches to the work and
+// runs the gathering to its end in the background, under ctx. It fails the
+// gathering itself when nothing of the work is left. It reports false, for
+// the caller to fail the gathering as before, when the gatherer cannot
+// re-attach or the gathering is past its hard end; an error leaves the
+// gathering for the next pass.
+func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, error) {
+	ra, ok := r.d.Gatherer.(mustgather.Reattacher)
+	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
+	left := g.CreatedAt.Add(timeout).Sub(r.d.Now())
+	if !ok || left+r.cfg.CopyTimeout <= 0 {
+		return false, nil
+	}
+	holder := newHolder()
+	switch err := r.d.Leases.Hold(ctx, g.ID, holder); {
+	case errors.Is(err, mustgather.ErrLeaseHeld):
+		return true, nil // another runner took it over
+	case err != nil:
+		return false, err
+	}
+	log := r.d.Logger.With("gathering", g.ID)
+	release := func() {
+		if err := r.d.Leases.Release(context.WithoutCancel(ctx), g.ID, holder); err != nil {
+			log.Warn("release lease", "err", err)
+		}
+	}
+	// With the lease held, the record is what the take-over goes on from:
+	// it must not have changed since the reaper read it.
+	cur, err := r.d.Store.Get(ctx, g.ID)
+	if err != nil || cur.Revision != g.Revision {
+		release()
+		if errors.Is(err, mustgather.ErrNotFound) {
+			err = nil
+		}
+		return true, err
+	}
+	gatherer, line, err := ra.Reattach(ctx, cur, holder)
+	if errors.Is(err, mustgather.ErrGone) {
+		err = r.fail(ctx, cur, fmt.Sprintf("the runner stopped before the gathering finished: %v", err))
+		release()
+		return true, err
+	}
+	if err != nil {
+		release()
+		return false, fmt.Errorf("re-attach to gathering %d: %w", g.ID, err)
+	}
+	// The run's output goes on from the output so far, which is all the
+	// stopped run left of it.
+	out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
+	so := cur.ExecOutput
+	if so != "" && !strings.HasSuffix(so, "\n") {
+		so += "\n"
+	}
+	_, _ = out.WriteString(so + line + "\n")
+	log.Info("gathering taken over", "reattached", line)
+	r.m.reaperActions.WithLabelValues("reattached").Inc()
+	r.takeovers.Go(func() {
+		// What the stopped run was uploading is incomplete: the run
+		// uploads the archive anew.
+		if err := r.d.Archives.Delete(ctx, mustgather.ArchiveKey(cur.ID, mustgather.ArchiveName(cur.ID, cur.CustomName))); err != nil {
+			log.Warn("remove the upload of the stopped run", "err", err)
+		}
+		r.runAs(ctx, cur, holder, log, attempt{gatherer: gatherer, out: out, seq: cur.Seq + takeoverSeqGap, timeout: max(left, 0)})
+	})
+	return true, nil
+}

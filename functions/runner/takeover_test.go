@@ -1,0 +1,113 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/functions/runner"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// reattachGatherer stands for a gatherer whose work outlives its runner:
+// Reattach finds that work when gone is false.
+type reattachGatherer struct {
+	gone       bool
+	reattached atomic.Int32
+	gathered   atomic.Int32
+}
+
+func (g *reattachGatherer) Gather(_ context.Context, job mustgather.Job) error {
+	g.gathered.Add(1)
+	return fmt.Errorf("gathering %d started anew", job.Gathering.ID)
+}
+
+func (g *reattachGatherer) Reattach(_ context.Context, mg mustgather.Gathering, runner string) (mustgather.Gatherer, string, error) {
+	g.reattached.Add(1)
+	if g.gone {
+		return nil, "", fmt.Errorf("its pod is gone: %w", mustgather.ErrGone)
+	}
+	return resumed{}, "runner " + runner + " re-attached to pod ns/pod after runner dead stopped", nil
+}
+
+// resumed is the rest of a gathering, once re-attached to.
+type resumed struct{}
+
+func (resumed) Gather(ctx context.Context, job mustgather.Job) error {
+	_, _ = io.WriteString(job.Log, "after the take-over\n")
+	return job.Archive.AddBytes("pod/out.txt", []byte("gathered\n"), time.Now())
+}
+
+func TestTwoReapersTakeOverAGatheringWhoseRunnerDiedOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		gone   bool
+		status mustgather.Status
+		output []string
+	}{
+		{"its work is there: it is carried on to completion", false, mustgather.StatusCompleted,
+			[]string{"before the runner died", "re-attached to pod ns/pod after runner dead stopped", "after the take-over"}},
+		{"its work is gone: it fails", true, mustgather.StatusError,
+			[]string{"before the runner died", "error: the runner stopped before the gathering finished: its pod is gone"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour; c.PendingTimeout = 2 * time.Hour })
+			gatherer := &reattachGatherer{gone: tt.gone}
+			reaper := func() *runner.Runner {
+				return runner.New(e.cfg, runner.Deps{
+					Store: e.store, Leases: e.store, Archives: e.archives, Events: e.bus,
+					ReaperEvents: e.bus.WithSource(eventing.SourceReaper), Gatherer: gatherer,
+				})
+			}
+			// A claimed gathering whose runner reported some output and died:
+			// no lease.
+			g, _ := e.create(t, mustgather.Request{Command: "gather"})
+			if _, err := e.store.Claim(ctx, g.ID, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.Apply(ctx, mustgather.Update{ID: g.ID, Seq: 3, Status: mustgather.StatusInProgress,
+				Time: time.Now(), ExecOutput: "before the runner died\n"}); err != nil {
+				t.Fatal(err)
+			}
+
+			var wg sync.WaitGroup
+			for _, r := range []*runner.Runner{reaper(), reaper()} {
+				wg.Go(func() {
+					if err := r.Reap(ctx); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			got := e.waitEnded(t, g.ID)
+			if got.Status != tt.status {
+				t.Errorf("status %s, want %s:\n%s", got.Status, tt.status, got.ExecOutput)
+			}
+			for _, want := range tt.output {
+				if !strings.Contains(got.ExecOutput, want) {
+					t.Errorf("exec-output lacks %q:\n%s", want, got.ExecOutput)
+				}
+			}
+			if n := gatherer.reattached.Load(); n != 1 {
+				t.Errorf("re-attached %d times, want once", n)
+			}
+			if n := gatherer.gathered.Load(); n != 0 {
+				t.Errorf("gathered anew %d times", n)
+			}
+			if tt.gone {
+				return
+			}
+			files := e.readArchive(t, got)
+			if files["pod/out.txt"] != "gathered\n" || !strings.Contains(files["must-gather.logs"], "before the runner died") {
+				t.Errorf("archive %v, must-gather.logs:\n%s", keys(files), files["must-gather.logs"])
+			}
+		})
+	}
+}
