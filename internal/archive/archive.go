@@ -45,6 +45,19 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
+// Filter sees every regular file before the Writer stores it, so that it
+// can change the content or leave the file out: AddFile, AddBytes, the
+// files of AddTree and those of AddTar, those of nested tarballs included
+// (each file of an unpacked tarball, not the tarball).
+type Filter interface {
+	// File is called with the entry's name and size and a reader of
+	// exactly its content, before the entry's header is written. It returns
+	// the size and content to store instead, or keep false to leave the
+	// file out. An error fails the call that added the file and leaves the
+	// stream as it was.
+	File(name string, size int64, r io.Reader) (newSize int64, content io.Reader, keep bool, err error)
+}
+
 // ErrUnsafeName is wrapped by the errors for entry names that are empty,
 // absolute, or would escape the archive root.
 var ErrUnsafeName = errors.New("unsafe archive entry name")
@@ -67,6 +80,17 @@ type Writer struct {
 	peek   []*bufio.Reader // one per nesting level of AddTar
 	err    error           // first error that left the stream corrupt
 	closed bool
+	filter Filter
+	left   map[string]bool // the files the filter left out, for the hard links to them
+}
+
+// SetFilter makes f see every regular file added from now on; nil stops
+// filtering. A hard link to a file that f left out is left out too.
+func (w *Writer) SetFilter(f Filter) {
+	w.filter = f
+	if f != nil && w.left == nil {
+		w.left = map[string]bool{}
+	}
 }
 
 // NewWriter returns a Writer that writes a tar.gz stream to w. Close must be
@@ -232,7 +256,7 @@ func (w *Writer) addTar(ctx context.Context, pfx string, tr *tar.Reader, depth i
 			err = w.addSymlink(name, hdr.Linkname, hdr.ModTime)
 		case tar.TypeLink:
 			var target string
-			if target, err = entryName(pfx, hdr.Linkname); err == nil {
+			if target, err = entryName(pfx, hdr.Linkname); err == nil && !w.left[target] {
 				err = w.write(&tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: hdr.Mode & 0o7777, ModTime: hdr.ModTime}, nil)
 			}
 		}
@@ -333,6 +357,17 @@ func (w *Writer) Close() error {
 func (w *Writer) addFile(name string, mode int64, modTime time.Time, size int64, r io.Reader) error {
 	if size < 0 {
 		return fmt.Errorf("archive: add %s: negative size %d", name, size)
+	}
+	if w.filter != nil && w.err == nil && !w.closed {
+		n, c, keep, err := w.filter.File(name, size, io.LimitReader(r, size))
+		if err != nil {
+			return fmt.Errorf("archive: add %s: %w", name, err)
+		}
+		if !keep {
+			w.left[name] = true
+			return nil
+		}
+		size, r = n, c
 	}
 	return w.write(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode & 0o7777, ModTime: modTime, Size: size}, r)
 }

@@ -40,7 +40,10 @@ type engine struct {
 	custom []*customRule
 	json   bool
 	limit  int // most bytes held while an object's kind is unknown
-	counts map[string]int
+	// copyHeld: the lines fed live in a buffer that is reused, so a line
+	// held is copied.
+	copyHeld bool
+	counts   map[string]int
 
 	lower  []byte
 	spans  []span
@@ -93,8 +96,8 @@ func (e *engine) feed(line []byte, nl, cont bool) {
 		return
 	}
 	h := heldLine{nl: nl, spans: slices.Clone(e.spans)}
-	if e.mode == maskMode {
-		h.line = slices.Clone(line) // the reader's buffer is reused
+	if e.copyHeld {
+		h.line = slices.Clone(line) // the caller's buffer is reused
 	} else {
 		h.line = line
 	}
@@ -149,7 +152,7 @@ func (e *engine) decideAll(state int8) {
 }
 
 // finish ends the file: objects whose kind never came are not Secrets.
-func (e *engine) finish(bool) {
+func (e *engine) finish() {
 	e.decideAll(-1)
 	e.release()
 }

@@ -20,7 +20,7 @@ func FuzzRedact(f *testing.F) {
 	f.Add([]byte("data:\n  a: |\n    x\nkind: Secret\n"), 8)
 	f.Add([]byte(`{"data":{"a":"\"b\\"},"kind":"Secret"}`), 16)
 	f.Fuzz(func(t *testing.T, in []byte, bound int) {
-		r, err := redact.New(redact.Config{BufferBytes: int64(bound&0xffff) + 1})
+		r, err := redact.New(redact.Config{BufferBytes: bound&0xffff + 1})
 		if err != nil {
 			t.Fatal(err)
 		}

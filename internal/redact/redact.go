@@ -53,7 +53,7 @@ type Config struct {
 	// BufferBytes is the largest file redacted as a document in memory;
 	// larger files are masked in place, line by line, and at most this
 	// much of one is held at a time.
-	BufferBytes int64
+	BufferBytes int
 	// Rules are added to the built-in rules.
 	Rules []Rule
 }
@@ -158,7 +158,7 @@ func (c *customRule) applies(name string) bool {
 // Redactor holds compiled rules. It is safe for concurrent use; each
 // gathering gets its own Report.
 type Redactor struct {
-	bufferBytes int64
+	bufferBytes int
 	custom      []customRule
 }
 
@@ -175,15 +175,20 @@ func New(cfg Config) (*Redactor, error) {
 }
 
 // BufferBytes returns the largest file redacted as a document.
-func (r *Redactor) BufferBytes() int64 { return r.bufferBytes }
+func (r *Redactor) BufferBytes() int { return r.bufferBytes }
 
 // Bytes redacts b, the content of the file name, as a document and
 // returns the result and the count of redacted values per rule. It does
 // not check whether b is text.
 func (r *Redactor) Bytes(name string, b []byte) ([]byte, map[string]int) {
 	var out bytes.Buffer
+	counts := r.redactInto(&out, name, b)
+	return out.Bytes(), counts
+}
+
+func (r *Redactor) redactInto(out *bytes.Buffer, name string, b []byte) map[string]int {
 	out.Grow(len(b))
-	e := r.newEngine(name, documentMode, &out, len(b)+1)
+	e := r.newEngine(name, documentMode, out, len(b)+1)
 	e.detect(b)
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
@@ -194,8 +199,8 @@ func (r *Redactor) Bytes(name string, b []byte) ([]byte, map[string]int) {
 		e.feed(b[:i], true, false)
 		b = b[i+1:]
 	}
-	e.finish(false)
-	return out.Bytes(), e.counts
+	e.finish()
+	return e.counts
 }
 
 // IsText reports whether head, the start of a file, reads as text: no NUL
@@ -322,9 +327,10 @@ func (p *Report) JSON() []byte {
 // rep once the line that holds them is read. The caller has checked that
 // the file is text. Lines longer than the bound are masked in pieces.
 func (r *Redactor) Reader(name string, size int64, src io.Reader, rep *Report) io.Reader {
-	limit := int(min(r.bufferBytes, 1<<20))
+	limit := min(r.bufferBytes, 1<<20)
 	mr := &maskReader{br: bufio.NewReaderSize(io.LimitReader(src, size), max(limit, sniffSize)), name: name, rep: rep, left: size}
-	mr.e = r.newEngine(name, maskMode, &mr.out, int(r.bufferBytes))
+	mr.e = r.newEngine(name, maskMode, &mr.out, r.bufferBytes)
+	mr.e.copyHeld = true
 	if head, _ := mr.br.Peek(sniffSize); len(head) > 0 {
 		mr.e.detect(head)
 	}
@@ -365,7 +371,7 @@ func (m *maskReader) Read(p []byte) (int, error) {
 		if m.left <= 0 {
 			// The caller may stop at the file's size without reading to
 			// the end, so the end is handled with the last line.
-			m.e.finish(false)
+			m.e.finish()
 			m.rep.Add(m.name, m.e.counts)
 			if m.err == nil {
 				m.err = io.EOF
