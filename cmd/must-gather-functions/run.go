@@ -36,6 +36,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/presign"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
+	"github.com/kubev2v/must-gather-functions/internal/view"
 )
 
 // run wires the configured functions and serves until ctx ends, then shuts
@@ -94,6 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if d.notifier != nil {
 		startNotifier(d, srv, errc)
 	}
+	if d.view != nil {
+		startView(d, srv)
+	}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
@@ -133,6 +137,9 @@ type deps struct {
 	links presign.Linker
 	// notifier serves the event streams, when this process runs it.
 	notifier *notifier.Notifier
+	// view holds the gatherings in memory for the API, when this process
+	// runs it.
+	view *view.View
 	// stopping is set when shutdown begins, so that the process reports
 	// itself not ready.
 	stopping atomic.Bool
@@ -189,6 +196,9 @@ func (d *deps) ready(ctx context.Context) error {
 	if d.notifier != nil {
 		errs = append(errs, d.notifier.Ready(ctx))
 	}
+	if d.view != nil {
+		errs = append(errs, d.view.Ready(ctx))
+	}
 	return errors.Join(errs...)
 }
 
@@ -223,6 +233,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 		}
 		a.Web = page
 		a.Links = d.links
+		a.View = newView(d)
 		handler = api.NewServer(a)
 	} else {
 		handler = api.NewOpsHandler(a)

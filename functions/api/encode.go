@@ -26,6 +26,12 @@ import (
 // by people and programs, never embedded in HTML, and a command such as
 // "a && b" should read as sent rather than as "a \u0026\u0026 b".
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeEncoded(w, status, encodeJSON(v))
+}
+
+// encodeJSON returns v as the API writes it: indented, ending with a
+// newline.
+func encodeJSON(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -34,15 +40,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		// Every type the API writes marshals; this is a programming error.
 		panic(fmt.Sprintf("api: encode %T: %v", v, err))
 	}
-	b := buf.Bytes()
+	return buf.Bytes()
+}
+
+// EncodeGathering returns g as GET /must-gather/{id} answers it, for a view
+// (package view) to keep.
+func EncodeGathering(g mustgather.Gathering) []byte { return encodeJSON(g) }
+
+// writeEncoded writes b, made by encodeJSON, with status.
+func writeEncoded(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	jsonHeaders(h)
 	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// jsonHeaders sets the headers of every JSON answer but its length.
+func jsonHeaders(h http.Header) {
+	h.Set("Content-Type", "application/json")
 	// Clients poll gatherings for their status; a cached answer is a stale one.
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
 }
 
 // The media types a request that starts a gathering may be sent as.

@@ -30,6 +30,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
+	"github.com/kubev2v/must-gather-functions/internal/view"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -57,6 +58,9 @@ type env struct {
 	bus      *natsbus.Bus
 	reg      *prometheus.Registry
 	log      *syncBuffer
+	view     *view.View // nil with withoutView
+	storeCfg jsstore.Config
+	deps     Deps
 	handler  http.Handler
 	srv      *httptest.Server
 }
@@ -71,7 +75,8 @@ func newEnv(t testing.TB, opts ...func(*env, *Deps)) *env {
 		t.Fatal(err)
 	}
 	e.js = js
-	e.store, err = jsstore.New(ctx, js, jsstore.Config{Bucket: testenv.Name("gatherings"), LeaseBucket: testenv.Name("leases")})
+	e.storeCfg = jsstore.Config{Bucket: testenv.Name("gatherings"), LeaseBucket: testenv.Name("leases")}
+	e.store, err = jsstore.New(ctx, js, e.storeCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,9 +99,15 @@ func newEnv(t testing.TB, opts ...func(*env, *Deps)) *env {
 		Ready:    e.store.Ping,
 		Registry: e.reg,
 	}
+	e.view = view.New(e.store, EncodeGathering, view.Config{})
+	d.View = e.view
 	for _, o := range opts {
 		o(e, &d)
 	}
+	if d.View != nil {
+		runView(t, d.View)
+	}
+	e.deps = d
 	e.handler = NewServer(d)
 	// The server has the binary's limits (cmd/must-gather-functions/run.go),
 	// so that a test client meets the deadlines a real client meets, and
@@ -117,6 +128,22 @@ func newEnv(t testing.TB, opts ...func(*env, *Deps)) *env {
 	t.Cleanup(e.srv.Close)
 	return e
 }
+
+// runView runs v until the test ends and waits until it has caught up.
+func runView(t testing.TB, v *view.View) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	testenv.Eventually(t, 10*time.Second, "the view has caught up", func() bool { return v.Ready(ctx) == nil })
+}
+
+// withoutView serves every read from the store.
+func withoutView(e *env, d *Deps) { e.view, d.View = nil, nil }
 
 // response is an answer read in full.
 type response struct {

@@ -19,7 +19,7 @@ import (
 func FuzzQueryParameters(f *testing.F) {
 	for _, q := range []string{
 		"status=completed&limit=10", "custom-name=plan%3Ax", "status=done", "limit=-1", "limit=99999999999999999999",
-		"limit=1&limit=2", "unknown=1", "%zz", "custom-name=", "partial=true", "partial=maybe", "partial=1&partial=0", ";",
+		"limit=1&limit=2", "after=5&limit=2", "after=0", "after=-1", "after=00", "unknown=1", "%zz", "custom-name=", "partial=true", "partial=maybe", "partial=1&partial=0", ";",
 	} {
 		f.Add(q)
 	}

@@ -546,7 +546,7 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 		{"a limit that is no number", "GET", "/must-gather?limit=ten", "", "",
 			400, errorBody{Field: "limit", Error: `must be a positive integer; got "ten"`}},
 		{"an unknown list parameter", "GET", "/must-gather?name=plan1", "", "",
-			400, errorBody{Field: "name", Error: "unknown query parameter; known: custom-name, status, limit"}},
+			400, errorBody{Field: "name", Error: "unknown query parameter; known: custom-name, status, limit, after"}},
 		{"a repeated list parameter", "GET", "/must-gather?limit=1&limit=2", "", "",
 			400, errorBody{Field: "limit", Error: "given more than once"}},
 		{"a query parameter on a gathering", "GET", "/must-gather/1?verbose=1", "", "",

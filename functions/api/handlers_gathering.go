@@ -86,12 +86,17 @@ func audit(ctx context.Context, d Deps, action string, who mustgather.Principal,
 	d.Logger.InfoContext(ctx, "audit", append([]any{"action", action, "user", who.Username, "gathering", g.ID, "server", g.Server}, attrs...)...)
 }
 
-// handleList lists gatherings by id, optionally filtered.
+// handleList lists gatherings by id, optionally filtered: from the view,
+// as a stream, when it has caught up, else from the store.
 func handleList(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := listFilter(r)
 		if err != nil {
 			respondErr(w, r, d.Logger, err)
+			return
+		}
+		if synced(r.Context(), d) {
+			streamList(w, r, d, f)
 			return
 		}
 		list, err := d.Store.List(r.Context(), f)
@@ -107,7 +112,7 @@ func handleList(d Deps) http.Handler {
 }
 
 func listFilter(r *http.Request) (mustgather.Filter, error) {
-	q, err := query(r, "custom-name", "status", "limit")
+	q, err := query(r, "custom-name", "status", "limit", "after")
 	if err != nil {
 		return mustgather.Filter{}, err
 	}
@@ -125,6 +130,14 @@ func listFilter(r *http.Request) (mustgather.Filter, error) {
 		}
 		f.Limit = n
 	}
+	if s, ok := q["after"]; ok {
+		// 0 is no id, but a cursor before the first.
+		id, ok := mustgather.ParseID(s)
+		if !ok && s != "0" {
+			return f, &mustgather.FieldError{Field: "after", Message: fmt.Sprintf("must be the id of a gathering (a positive integer) or 0; got %q", clip(s))}
+		}
+		f.After, f.Paged = id, true
+	}
 	return f, nil
 }
 
@@ -132,6 +145,10 @@ func listFilter(r *http.Request) (mustgather.Filter, error) {
 func handleGet(d Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err := query(r)
+		if err == nil && synced(r.Context(), d) {
+			getFromView(w, r, d)
+			return
+		}
 		g, _, ok := authorizedGathering(w, r, d, err)
 		if !ok {
 			return

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/presign"
+	"github.com/kubev2v/must-gather-functions/internal/view"
 )
 
 // MaxBodyBytes caps the body of a request that starts a gathering. The
@@ -76,6 +77,11 @@ type Deps struct {
 	// when no public URL is configured, from X-Forwarded-Proto and
 	// X-Forwarded-Host, as a proxy in front of the API sets them.
 	TrustForwarded bool
+	// View, when set and running, answers GET /must-gather and GET
+	// /must-gather/{id} from memory once it has caught up with the store
+	// (see package view); without it, or while it is behind, they read the
+	// store. It keeps gatherings as EncodeGathering makes them.
+	View *view.View
 	// Routes are handlers served beside the API's own, such as the
 	// notifier's event streams, under the same metrics, CORS and JSON
 	// errors. NewOpsHandler serves them too.

@@ -389,7 +389,8 @@ func (s *Store) GetByName(ctx context.Context, name string) (mustgather.Gatherin
 }
 
 // List returns the gatherings that match f, ordered by id; with f.Limit > 0
-// only the f.Limit of them with the highest ids. It holds every gathering
+// only the f.Limit of them with the highest ids, or with f.Paged the
+// lowest. It holds every gathering
 // created before the call began.
 //
 // It reads every record through one watcher, which streams the latest
@@ -433,7 +434,7 @@ func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gat
 	if err != nil {
 		return nil, fmt.Errorf("list gatherings: %w", err)
 	}
-	for id := mustgather.ID(1); id <= last; id++ {
+	for id := f.After + 1; id <= last; id++ {
 		if _, ok := raw[id]; ok || deleted[id] {
 			continue
 		}
@@ -448,6 +449,10 @@ func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gat
 		}
 	}
 	ids := slices.Sorted(maps.Keys(raw))
+	if f.After > 0 {
+		first, _ := slices.BinarySearch(ids, f.After+1)
+		ids = ids[first:]
+	}
 	if f.CustomName != "" || f.Status != "" {
 		keep := make([]bool, len(ids))
 		err := parallel(len(ids), func(i int) error {
@@ -469,7 +474,11 @@ func (s *Store) List(ctx context.Context, f mustgather.Filter) ([]mustgather.Gat
 		}
 		ids = matched
 	}
-	if f.Limit > 0 && len(ids) > f.Limit {
+	switch {
+	case f.Limit <= 0 || len(ids) <= f.Limit:
+	case f.Paged:
+		ids = ids[:f.Limit]
+	default:
 		ids = ids[len(ids)-f.Limit:]
 	}
 	list := make([]mustgather.Gathering, len(ids))
@@ -907,4 +916,76 @@ func (s *Store) Watch(ctx context.Context, after uint64, fn func(mustgather.Chan
 			return ctx.Err()
 		}
 	}
+}
+
+var _ mustgather.Records = (*Store)(nil)
+
+// Follow passes every write to the gatherings bucket, as mustgather.Records
+// says: records stored and deleted, the custom-name index, and, as bare
+// revisions, the other keys. Like Watch it runs on one ordered consumer.
+func (s *Store) Follow(ctx context.Context, fn func(mustgather.Write) error) error {
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), err)
+	}
+	defer stopWatcher(w)
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), errWatcherClosed)
+			}
+			wr := mustgather.Write{CaughtUp: e == nil}
+			if e != nil {
+				if wr, err = written(e); err != nil {
+					return fmt.Errorf("follow bucket %s: %s at revision %d: %w", s.kv.Bucket(), e.Key(), e.Revision(), err)
+				}
+			}
+			if err := fn(wr); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// written reads a write to the gatherings bucket.
+func written(e jetstream.KeyValueEntry) (mustgather.Write, error) {
+	w := mustgather.Write{Revision: e.Revision()}
+	put := e.Operation() == jetstream.KeyValuePut
+	key := e.Key()
+	switch {
+	case strings.HasPrefix(key, prefixRecord):
+		id, ok := mustgather.ParseID(strings.TrimPrefix(key, prefixRecord))
+		if !ok {
+			return w, errors.New("the key names no id")
+		}
+		if !put {
+			w.Deleted = id
+			return w, nil
+		}
+		g, err := decode(e.Value(), e.Revision())
+		if err != nil {
+			return w, err
+		}
+		w.Gathering = &g
+	case strings.HasPrefix(key, prefixName):
+		name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, prefixName))
+		if err != nil {
+			return w, fmt.Errorf("the key names no custom-name: %w", err)
+		}
+		w.Name = string(name)
+		if put {
+			id, ok := mustgather.ParseID(string(e.Value()))
+			if !ok {
+				return w, fmt.Errorf("the custom-name index holds %q", e.Value())
+			}
+			w.NameID = id
+		}
+	}
+	return w, nil
 }

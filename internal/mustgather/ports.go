@@ -51,8 +51,15 @@ type Store interface {
 type Filter struct {
 	CustomName string
 	Status     Status
-	// Limit keeps only the Limit gatherings with the highest ids.
+	// Limit keeps only the Limit gatherings with the highest ids, or with
+	// Paged the lowest.
 	Limit int
+	// After keeps only the gatherings with higher ids: a cursor, the last
+	// id of the page before.
+	After ID
+	// Paged makes Limit keep the gatherings with the lowest ids after
+	// After, so that a client pages through every gathering from After 0.
+	Paged bool
 }
 
 // Match reports whether g passes the filter's field tests (not Limit).
@@ -165,5 +172,36 @@ type Changes interface {
 	Watch(ctx context.Context, after uint64, fn func(Change) error) error
 	// Revision returns the revision of the latest write, to records or
 	// not: no Change has a higher one yet.
+	Revision(ctx context.Context) (uint64, error)
+}
+
+// Write is one write to a Store's keys as a Records feed passes it: a
+// gathering's record stored (Gathering set) or deleted (Deleted set), or
+// the custom-name index pointed at an id (Name and NameID set) or dropped
+// (Name set, NameID 0). Revision is the write's revision; a Write with
+// only a Revision is a write to neither, which still says how far the
+// feed has come. A Write with CaughtUp set carries nothing else: the feed
+// has passed every write made before it started.
+type Write struct {
+	Revision  uint64
+	Gathering *Gathering
+	Deleted   ID
+	Name      string
+	NameID    ID
+	CaughtUp  bool
+}
+
+// Records is a feed of every write to a Store, which a copy of its records
+// in memory (a view) follows to stay current.
+type Records interface {
+	// Follow calls fn with the latest write of every key there is, then a
+	// CaughtUp Write, then each write from then on in order, until ctx ends
+	// or fn returns an error, and returns that error (or the feed's). Of a
+	// key written more than once while Follow catches up, only the latest
+	// write may be passed.
+	Follow(ctx context.Context, fn func(Write) error) error
+	// Revision returns the revision of the latest write: once Follow has
+	// passed a Write with it, or a later one, it has passed every write
+	// made before Revision was called.
 	Revision(ctx context.Context) (uint64, error)
 }

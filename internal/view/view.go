@@ -1,0 +1,420 @@
+// Package view keeps the gatherings of a Store in memory, current through
+// the Store's feed of writes (mustgather.Records), so that reads by id, by
+// custom-name and lists cost no round trip per record and stay flat as
+// records grow.
+//
+// A View is a copy, and a copy lags. Sync closes the gap for a reader: it
+// asks the feed for the revision of the latest write (one call, shared by
+// every reader that arrives while it is under way) and waits until the view
+// has applied it. A read after Sync therefore sees every write acknowledged
+// before it began, whichever process made it, as a read of the Store would.
+//
+// Each record is kept as the API answers it (Record.Body), built once per
+// write, with the few fields reads test beside it. A record whose
+// exec-output is longer than Config.OutputBytes is kept without its body:
+// whoever answers with it reads it from the Store.
+package view
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+)
+
+// ErrBehind is returned by Sync when the view could not catch up with the
+// store in time (or has not started): the caller reads the store instead.
+var ErrBehind = errors.New("the view of gatherings is behind the store")
+
+// Config configures a View. A zero field takes its value from
+// DefaultConfig.
+type Config struct {
+	// OutputBytes is the longest exec-output a record is kept in memory
+	// with; a longer one is read from the store when it is answered.
+	OutputBytes int
+	// Wait bounds how long Sync waits for the view to catch up.
+	Wait time.Duration
+	// Retry is how long Run waits before following the feed again after
+	// it failed.
+	Retry time.Duration
+	// Logger receives the failures of the feed; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults that stand in for a Config's zero
+// fields.
+func DefaultConfig() Config {
+	return Config{OutputBytes: 4 << 10, Wait: 5 * time.Second, Retry: time.Second}
+}
+
+// Record is a gathering as the view holds it. Records are never changed
+// once built: a write replaces the record, so that a reader may keep one.
+type Record struct {
+	ID         mustgather.ID
+	CustomName string
+	Status     mustgather.Status
+	Server     string
+	// Body is the gathering as Encode made it; nil when its exec-output is
+	// longer than Config.OutputBytes.
+	Body []byte
+
+	gen uint64 // the Follow that last passed it
+}
+
+// View is the gatherings of a store in memory. Its methods are safe for
+// concurrent use; Run keeps it current.
+type View struct {
+	feed   mustgather.Records
+	encode func(mustgather.Gathering) []byte
+	cfg    Config
+
+	mu    sync.RWMutex
+	recs  []*Record // by id
+	names map[string]nameEntry
+
+	applied  atomic.Uint64 // revision of the latest write applied
+	caughtUp atomic.Bool   // the first Follow has caught up
+	running  atomic.Bool
+
+	wakeMu  sync.Mutex
+	wake    chan struct{} // closed when applied grows, if anyone waits
+	waiting atomic.Bool
+
+	revs revisions
+}
+
+type nameEntry struct {
+	id  mustgather.ID
+	gen uint64
+}
+
+// New returns a view of what feed passes, each gathering kept as encode
+// makes it (as the API answers it). It holds nothing until Run runs.
+func New(feed mustgather.Records, encode func(mustgather.Gathering) []byte, cfg Config) *View {
+	d := DefaultConfig()
+	if cfg.OutputBytes == 0 {
+		cfg.OutputBytes = d.OutputBytes
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = d.Wait
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = d.Retry
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &View{feed: feed, encode: encode, cfg: cfg, names: make(map[string]nameEntry), revs: revisions{kick: make(chan struct{}, 1)}}
+}
+
+// Run follows the feed until ctx ends, following it again from the start
+// when it fails, and returns ctx's error. Run once per View.
+func (v *View) Run(ctx context.Context) error {
+	if v.running.Swap(true) {
+		return errors.New("view: Run called twice")
+	}
+	go v.revs.run(ctx, v.feed.Revision)
+	for gen := uint64(1); ; gen++ {
+		err := v.feed.Follow(ctx, func(w mustgather.Write) error { return v.apply(gen, w) })
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		v.cfg.Logger.WarnContext(ctx, "following the store's writes failed; following them again", "err", err, "in", v.cfg.Retry)
+		select {
+		case <-time.After(v.cfg.Retry):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Ready reports whether the view has caught up with the store once.
+func (v *View) Ready(context.Context) error {
+	if !v.caughtUp.Load() {
+		return ErrBehind
+	}
+	return nil
+}
+
+// apply applies one write passed by the Follow numbered gen.
+func (v *View) apply(gen uint64, w mustgather.Write) error {
+	switch {
+	case w.CaughtUp:
+		v.sweep(gen)
+		v.caughtUp.Store(true)
+		return nil
+	case w.Gathering != nil:
+		v.put(v.record(gen, *w.Gathering))
+	case w.Deleted != 0:
+		v.remove(w.Deleted)
+	case w.Name != "":
+		v.mu.Lock()
+		if w.NameID == 0 {
+			delete(v.names, w.Name)
+		} else {
+			v.names[w.Name] = nameEntry{id: w.NameID, gen: gen}
+		}
+		v.mu.Unlock()
+	}
+	// A Follow that starts again passes writes the view has applied
+	// already; the revision never goes back.
+	if w.Revision > v.applied.Load() {
+		v.applied.Store(w.Revision)
+		v.signal()
+	}
+	return nil
+}
+
+func (v *View) record(gen uint64, g mustgather.Gathering) *Record {
+	r := &Record{ID: g.ID, CustomName: g.CustomName, Status: g.Status, Server: g.Server, gen: gen}
+	if len(g.ExecOutput) <= v.cfg.OutputBytes {
+		r.Body = v.encode(g)
+	}
+	return r
+}
+
+// find returns where the record with id is in v.recs, or would be.
+func (v *View) find(id mustgather.ID) (int, bool) {
+	return slices.BinarySearchFunc(v.recs, id, func(r *Record, id mustgather.ID) int {
+		return cmpID(r.ID, id)
+	})
+}
+
+func cmpID(a, b mustgather.ID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (v *View) put(r *Record) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	i, ok := v.find(r.ID)
+	if ok {
+		v.recs[i] = r
+		return
+	}
+	// Ids grow, so this is nearly always an append.
+	v.recs = slices.Insert(v.recs, i, r)
+}
+
+func (v *View) remove(id mustgather.ID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if i, ok := v.find(id); ok {
+		v.recs = slices.Delete(v.recs, i, i+1)
+	}
+}
+
+// sweep drops what a Follow numbered gen did not pass before it caught
+// up: what was removed from the store while the view followed no feed.
+func (v *View) sweep(gen uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.recs = slices.DeleteFunc(v.recs, func(r *Record) bool { return r.gen != gen })
+	for name, e := range v.names {
+		if e.gen != gen {
+			delete(v.names, name)
+		}
+	}
+}
+
+// signal wakes the readers that wait for the view to catch up.
+func (v *View) signal() {
+	if !v.waiting.Load() {
+		return
+	}
+	v.wakeMu.Lock()
+	if v.wake != nil {
+		close(v.wake)
+		v.wake = nil
+	}
+	v.waiting.Store(false)
+	v.wakeMu.Unlock()
+}
+
+// Sync waits until the view holds every write acknowledged before Sync was
+// called. It returns an error wrapping ErrBehind when that takes longer
+// than Config.Wait or the view does not run, and ctx's error when ctx ends
+// first.
+func (v *View) Sync(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, v.cfg.Wait)
+	defer cancel()
+	rev, err := v.revs.latest(wctx)
+	if err == nil {
+		err = v.reach(wctx, rev)
+	}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: %w", ErrBehind, err)
+}
+
+// reach waits until the view has applied revision rev.
+func (v *View) reach(ctx context.Context, rev uint64) error {
+	for {
+		if v.applied.Load() >= rev {
+			return nil
+		}
+		v.wakeMu.Lock()
+		if v.wake == nil {
+			v.wake = make(chan struct{})
+		}
+		wake := v.wake
+		v.waiting.Store(true)
+		v.wakeMu.Unlock()
+		// apply stores the revision before it looks for waiters: either it
+		// sees this one, or this one sees the revision.
+		if v.applied.Load() >= rev {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("at revision %d of %d: %w", v.applied.Load(), rev, ctx.Err())
+		}
+	}
+}
+
+// Get returns the record with id.
+func (v *View) Get(id mustgather.ID) (*Record, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if i, ok := v.find(id); ok {
+		return v.recs[i], true
+	}
+	return nil, false
+}
+
+// GetByName returns the record the custom-name index points name at, as
+// the store's GetByName does: the newest gathering with that name.
+func (v *View) GetByName(name string) (*Record, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	e, ok := v.names[name]
+	if !ok {
+		return nil, false
+	}
+	if i, ok := v.find(e.id); ok {
+		return v.recs[i], true
+	}
+	return nil, false
+}
+
+// Page appends to dst the records that match f's field tests, with ids
+// after after, in order of id, up to n of them, and returns it. Paging on
+// from the last id of each page passes every record that exists from the
+// first page to the last, in its state when its page was made.
+func (v *View) Page(dst []*Record, f mustgather.Filter, after mustgather.ID, n int) []*Record {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	i, ok := v.find(after)
+	if ok {
+		i++
+	}
+	for ; i < len(v.recs) && n > 0; i++ {
+		if r := v.recs[i]; match(f, r) {
+			dst = append(dst, r)
+			n--
+		}
+	}
+	return dst
+}
+
+// Before returns the id after which the n records with the highest ids
+// that match f's field tests follow: the cursor of the last n.
+func (v *View) Before(f mustgather.Filter, n int) mustgather.ID {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for i := len(v.recs) - 1; i >= 0; i-- {
+		if match(f, v.recs[i]) {
+			if n--; n == 0 {
+				return v.recs[i].ID - 1
+			}
+		}
+	}
+	return 0
+}
+
+// Len returns how many records the view holds.
+func (v *View) Len() int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.recs)
+}
+
+func match(f mustgather.Filter, r *Record) bool {
+	return (f.CustomName == "" || r.CustomName == f.CustomName) && (f.Status == "" || r.Status == f.Status)
+}
+
+// revisions asks for the latest revision on behalf of every reader that
+// waits for it: one call at a time, each starting after the readers it
+// answers arrived, so that a reader never gets a revision read before it
+// asked.
+type revisions struct {
+	mu      sync.Mutex
+	waiting *round // the round the next reader joins; nil when none
+	kick    chan struct{}
+}
+
+type round struct {
+	done chan struct{}
+	rev  uint64
+	err  error
+}
+
+// latest returns the revision of the latest write, read after the call
+// began.
+func (r *revisions) latest(ctx context.Context) (uint64, error) {
+	r.mu.Lock()
+	if r.waiting == nil {
+		r.waiting = &round{done: make(chan struct{})}
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+	rd := r.waiting
+	r.mu.Unlock()
+	select {
+	case <-rd.done:
+		return rd.rev, rd.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// run answers rounds with read until ctx ends.
+func (r *revisions) run(ctx context.Context, read func(context.Context) (uint64, error)) {
+	for {
+		select {
+		case <-r.kick:
+		case <-ctx.Done():
+			return
+		}
+		r.mu.Lock()
+		rd := r.waiting
+		r.waiting = nil
+		r.mu.Unlock()
+		if rd == nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rd.rev, rd.err = read(rctx)
+		cancel()
+		close(rd.done)
+	}
+}

@@ -1,0 +1,272 @@
+package view_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsserver"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
+	"github.com/kubev2v/must-gather-functions/internal/view"
+)
+
+// replica is a store on a connection of its own, as another process has.
+func replica(t testing.TB, s *natsserver.Server, bucket string) *jsstore.Store {
+	t.Helper()
+	js, err := jetstream.New(testenv.Conn(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := jsstore.New(context.Background(), js, jsstore.Config{Bucket: bucket, LeaseBucket: bucket + "-leases"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func encode(g mustgather.Gathering) []byte {
+	b, err := json.Marshal(g)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// running starts a view of st and waits until it is ready.
+func running(t testing.TB, st *jsstore.Store, cfg view.Config) *view.View {
+	t.Helper()
+	v := view.New(st, encode, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	testenv.Eventually(t, 10*time.Second, "the view is ready", func() bool { return v.Ready(ctx) == nil })
+	return v
+}
+
+func gathering(name string) mustgather.Gathering {
+	return mustgather.NewGathering(mustgather.Request{CustomName: name, Image: "quay.io/kubev2v/forklift-must-gather", Timeout: "10m"}, time.Now())
+}
+
+func body(t testing.TB, r *view.Record) mustgather.Gathering {
+	t.Helper()
+	var g mustgather.Gathering
+	if err := json.Unmarshal(r.Body, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func ids(rs []*view.Record) []mustgather.ID {
+	out := []mustgather.ID{}
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func TestAReadAfterSyncSeesEveryWriteAnotherReplicaHadAcknowledged(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATS(t)
+	bucket := testenv.Name("gatherings")
+	writer, reader := replica(t, ns, bucket), replica(t, ns, bucket)
+	v := running(t, reader, view.Config{})
+	ctx := context.Background()
+
+	// Readers at once, as under load: each Sync must see what was written
+	// before it began, however the revision calls are shared.
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 25 {
+				name := fmt.Sprintf("w%d-%d", w, i)
+				g, err := writer.Create(ctx, gathering(name))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := v.Sync(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+				if r, ok := v.Get(g.ID); !ok || r.CustomName != name {
+					t.Errorf("Get(%d) after Sync = %+v, %v; want the gathering just created", g.ID, r, ok)
+				}
+				if r, ok := v.GetByName(name); !ok || r.ID != g.ID {
+					t.Errorf("GetByName(%s) after Sync = %+v, %v; want id %d", name, r, ok, g.ID)
+				}
+				if _, err := writer.Claim(ctx, g.ID, time.Now()); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := v.Sync(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+				if r, _ := v.Get(g.ID); r.Status != mustgather.StatusInProgress || body(t, r).Status != mustgather.StatusInProgress {
+					t.Errorf("gathering %d after a claim and Sync: status %s, body %s", g.ID, r.Status, r.Body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := v.Len(); got != 100 {
+		t.Errorf("Len() = %d, want 100", got)
+	}
+}
+
+func TestTheViewHoldsWhatTheStoreHolds(t *testing.T) {
+	t.Parallel()
+	ns := testenv.NATS(t)
+	bucket := testenv.Name("gatherings")
+	st := replica(t, ns, bucket)
+	ctx := context.Background()
+	// Written before the view starts, so that it reads them as it catches
+	// up: a gathering that is deleted, one whose name a newer one takes.
+	old := mustCreate(t, st, gathering("plan"))
+	gone := mustCreate(t, st, gathering("gone"))
+	end(t, st, gone.ID, "")
+	if err := st.Delete(ctx, gone.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	v := running(t, st, view.Config{OutputBytes: 10})
+	newer := mustCreate(t, st, gathering("plan"))
+	long := mustCreate(t, st, gathering("long"))
+	end(t, st, long.ID, strings.Repeat("x", 11))
+	short := mustCreate(t, st, gathering(""))
+	end(t, st, short.ID, "0123456789")
+	if err := v.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("a deleted gathering is not there, by id or by name", func(t *testing.T) {
+		if r, ok := v.Get(gone.ID); ok {
+			t.Errorf("Get(%d) = %+v", gone.ID, r)
+		}
+		if r, ok := v.GetByName("gone"); ok {
+			t.Errorf("GetByName(gone) = %+v", r)
+		}
+	})
+	t.Run("a custom-name finds the newest gathering with it", func(t *testing.T) {
+		if r, ok := v.GetByName("plan"); !ok || r.ID != newer.ID {
+			t.Errorf("GetByName(plan) = %+v, %v; want id %d", r, ok, newer.ID)
+		}
+	})
+	t.Run("a record's body is the gathering as encode made it", func(t *testing.T) {
+		r, _ := v.Get(old.ID)
+		got := body(t, r)
+		want, err := st.Get(ctx, old.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(encode(want)), string(r.Body)); diff != "" {
+			t.Errorf("body (-store +view):\n%s", diff)
+		}
+		if got.ID != old.ID || r.Server != want.Server || r.CustomName != "plan" || r.Status != mustgather.StatusNew {
+			t.Errorf("record %+v", r)
+		}
+	})
+	t.Run("a record with a longer exec-output than OutputBytes has no body", func(t *testing.T) {
+		if r, _ := v.Get(long.ID); r.Body != nil || r.Status != mustgather.StatusCompleted {
+			t.Errorf("record of the long output: %+v", r)
+		}
+		if r, _ := v.Get(short.ID); r.Body == nil {
+			t.Errorf("record of an output of OutputBytes: no body")
+		}
+	})
+	t.Run("pages pass every record in order of id", func(t *testing.T) {
+		var all []*view.Record
+		var after mustgather.ID
+		for {
+			page := v.Page(nil, mustgather.Filter{}, after, 2)
+			if len(page) == 0 {
+				break
+			}
+			all = append(all, page...)
+			after = page[len(page)-1].ID
+		}
+		want := []mustgather.ID{old.ID, newer.ID, long.ID, short.ID}
+		if diff := cmp.Diff(want, ids(all)); diff != "" {
+			t.Errorf("ids (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("pages pass only what matches the filter", func(t *testing.T) {
+		for _, tt := range []struct {
+			f    mustgather.Filter
+			want []mustgather.ID
+		}{
+			{mustgather.Filter{CustomName: "plan"}, []mustgather.ID{old.ID, newer.ID}},
+			{mustgather.Filter{Status: mustgather.StatusCompleted}, []mustgather.ID{long.ID, short.ID}},
+			{mustgather.Filter{CustomName: "plan", Status: mustgather.StatusCompleted}, []mustgather.ID{}},
+		} {
+			if diff := cmp.Diff(tt.want, ids(v.Page(nil, tt.f, 0, 100))); diff != "" {
+				t.Errorf("%+v (-want +got):\n%s", tt.f, diff)
+			}
+		}
+	})
+	t.Run("Before is the cursor of the last n that match", func(t *testing.T) {
+		for _, tt := range []struct {
+			f    mustgather.Filter
+			n    int
+			want []mustgather.ID
+		}{
+			{mustgather.Filter{}, 2, []mustgather.ID{long.ID, short.ID}},
+			{mustgather.Filter{}, 10, []mustgather.ID{old.ID, newer.ID, long.ID, short.ID}},
+			{mustgather.Filter{CustomName: "plan"}, 1, []mustgather.ID{newer.ID}},
+		} {
+			after := v.Before(tt.f, tt.n)
+			if diff := cmp.Diff(tt.want, ids(v.Page(nil, tt.f, after, tt.n))); diff != "" {
+				t.Errorf("%+v, %d (-want +got):\n%s", tt.f, tt.n, diff)
+			}
+		}
+	})
+}
+
+func TestSyncSaysTheViewIsBehindWhenItDoesNotRun(t *testing.T) {
+	t.Parallel()
+	st := replica(t, testenv.NATS(t), testenv.Name("gatherings"))
+	v := view.New(st, encode, view.Config{Wait: 50 * time.Millisecond})
+	if err := v.Sync(context.Background()); !errors.Is(err, view.ErrBehind) {
+		t.Errorf("Sync of a view that does not run = %v, want ErrBehind", err)
+	}
+	if err := v.Ready(context.Background()); !errors.Is(err, view.ErrBehind) {
+		t.Errorf("Ready of a view that does not run = %v, want ErrBehind", err)
+	}
+}
+
+func mustCreate(t testing.TB, st *jsstore.Store, g mustgather.Gathering) mustgather.Gathering {
+	t.Helper()
+	g, err := st.Create(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// end claims the gathering and completes it with output.
+func end(t testing.TB, st *jsstore.Store, id mustgather.ID, output string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := st.Claim(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	u := mustgather.Update{ID: id, Seq: 1, Status: mustgather.StatusCompleted, Time: time.Now(), ExecOutput: output}
+	if _, err := st.Apply(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+}
