@@ -101,6 +101,10 @@ type Config struct {
 	// LeftoverGrace is added to a gathering's timeout to make the
 	// leftover-after time.
 	LeftoverGrace time.Duration
+	// AdmissionRetry is how long a pod that admission refuses, or admits
+	// under a restricted SCC, is created again, with backoff: the time a
+	// new ClusterRoleBinding may take to reach admission.
+	AdmissionRetry time.Duration
 	// CleanupTimeout bounds the deletion of a gathering's objects.
 	CleanupTimeout time.Duration
 	// LogDrain is how long the log may still flow after the gather
@@ -133,6 +137,7 @@ func DefaultConfig() Config {
 		DefaultTimeout:   mustgather.DefaultTimeout,
 		ImagePullGrace:   2 * time.Minute,
 		LeftoverGrace:    15 * time.Minute,
+		AdmissionRetry:   2 * time.Minute,
 		CleanupTimeout:   time.Minute,
 		LogDrain:         10 * time.Second,
 		PollInterval:     5 * time.Second,
@@ -168,6 +173,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.DefaultTimeout, d.DefaultTimeout)
 	setDur(&c.ImagePullGrace, d.ImagePullGrace)
 	setDur(&c.LeftoverGrace, d.LeftoverGrace)
+	setDur(&c.AdmissionRetry, d.AdmissionRetry)
 	setDur(&c.CleanupTimeout, d.CleanupTimeout)
 	setDur(&c.LogDrain, d.LogDrain)
 	setDur(&c.PollInterval, d.PollInterval)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -99,24 +98,6 @@ func (p *podRun) gatherAndCopy(ctx, work context.Context, log *slog.Logger) erro
 		log.Warn("pod failed", "gather", gatherErr, "copy", copyErr)
 	}
 	return joinErrors([]error{gatherErr, copyErr})
-}
-
-// createPod creates pod, waiting for the namespace's default
-// ServiceAccount: admission refuses pods until the controller has made it.
-func (r *run) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
-	for {
-		created, err := r.g.kube.CoreV1().Pods(r.ns).Create(ctx, pod, metav1.CreateOptions{})
-		if err == nil {
-			return created, nil
-		}
-		if !apierrors.IsForbidden(err) || !strings.Contains(strings.ToLower(err.Error()), "service account") {
-			return nil, err
-		}
-		r.log.Debug("service account not there yet", "err", err)
-		if !sleep(ctx, r.g.cfg.PollInterval/5) {
-			return nil, context.Cause(ctx)
-		}
-	}
 }
 
 func (p *podRun) setLast(pod *corev1.Pod) {
