@@ -85,7 +85,7 @@ func (r *run) sourceDir() string {
 
 // gatherAndCopy follows the pod's gather to its end and copies its output.
 func (p *podRun) gatherAndCopy(ctx, work context.Context, log *slog.Logger) error {
-	gatherErr := p.waitAndFollow(ctx, work)
+	gatherErr := p.checkTargeted(p.waitAndFollow(ctx, work))
 	if gatherErr != nil {
 		p.r.out.printf(p.prefix, "%v", gatherErr)
 	}

@@ -466,3 +466,31 @@ func TestTheImageAllowListRejectsEveryOtherImage(t *testing.T) {
 		t.Errorf("a malformed pattern: %v", err)
 	}
 }
+
+func TestParseTargetedReadsTheVariablesOfATargetedCommand(t *testing.T) {
+	tests := []struct {
+		name    string
+		command string
+		want    mustgather.Targeted
+		ok      bool
+	}{
+		{"as a request builds it", `PLAN='mig-plan-cold' VM='vm-7595' NS='konveyor-forklift' /usr/bin/targeted`,
+			mustgather.Targeted{Plan: "mig-plan-cold", VM: "vm-7595", Namespace: "konveyor-forklift"}, true},
+		{"a quote in a value", `VM='it'\''s' /usr/bin/targeted`, mustgather.Targeted{VM: "it's"}, true},
+		{"as a user writes it", " PLAN=x /usr/bin/targeted\n", mustgather.Targeted{Plan: "x"}, true},
+		{"double quotes", `PLAN="x y" /usr/bin/targeted`, mustgather.Targeted{Plan: "x y"}, true},
+		{"another variable is kept out", `FOO=1 PLAN=x /usr/bin/targeted`, mustgather.Targeted{Plan: "x"}, true},
+		{"the full gather is no targeted one", "/usr/bin/gather", mustgather.Targeted{}, false},
+		{"a targeted command with arguments after it", "PLAN=x /usr/bin/targeted; rm -rf /", mustgather.Targeted{}, false},
+		{"an expansion", "PLAN=$(id) /usr/bin/targeted", mustgather.Targeted{}, false},
+		{"an unbalanced quote", "PLAN='x /usr/bin/targeted", mustgather.Targeted{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := mustgather.ParseTargeted(tt.command)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("ParseTargeted(%q) = %+v, %v; want %+v, %v", tt.command, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
