@@ -234,6 +234,7 @@ func (c *config) settings() []setting {
 		{Var: "MUST_GATHER_NAMESPACE_PREFIX", Field: &c.Kube.NamespacePrefix, Help: "prefix of the temporary namespaces"},
 		{Var: "MUST_GATHER_NODE_SELECTOR", Field: &c.Kube.NodeSelector, Help: "`key=value,…` node selector added to the gather pods the scheduler places (a request's `node-name` or `node-selector` pins them instead)"},
 		{Var: "MUST_GATHER_MAX_PARALLEL", Field: &c.Kube.MaxParallel, Help: "pods of one gathering that run at once"},
+		{Var: "MUST_GATHER_COPY_ATTEMPTS", Field: &c.Kube.CopyAttempts, Help: "how many times in all an image's copy stream (`tar` over exec) is opened when it breaks off; a new one reads on where the last broke (see [The archive](#the-archive))"},
 		{Var: "MUST_GATHER_IMAGE_PULL_GRACE", Field: &c.Kube.ImagePullGrace, Help: "how long an image may fail to pull before its pod fails"},
 		{Var: "MUST_GATHER_ADMISSION_RETRY", Field: &c.Kube.AdmissionRetry, Help: "how long a gather pod that admission refuses (webhook, ValidatingAdmissionPolicy, forbidden while the namespace's cluster-admin binding propagates) or admits under a restricted SCC is created again, with backoff; then it fails, or runs under that SCC, and `exec-output` says so"},
 		{Var: "MUST_GATHER_LEFTOVER_GRACE", Field: &c.Kube.LeftoverGrace, Help: "added to a gathering's timeout: after that its namespace is a leftover for the sweeper"},

@@ -16,12 +16,16 @@
 //
 // # Errors
 //
-// A failure while an entry's content is being written (a short or failing
-// reader, a failing underlying writer) leaves the tar stream corrupt. The
-// Writer remembers that error and returns it from every later call, Close
-// included, and Close then does not finish the gzip stream, so a reader of
-// the output sees a truncated archive rather than a well-formed one with a
-// hole. Callers feeding an io.Pipe should pass the error on with
+// A file whose reader ends or fails before the file's size (a copy stream
+// that broke off) is filled up with zero bytes to its size, so that the tar
+// stream stays well-formed, and the call returns a *CutError, which wraps
+// mustgather.ErrEntryCut and the reader's error; the Writer stays usable
+// and the entries written before and after it are intact. A failing
+// underlying writer (the upload) leaves the stream corrupt: the Writer
+// remembers that error and returns it from every later call, Close
+// included, and Close then does not finish the gzip stream, so that a
+// reader of the output sees a truncated archive rather than a well-formed
+// one. Callers feeding an io.Pipe should pass such an error on with
 // PipeWriter.CloseWithError so that the upload is abandoned. Rejected names
 // and cancelled contexts are returned before anything is written and leave
 // the Writer usable.
@@ -43,6 +47,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
 
 // Filter sees every regular file before the Writer stores it, so that it
@@ -61,6 +67,23 @@ type Filter interface {
 // ErrUnsafeName is wrapped by the errors for entry names that are empty,
 // absolute, or would escape the archive root.
 var ErrUnsafeName = errors.New("unsafe archive entry name")
+
+// CutError reports a regular file whose content ended or failed after
+// Written of its Size bytes. The entry is in the archive, filled up with
+// zero bytes.
+type CutError struct {
+	Name    string
+	Written int64
+	Size    int64
+	Err     error // the reader's error, or io.ErrUnexpectedEOF
+}
+
+func (e *CutError) Error() string {
+	return fmt.Sprintf("archive: add %s: content ended after %d of %d bytes, the rest filled with zero bytes: %v", e.Name, e.Written, e.Size, e.Err)
+}
+
+// Unwrap returns mustgather.ErrEntryCut and the reader's error.
+func (e *CutError) Unwrap() []error { return []error{mustgather.ErrEntryCut, e.Err} }
 
 // maxNesting bounds how deep AddTar unpacks tarballs found inside tarballs;
 // deeper ones are stored as files.
@@ -218,14 +241,23 @@ func (w *Writer) addTreeFile(r *os.Root, p, name string) error {
 // are copied; other entry types are skipped. ctx is checked before each
 // entry.
 func (w *Writer) AddTar(ctx context.Context, prefix string, r io.Reader) error {
+	return w.AddTarWith(ctx, prefix, r, mustgather.TarOptions{})
+}
+
+// AddTarWith is AddTar with options: entries to skip, a report of each
+// entry added, and what to do with a tarball inside the stream that cannot
+// be unpacked whole (see mustgather.TarOptions). Such a tarball's entries
+// that were unpacked stay in the archive; the one being unpacked when it
+// broke is filled up with zero bytes.
+func (w *Writer) AddTarWith(ctx context.Context, prefix string, r io.Reader, opts mustgather.TarOptions) error {
 	pfx, err := entryName("", prefix)
 	if err != nil {
 		return fmt.Errorf("archive: prefix: %w", err)
 	}
-	return w.addTar(ctx, pfx, tar.NewReader(r), 0)
+	return w.addTar(ctx, pfx, tar.NewReader(r), 0, &opts)
 }
 
-func (w *Writer) addTar(ctx context.Context, pfx string, tr *tar.Reader, depth int) error {
+func (w *Writer) addTar(ctx context.Context, pfx string, tr *tar.Reader, depth int, opts *mustgather.TarOptions) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -241,17 +273,30 @@ func (w *Writer) addTar(ctx context.Context, pfx string, tr *tar.Reader, depth i
 		if err != nil {
 			return err
 		}
+		var size int64
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if name == "." {
 				continue
 			}
-			err = w.addDir(name, hdr.Mode, hdr.ModTime)
 		case tar.TypeReg:
 			if name == "." {
 				return unsafeName(hdr.Name)
 			}
-			err = w.addTarFile(ctx, hdr, name, tr, depth)
+			size = hdr.Size
+		case tar.TypeSymlink, tar.TypeLink:
+		default:
+			continue
+		}
+		if opts.Skip != nil && opts.Skip(name, size) {
+			continue
+		}
+		added := true
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = w.addDir(name, hdr.Mode, hdr.ModTime)
+		case tar.TypeReg:
+			added, err = w.addTarFile(ctx, hdr, name, tr, depth, opts)
 		case tar.TypeSymlink:
 			err = w.addSymlink(name, hdr.Linkname, hdr.ModTime)
 		case tar.TypeLink:
@@ -263,36 +308,69 @@ func (w *Writer) addTar(ctx context.Context, pfx string, tr *tar.Reader, depth i
 		if err != nil {
 			return err
 		}
+		if added && opts.Added != nil {
+			opts.Added(name, size)
+		}
 	}
 }
 
 // addTarFile adds a regular file read from a tar stream, unpacking it when
-// it is a tar.gz.
-func (w *Writer) addTarFile(ctx context.Context, hdr *tar.Header, name string, tr *tar.Reader, depth int) error {
-	if depth >= maxNesting || hdr.Size < 2 {
-		return w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, tr)
+// it is a tar.gz. It reports whether it added the file as a file.
+func (w *Writer) addTarFile(ctx context.Context, hdr *tar.Header, name string, tr *tar.Reader, depth int, opts *mustgather.TarOptions) (bool, error) {
+	if depth >= maxNesting || hdr.Size < 2 || opts.NoUnpack {
+		return true, w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, tr)
 	}
 	for len(w.peek) <= depth {
 		w.peek = append(w.peek, bufio.NewReaderSize(nil, peekSize))
 	}
+	// src tells a failure of the stream the tarball comes in from damage
+	// of the tarball itself.
+	src := &errReader{r: tr}
 	br := w.peek[depth]
-	br.Reset(tr) // tr reads end at the entry's end, so br never takes bytes of the next entry
+	br.Reset(src) // tr reads end at the entry's end, so br never takes bytes of the next entry
 	head, _ := br.Peek(int(min(hdr.Size, peekSize)))
 	if !isTarGz(head) {
-		return w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, br)
+		return true, w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, br)
 	}
-	gz, err := gzip.NewReader(br)
+	err := w.unpack(ctx, name, br, depth, opts)
+	switch {
+	case err == nil:
+		return false, nil
+	case w.err != nil:
+		return false, w.err
+	case ctx.Err() != nil, src.err != nil, opts.Damaged == nil:
+		return false, fmt.Errorf("archive: unpack %s: %w", name, err)
+	}
+	opts.Damaged(name, err)
+	return false, nil
+}
+
+// unpack adds the entries of the tar.gz r, a file named name, beside it.
+func (w *Writer) unpack(ctx context.Context, name string, r io.Reader, depth int, opts *mustgather.TarOptions) error {
+	gz, err := gzip.NewReader(r)
 	if err != nil {
-		return fmt.Errorf("archive: unpack %s: %w", name, err)
+		return err
 	}
-	if err := w.addTar(ctx, path.Dir(name), tar.NewReader(gz), depth+1); err != nil {
-		return fmt.Errorf("archive: unpack %s: %w", name, err)
+	if err := w.addTar(ctx, path.Dir(name), tar.NewReader(gz), depth+1, opts); err != nil {
+		return err
 	}
 	// Read to the end so that the gzip checksum is verified.
-	if _, err := io.Copy(io.Discard, gz); err != nil {
-		return fmt.Errorf("archive: unpack %s: %w", name, err)
+	_, err = io.Copy(io.Discard, gz)
+	return err
+}
+
+// errReader keeps the first error other than io.EOF that r returns.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
 	}
-	return nil
+	return n, err
 }
 
 // isTarGz reports whether head, the start of a file, is gzip data whose
@@ -380,7 +458,9 @@ func (w *Writer) addSymlink(name, target string, modTime time.Time) error {
 	return w.write(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: modTime}, nil)
 }
 
-// write writes hdr and, for a regular file, hdr.Size bytes of r.
+// write writes hdr and, for a regular file, hdr.Size bytes of r. Content
+// that r does not give is filled with zero bytes; the error is then a
+// *CutError.
 func (w *Writer) write(hdr *tar.Header, r io.Reader) error {
 	if w.err != nil {
 		return w.err
@@ -395,14 +475,55 @@ func (w *Writer) write(hdr *tar.Header, r io.Reader) error {
 	if hdr.Size == 0 {
 		return nil
 	}
-	n, err := io.CopyBuffer(w.tw, io.LimitReader(r, hdr.Size), w.buf)
-	switch {
-	case err != nil:
-		w.err = fmt.Errorf("archive: add %s: %w", hdr.Name, err)
-	case n < hdr.Size:
-		w.err = fmt.Errorf("archive: add %s: content ended after %d of %d bytes: %w", hdr.Name, n, hdr.Size, io.ErrUnexpectedEOF)
+	n, rerr, werr := w.copyContent(r, hdr.Size)
+	if werr == nil && n < hdr.Size {
+		werr = w.fillZero(hdr.Size - n)
 	}
-	return w.err
+	if werr != nil {
+		w.err = fmt.Errorf("archive: add %s: %w", hdr.Name, werr)
+		return w.err
+	}
+	if n < hdr.Size {
+		if rerr == nil {
+			rerr = io.ErrUnexpectedEOF
+		}
+		return &CutError{Name: hdr.Name, Written: n, Size: hdr.Size, Err: rerr}
+	}
+	return nil
+}
+
+// copyContent copies up to size bytes of r into the tar stream. It returns
+// how many it copied, and the reader's error (nil for an early end) apart
+// from the writer's.
+func (w *Writer) copyContent(r io.Reader, size int64) (n int64, rerr, werr error) {
+	for n < size {
+		m, err := r.Read(w.buf[:min(int64(len(w.buf)), size-n)])
+		if m > 0 {
+			if _, werr := w.tw.Write(w.buf[:m]); werr != nil {
+				return n, nil, werr
+			}
+			n += int64(m)
+		}
+		switch {
+		case err == io.EOF:
+			return n, nil, nil
+		case err != nil:
+			return n, err, nil
+		}
+	}
+	return n, nil, nil
+}
+
+func (w *Writer) fillZero(n int64) error {
+	clear(w.buf)
+	for n > 0 {
+		m := min(int64(len(w.buf)), n)
+		if _, err := w.tw.Write(w.buf[:m]); err != nil {
+			return err
+		}
+		n -= m
+	}
+	return nil
 }
 
 // entryName cleans name and joins it to the clean prefix pfx ("" or "."

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -455,42 +454,6 @@ func TestWriterRejectsNamesThatEscape(t *testing.T) {
 func local(name string) bool {
 	c := path.Clean(name)
 	return !path.IsAbs(name) && c != ".." && !strings.HasPrefix(c, "../") && c != "."
-}
-
-func TestWriterFailsOnAShortReader(t *testing.T) {
-	boom := errors.New("boom")
-	tests := []struct {
-		name string
-		r    io.Reader
-		want error
-	}{
-		{"a reader that ends early fails with ErrUnexpectedEOF", strings.NewReader("12345"), io.ErrUnexpectedEOF},
-		{"a reader that fails passes its error on", io.MultiReader(strings.NewReader("12345"), iotest.ErrReader(boom)), boom},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			w := archive.NewWriter(&buf)
-			if err := w.AddFile("f", 0o644, t0, 10, tt.r); !errors.Is(err, tt.want) {
-				t.Fatalf("AddFile error = %v, want %v", err, tt.want)
-			}
-			if err := w.AddBytes("next", nil, t0); !errors.Is(err, tt.want) {
-				t.Errorf("AddBytes after failure = %v, want the same error", err)
-			}
-			if err := w.Close(); !errors.Is(err, tt.want) {
-				t.Errorf("Close after failure = %v, want the same error", err)
-			}
-			// The gzip stream is left unfinished, so nobody mistakes it for a
-			// complete archive.
-			zr, err := gzip.NewReader(bytes.NewReader(buf.Bytes()))
-			if err == nil {
-				_, err = io.Copy(io.Discard, zr)
-			}
-			if err == nil {
-				t.Error("output reads as a complete gzip stream")
-			}
-		})
-	}
 }
 
 func FuzzAddTar(f *testing.F) {

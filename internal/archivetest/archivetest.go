@@ -377,19 +377,38 @@ func (r *files) Read(p []byte) (int, error) {
 }
 
 // ReadTarGz reads a gzip-compressed tar from r and returns its regular
-// files by name with their contents. It fails the test on a broken stream.
+// files by name with their contents; of a name that is there twice, the
+// later, as tar extracts it. It fails the test on a broken stream.
 func ReadTarGz(t testing.TB, r io.Reader) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, e := range ReadTarGzEntries(t, r) {
+		files[e.Name] = e.Content
+	}
+	return files
+}
+
+// Entry is a regular file of an archive.
+type Entry struct {
+	Name    string
+	Content string
+}
+
+// ReadTarGzEntries reads a gzip-compressed tar from r and returns its
+// regular files in their order, a name that is there twice twice. It fails
+// the test on a broken stream, the gzip trailer included.
+func ReadTarGzEntries(t testing.TB, r io.Reader) []Entry {
 	t.Helper()
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(zr)
-	files := map[string]string{}
+	var entries []Entry
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return files
+			break
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -399,7 +418,11 @@ func ReadTarGz(t testing.TB, r io.Reader) map[string]string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files[hdr.Name] = string(c)
+			entries = append(entries, Entry{Name: hdr.Name, Content: string(c)})
 		}
 	}
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		t.Fatalf("gzip trailer: %v", err)
+	}
+	return entries
 }

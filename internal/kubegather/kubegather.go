@@ -116,6 +116,9 @@ type Config struct {
 	PollInterval time.Duration
 	// GatherLogLimit caps the gather.logs file kept per image, in bytes.
 	GatherLogLimit int
+	// CopyAttempts is how many times an image's copy stream is opened in
+	// all when it breaks off (see podRun.copyOutput).
+	CopyAttempts int
 	// AllowedImages, when not empty, are the patterns of the images a
 	// gathering may run (mustgather.Policy.AllowsImage). The API checks a
 	// request's image and image stream name; the image an image stream
@@ -142,6 +145,7 @@ func DefaultConfig() Config {
 		LogDrain:         10 * time.Second,
 		PollInterval:     5 * time.Second,
 		GatherLogLimit:   8 << 20,
+		CopyAttempts:     4,
 	}
 }
 
@@ -165,6 +169,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxParallel, d.MaxParallel)
 	setInt(&c.VolumePercentage, d.VolumePercentage)
 	setInt(&c.GatherLogLimit, d.GatherLogLimit)
+	setInt(&c.CopyAttempts, d.CopyAttempts)
 	setDur := func(v *time.Duration, def time.Duration) {
 		if *v <= 0 {
 			*v = def

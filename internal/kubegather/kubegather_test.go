@@ -465,7 +465,7 @@ func TestAGatherThatEndedJustBeforeTheStopIsCopiedWhole(t *testing.T) {
 	cleanedUp(t, c)
 }
 
-func TestACopyCutShortByTheEndOfItsContextFailsAndStillCleansUp(t *testing.T) {
+func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t *testing.T) {
 	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {execBlock: true}})
 	job := newTestJob(t, mustgather.Gathering{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -481,8 +481,17 @@ func TestACopyCutShortByTheEndOfItsContextFailsAndStillCleansUp(t *testing.T) {
 	if !strings.Contains(err.Error(), "copy output") {
 		t.Errorf("error %q does not name the copy", err)
 	}
-	if err := job.aw.Close(); err == nil {
-		t.Error("the archive closed cleanly after a copy broke off in the middle of a file")
+	// The file the copy was in keeps its size, zero-filled, so that the
+	// archive stays well-formed, and the log says so.
+	files := job.files(t)
+	if big, ok := files[forkliftDir+"/big.log"]; !ok || len(big) != 1<<20 || !strings.HasPrefix(big, strings.Repeat("x", 4096)+"\x00") {
+		t.Errorf("big.log is not the 4096 bytes copied, zero-filled to its size (%d bytes)", len(big))
+	}
+	if _, ok := files[forkliftDir+"/gather.logs"]; !ok {
+		t.Error("gather.logs is not in the archive")
+	}
+	if log := job.log.String(); !strings.Contains(log, "content ended after 4096 of 1048576 bytes") {
+		t.Errorf("the log does not say what was cut:\n%s", log)
 	}
 	cleanedUp(t, c)
 }

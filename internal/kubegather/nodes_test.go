@@ -98,8 +98,25 @@ func startWithTestNodes(t *testing.T, ctx context.Context) (*kube.Cluster, kuber
 }
 
 // runOnTestCluster runs g on k until its pods run, lets check look at
-// them, finishes their gathers and waits for the end of the gathering.
+// them, finishes their gathers and waits for the end of the gathering,
+// which must succeed.
 func runOnTestCluster(t *testing.T, ctx context.Context, k *kube.Cluster, g *Gatherer, mg mustgather.Gathering, pods int, check func(pods []*corev1.Pod)) *testJob {
+	t.Helper()
+	job, err := gatherOnTestCluster(t, ctx, k, g, mg, pods, func(pods []*corev1.Pod) map[string]int {
+		check(pods)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Gather: %v\n%s", err, job.log)
+	}
+	return job
+}
+
+// gatherOnTestCluster runs g on k until its pods run, lets prepare look at
+// them and say with what exit code each pod's gather ends (0 for a pod it
+// does not name), finishes their gathers and returns the job and the
+// gathering's error.
+func gatherOnTestCluster(t *testing.T, ctx context.Context, k *kube.Cluster, g *Gatherer, mg mustgather.Gathering, pods int, prepare func(pods []*corev1.Pod) (exitCodes map[string]int)) (*testJob, error) {
 	t.Helper()
 	job := newTestJob(t, mg)
 	done := make(chan error, 1)
@@ -113,19 +130,17 @@ func runOnTestCluster(t *testing.T, ctx context.Context, k *kube.Cluster, g *Gat
 		seen[p.Name] = true
 		running = append(running, p)
 	}
-	check(running)
+	exitCodes := prepare(running)
 	for _, p := range running {
-		k.FinishGather(t, p.Namespace, p.Name, 0)
+		k.FinishGather(t, p.Namespace, p.Name, exitCodes[p.Name])
 	}
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("Gather: %v\n%s", err, job.log)
-		}
+		return job, err
 	case <-ctx.Done():
 		t.Fatalf("the gathering did not end:\n%s", job.log)
 	}
-	return job
+	return nil, nil
 }
 
 // TestPodsAvoidNodesThatAreNotReadyAndPreferTheControlPlane checks, on a

@@ -42,10 +42,39 @@ type ArchiveWriter interface {
 	// AddTar copies the entries of the uncompressed tar stream r under
 	// prefix ("" is the archive root).
 	AddTar(ctx context.Context, prefix string, r io.Reader) error
+	// AddTarWith is AddTar with options.
+	AddTarWith(ctx context.Context, prefix string, r io.Reader, opts TarOptions) error
 	// AddTree copies the local directory root under prefix, never
 	// following a link out of it.
 	AddTree(ctx context.Context, root, prefix string) error
 }
+
+// TarOptions change how ArchiveWriter.AddTarWith copies a tar stream. The
+// zero value copies every entry and fails on a tarball inside the stream
+// that cannot be unpacked whole. Names are those in the archive (prefix
+// joined, cleaned); size is 0 for anything but a regular file.
+type TarOptions struct {
+	// Skip, when set, reports whether an entry is in the archive already,
+	// as a copy that is done again after a broken one finds it; such an
+	// entry is not copied.
+	Skip func(name string, size int64) bool
+	// Added, when set, is called for each entry once it is in the archive
+	// whole.
+	Added func(name string, size int64)
+	// Damaged, when set, is told of each tarball inside the stream that
+	// could not be unpacked whole (garbage, truncated, or an entry that
+	// would escape the archive), with why; what could be unpacked stays,
+	// and the copy goes on with the next entry. Without it such a tarball
+	// fails the copy.
+	Damaged func(name string, err error)
+	// NoUnpack stores tarballs inside the stream as files.
+	NoUnpack bool
+}
+
+// ErrEntryCut is wrapped by the error for a file whose content ended or
+// failed before its size: the entry is in the archive, filled up with zero
+// bytes, and the archive stays well-formed.
+var ErrEntryCut = errors.New("entry cut short")
 
 // Causes of Job.Stop.
 var (
