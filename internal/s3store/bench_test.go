@@ -3,114 +3,81 @@ package s3store
 import (
 	"context"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/kubev2v/must-gather-functions/internal/archive"
 	"github.com/kubev2v/must-gather-functions/internal/archivetest"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
-const (
-	benchFiles    = 64
-	benchFileSize = 4 << 20
-)
-
-// BenchmarkArchiveStream compares uploading a 256 MiB tree of poorly
-// compressible files as a streamed tar.gz (archive.Writer -> io.Pipe ->
-// Store.Put) with uploading the same bytes as they are (minio-go PutObject,
-// unknown size, same part size).
+// BenchmarkArchiveStream compares uploading a generated output tree as a
+// streamed tar.gz (archive.Writer -> io.Pipe -> Store.Put) with uploading
+// the same bytes as they are (minio-go PutObject, unknown size, same part
+// size): on text that compresses as real must-gather output does, and on
+// random bytes, for each size of MGF_BENCH_ARCHIVE_MIB (256 MiB unless
+// set). stored/input is the compression ratio.
 //
 // peak-RSS-MiB is the peak resident set of the whole test process
 // (getrusage ru_maxrss), which only grows: run each sub-benchmark in its own
-// process for clean figures, e.g.
+// process for clean figures (make bench does), e.g.
 //
-//	go test -run '^$' -bench 'ArchiveStream/raw' -benchtime 1x ./internal/s3store
-//	go test -run '^$' -bench 'ArchiveStream/pipeline' -benchtime 1x ./internal/s3store
+//	go test -run '^$' -bench 'ArchiveStream/content=text/size=256MiB/raw' -benchtime 1x ./internal/s3store
 func BenchmarkArchiveStream(b *testing.B) {
 	if testing.Short() {
-		b.Skip("writes and uploads 256 MiB")
+		b.Skip("writes and uploads hundreds of MiB")
 	}
 	ctx := context.Background()
 	cfg := config(b)
 	cfg.PartSize = DefaultPartSize
 	s := newStore(b, cfg)
-	dir := benchTree(b)
-	total := int64(benchFiles * benchFileSize)
+	minioPid := map[string]int{"minio": testenv.MinIO(b).Pid()}
+	for _, content := range []archivetest.Content{archivetest.Text, archivetest.Random} {
+		for _, mib := range archivetest.BenchSizes(b) {
+			b.Run(fmt.Sprintf("content=%s/size=%dMiB", content, mib), func(b *testing.B) {
+				paths := archivetest.Tree(b, content, mib<<20)
+				root := archivetest.TreeRoot(paths)
+				total := archivetest.Bytes(b, paths)
 
-	b.Run("pipeline", func(b *testing.B) {
-		b.SetBytes(total)
-		var size int64
-		for i := 0; b.Loop(); i++ {
-			key := fmt.Sprintf("pipeline/%d.tar.gz", i)
-			n, err := stream(ctx, s, key, func(w *archive.Writer) error {
-				return w.AddTree(ctx, dir, "must-gather")
+				b.Run("pipeline", func(b *testing.B) {
+					rss := archivetest.RecordRSS(b, minioPid)
+					b.SetBytes(total)
+					var size int64
+					for i := 0; b.Loop(); i++ {
+						key := fmt.Sprintf("pipeline/%d.tar.gz", i)
+						n, err := stream(ctx, s, key, func(w *archive.Writer) error {
+							return w.AddTree(ctx, root, "must-gather")
+						})
+						if err != nil {
+							b.Fatal(err)
+						}
+						size = n
+						b.StopTimer()
+						_ = s.Delete(ctx, key)
+						b.StartTimer()
+					}
+					b.ReportMetric(float64(size)/float64(total), "stored/input")
+					rss.Stop()
+				})
+
+				b.Run("raw", func(b *testing.B) {
+					rss := archivetest.RecordRSS(b, minioPid)
+					b.SetBytes(total)
+					for i := 0; b.Loop(); i++ {
+						key := fmt.Sprintf("raw/%d.bin", i)
+						_, err := s.client.PutObject(ctx, s.bucket, key, archivetest.Files(paths), -1,
+							minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream"})
+						if err != nil {
+							b.Fatal(err)
+						}
+						b.StopTimer()
+						_ = s.Delete(ctx, key)
+						b.StartTimer()
+					}
+					rss.Stop()
+				})
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			size = n
-			b.StopTimer()
-			_ = s.Delete(ctx, key)
-			b.StartTimer()
-		}
-		b.ReportMetric(float64(size)/float64(total), "stored/input")
-		archivetest.ReportPeakRSS(b)
-	})
-
-	b.Run("raw", func(b *testing.B) {
-		b.SetBytes(total)
-		for i := 0; b.Loop(); i++ {
-			key := fmt.Sprintf("raw/%d.bin", i)
-			_, err := s.client.PutObject(ctx, s.bucket, key, archivetest.Files(treeFiles(dir)), -1,
-				minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			_ = s.Delete(ctx, key)
-			b.StartTimer()
-		}
-		archivetest.ReportPeakRSS(b)
-	})
-}
-
-// benchTree writes benchFiles files of pseudo-random bytes into a temporary
-// directory, streaming each from a seeded generator so that no file is held
-// in memory.
-func benchTree(b *testing.B) string {
-	dir := b.TempDir()
-	for i := range benchFiles {
-		sub := filepath.Join(dir, fmt.Sprintf("ns-%d", i%8))
-		if err := os.MkdirAll(sub, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		f, err := os.Create(filepath.Join(sub, fmt.Sprintf("file-%02d.bin", i)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		var seed [32]byte
-		seed[0] = byte(i)
-		_, err = io.CopyN(f, rand.NewChaCha8(seed), benchFileSize)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			b.Fatal(err)
 		}
 	}
-	return dir
-}
-
-// treeFiles lists the files of benchTree in order.
-func treeFiles(dir string) []string {
-	paths := make([]string, benchFiles)
-	for i := range paths {
-		paths[i] = filepath.Join(dir, fmt.Sprintf("ns-%d", i%8), fmt.Sprintf("file-%02d.bin", i))
-	}
-	return paths
 }

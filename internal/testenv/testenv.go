@@ -225,6 +225,10 @@ func tryMinIO(bin, dir string, ca *CA) (*S3, error) {
 	return s, nil
 }
 
+// Pid is the process id of the MinIO server, for benchmarks that sample
+// its memory.
+func (s *S3) Pid() int { return s.proc.Pid() }
+
 func (s *S3) stop() {
 	if s.proc != nil {
 		s.proc.Stop()
