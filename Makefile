@@ -32,7 +32,6 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export CHROMIUM_BIN
 
 TEST_FLAGS ?= -race -count=1 -timeout 25m
-BENCH_FLAGS ?= -benchmem -count=1 -timeout 30m
 
 .DEFAULT_GOAL := help
 
@@ -131,22 +130,8 @@ lint: $(GOLANGCI_BIN) ## go vet and golangci-lint.
 	cd client && $(GO) vet ./... && $(GOLANGCI_BIN) run ./...
 
 .PHONY: bench
-bench: tools ## Benchmarks: API with 10,000 records (download links too); S3 presigning; SSE fan-out of a change to 1,000 streams; 1,000 events to subscribers; archive streaming and exec copy (1 GiB) vs raw PutObject, each in its own process for peak RSS.
-	$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./internal/jsstore ./functions/api ./functions/notifier
-	$(GO) test -run '^$$' -bench 'BenchmarkPresignGet' $(BENCH_FLAGS) ./internal/s3store
-	$(GO) test -run '^$$' -bench 'BenchmarkDelivery' -benchtime 1000x $(BENCH_FLAGS) ./functions/notifier/sinks
-	$(GO) test -run '^$$' -bench 'BenchmarkArchiveStream/pipeline' -benchtime 3x $(BENCH_FLAGS) ./internal/s3store | tee /tmp/mgf-bench-pipeline.txt
-	$(GO) test -run '^$$' -bench 'BenchmarkArchiveStream/raw' -benchtime 3x $(BENCH_FLAGS) ./internal/s3store | tee /tmp/mgf-bench-raw.txt
-	$(GO) test -run '^$$' -bench 'BenchmarkCopyFromExec/exec-pipeline' -benchtime 2x $(BENCH_FLAGS) ./internal/kubegather | tee /tmp/mgf-bench-exec.txt
-	$(GO) test -run '^$$' -bench 'BenchmarkCopyFromExec/raw-putobject' -benchtime 2x $(BENCH_FLAGS) ./internal/kubegather | tee /tmp/mgf-bench-exec-raw.txt
-	@awk '/^BenchmarkArchiveStream/ {for (i = 1; i <= NF; i++) if ($$(i+1) == "MB/s") mbs[FILENAME] = $$i} \
-	  END {p = mbs["/tmp/mgf-bench-pipeline.txt"]; r = mbs["/tmp/mgf-bench-raw.txt"]; \
-	  if (r > 0) printf "archive streaming: pipeline %.1f MB/s, raw PutObject %.1f MB/s, ratio %.2f\n", p, r, p / r}' \
-	  /tmp/mgf-bench-pipeline.txt /tmp/mgf-bench-raw.txt
-	@awk '/^BenchmarkCopyFromExec/ {for (i = 1; i <= NF; i++) if ($$(i+1) == "MB/s") mbs[FILENAME] = $$i} \
-	  END {p = mbs["/tmp/mgf-bench-exec.txt"]; r = mbs["/tmp/mgf-bench-exec-raw.txt"]; \
-	  if (r > 0) printf "exec copy: tar over exec to S3 %.1f MB/s, raw PutObject %.1f MB/s, ratio %.2f\n", p, r, p / r}' \
-	  /tmp/mgf-bench-exec.txt /tmp/mgf-bench-exec-raw.txt
+bench: tools ## Benchmarks, written to docs/benchmarks.md with charts (tools/benchreport; about an hour). BENCH_QUICK=1: a few minutes, smaller sizes.
+	$(GO) run ./tools/benchreport -run $(if $(BENCH_QUICK),-quick)
 
 .PHONY: clean
 clean: ## Remove build output and the local data folder of `make run`.

@@ -41,8 +41,9 @@ type system struct {
 }
 
 // start runs the whole system with env on top of test defaults: every
-// function, embedded NATS on a random port, data in dataDir.
-func start(t *testing.T, dataDir string, env map[string]string) *system {
+// function, embedded NATS on a random port, data in dataDir. A test sees
+// its log in the test log; a benchmark keeps it out of its output.
+func start(t testing.TB, dataDir string, env map[string]string) *system {
 	t.Helper()
 	vars := map[string]string{
 		"PORT": "0", "NATS_EMBEDDED_PORT": "-1", "DATA_DIR": dataDir, "LOG_LEVEL": "warn",
@@ -54,8 +55,12 @@ func start(t *testing.T, dataDir string, env map[string]string) *system {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	s := &system{log: &logBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	var logTo io.Writer = s.log
+	if tt, ok := t.(*testing.T); ok {
+		logTo = io.MultiWriter(&testLog{t: tt}, s.log)
+	}
 	go func() {
-		err := run(ctx, []string{"must-gather-functions"}, func(k string) string { return vars[k] }, pw, io.MultiWriter(&testLog{t: t}, s.log))
+		err := run(ctx, []string{"must-gather-functions"}, func(k string) string { return vars[k] }, pw, logTo)
 		pw.Close()
 		s.done <- err
 	}()
