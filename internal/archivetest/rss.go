@@ -27,6 +27,7 @@ type RSSRecorder struct {
 	mu    sync.Mutex
 	lines bytes.Buffer
 	peak  map[string]int64 // KiB
+	cpu0  map[string]float64
 }
 
 type rssProc struct {
@@ -37,13 +38,17 @@ type rssProc struct {
 // RecordRSS starts sampling the memory of this process ("self") and of
 // others, by name and process id. Stop reports each one's peak as the
 // metric <name>-peak-RSS-MiB ("self" as peak-RSS-MiB, with getrusage's
-// figure when higher, since it sees peaks between samples) and, when
+// figure when higher, since it sees peaks between samples), the CPU time
+// each used meanwhile as <name>-cpu-s ("self" as cpu-s) and, when
 // MGF_BENCH_OUT names a folder, writes the samples to
 // MGF_BENCH_OUT/rss/<benchmark>.tsv for the report.
 func RecordRSS(b *testing.B, others map[string]int) *RSSRecorder {
-	r := &RSSRecorder{b: b, procs: []rssProc{{"self", os.Getpid()}}, start: time.Now(), stop: make(chan struct{}), peak: map[string]int64{}}
+	r := &RSSRecorder{b: b, procs: []rssProc{{"self", os.Getpid()}}, start: time.Now(), stop: make(chan struct{}), peak: map[string]int64{}, cpu0: map[string]float64{}}
 	for name, pid := range others {
 		r.procs = append(r.procs, rssProc{name, pid})
+	}
+	for _, p := range r.procs {
+		r.cpu0[p.name], _ = CPUSeconds(p.pid)
 	}
 	fmt.Fprintf(&r.lines, "# %s\nms\tprocess\tRSS-KiB\n", b.Name())
 	r.sample()
@@ -84,10 +89,15 @@ func (r *RSSRecorder) Stop() {
 	r.done.Wait()
 	r.sample()
 	for _, p := range r.procs {
+		prefix := p.name + "-"
 		if p.name == "self" {
-			continue
+			prefix = ""
+		} else {
+			r.b.ReportMetric(float64(r.peak[p.name])/1024, prefix+"peak-RSS-MiB")
 		}
-		r.b.ReportMetric(float64(r.peak[p.name])/1024, p.name+"-peak-RSS-MiB")
+		if cpu, err := CPUSeconds(p.pid); err == nil {
+			r.b.ReportMetric(cpu-r.cpu0[p.name], prefix+"cpu-s")
+		}
 	}
 	ReportPeakRSS(r.b)
 	dir := os.Getenv("MGF_BENCH_OUT")
@@ -122,4 +132,25 @@ func VmRSS(pid int) (int64, error) {
 		return 0, err
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// CPUSeconds returns the user and system CPU time process pid has used, in
+// seconds, from /proc/<pid>/stat (in clock ticks of 1/100 s, USER_HZ).
+func CPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses, start
+	// with the state (field 3); utime and stime are fields 14 and 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return (utime + stime) / 100, nil
 }

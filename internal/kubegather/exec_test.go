@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,13 +31,13 @@ import (
 )
 
 // execServer is an API server that only serves exec in pod ns/p, over
-// WebSocket (v5) as current API servers do, or only over SPDY (v4) as
-// older ones do. It writes stdout and then a status with exitCode.
+// SPDY (v4) and WebSocket (v5) as current API servers do, or only over
+// WebSocket, as one without SPDY or behind a proxy that refuses it would. It writes stdout and then a status with exitCode.
 type execServer struct {
 	t        *testing.T
 	stdout   []byte
 	exitCode int
-	noWS     bool // refuse WebSocket, so the client falls back to SPDY
+	noSPDY   bool // refuse SPDY, so the client falls back to WebSocket
 
 	mu     sync.Mutex
 	served []string // protocol of each exec served
@@ -52,11 +53,11 @@ func (s *execServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	s.query = req.URL.RawQuery
 	s.mu.Unlock()
 	if wsstream.IsWebSocketRequest(req) {
-		if s.noWS {
-			http.Error(w, "websocket not supported", http.StatusBadRequest)
-			return
-		}
 		s.serveWebSocket(w, req)
+		return
+	}
+	if s.noSPDY {
+		http.Error(w, "spdy not supported", http.StatusBadRequest)
 		return
 	}
 	s.serveSPDY(w, req)
@@ -181,15 +182,15 @@ func TestTheRealExecutorStreamsATarIntoTheArchive(t *testing.T) {
 
 	tests := []struct {
 		name         string
-		noWS         bool
+		noSPDY       bool
 		wantProtocol string
 	}{
-		{"over WebSocket", false, remotecommand.StreamProtocolV5Name},
-		{"over SPDY when WebSocket is refused", true, remotecommand.StreamProtocolV4Name},
+		{"over SPDY", false, remotecommand.StreamProtocolV4Name},
+		{"over WebSocket when SPDY is refused", true, remotecommand.StreamProtocolV5Name},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := &execServer{t: t, stdout: tarball.Bytes(), noWS: tt.noWS}
+			srv := &execServer{t: t, stdout: tarball.Bytes(), noSPDY: tt.noSPDY}
 			hs := httptest.NewServer(srv)
 			defer hs.Close()
 			ex, err := NewExecutor(&rest.Config{Host: hs.URL})
@@ -237,14 +238,21 @@ func TestTheRealExecutorStreamsATarIntoTheArchive(t *testing.T) {
 	}
 }
 
-func TestTheRealExecutorReportsTheExitCode(t *testing.T) {
-	for _, noWS := range []bool{false, true} {
-		name := "over WebSocket"
-		if noWS {
-			name = "over SPDY"
-		}
-		t.Run(name, func(t *testing.T) {
-			hs := httptest.NewServer(&execServer{t: t, stdout: []byte("partial"), exitCode: 2, noWS: noWS})
+func TestTheRealExecutorReportsTheExitCodeAndRunsTheCommandOnce(t *testing.T) {
+	tests := []struct {
+		name         string
+		stdout       string
+		noSPDY       bool
+		wantProtocol string
+	}{
+		{"over SPDY", "partial", false, remotecommand.StreamProtocolV4Name},
+		{"over SPDY, without output", "", false, remotecommand.StreamProtocolV4Name},
+		{"over WebSocket when SPDY is refused", "partial", true, remotecommand.StreamProtocolV5Name},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := &execServer{t: t, stdout: []byte(tt.stdout), exitCode: 2, noSPDY: tt.noSPDY}
+			hs := httptest.NewServer(srv)
 			defer hs.Close()
 			ex, err := NewExecutor(&rest.Config{Host: hs.URL})
 			if err != nil {
@@ -255,8 +263,12 @@ func TestTheRealExecutorReportsTheExitCode(t *testing.T) {
 			if code, ok := exitCode(err); !ok || code != 2 {
 				t.Errorf("exit code %d, %v from %v; want 2", code, ok, err)
 			}
-			if out.String() != "partial" {
-				t.Errorf("stdout %q", out.String())
+			if out.String() != tt.stdout {
+				t.Errorf("stdout %q, want %q", out.String(), tt.stdout)
+			}
+			// An exit status is an answer: the command is not run again.
+			if served, _ := srv.seen(); !slices.Equal(served, []string{tt.wantProtocol}) {
+				t.Errorf("served %q, want one exec over %s", served, tt.wantProtocol)
 			}
 		})
 	}

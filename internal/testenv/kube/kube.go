@@ -142,6 +142,16 @@ type Cluster struct {
 	kubelet *kubeletProxy
 }
 
+// Pids returns the process ids of etcd, kube-apiserver and kwok, by the
+// names of their processes, for benchmarks that sample them.
+func (k *Cluster) Pids() map[string]int {
+	pids := map[string]int{}
+	for _, p := range k.procs {
+		pids[p.Name] = p.Pid()
+	}
+	return pids
+}
+
 // Start starts etcd, kube-apiserver and kwok on random loopback ports
 // with their data in a temporary directory, and stops them when the test
 // ends. It takes a few seconds. It fails the test if the binaries are
