@@ -95,10 +95,13 @@ func TestReadDirReadsTheOutputOfARealRun(t *testing.T) {
 
 // moreResults are results of the benchmarks testdata/run lacks.
 const moreResults = `pkg: github.com/kubev2v/must-gather-functions/functions/api
-BenchmarkAPI/POST_/must-gather/records=1000-2 	 1	 1 ns/op	 1.5 p50-ms	 9 p99-ms	 1700 req/s
-BenchmarkAPI/POST_/must-gather/records=100000-2 	 1	 1 ns/op	 1.6 p50-ms	 9 p99-ms	 1650 req/s
-BenchmarkAPI/bare_POST_jetstream/records=1000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 2500 req/s
-BenchmarkAPI/bare_POST_jetstream/records=100000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 2400 req/s
+BenchmarkAPI/GET-by-id/records=1000-2 	 1	 1 ns/op	 1.5 p50-ms	 9 p99-ms	 9000 req/s	 700 view-B/record
+BenchmarkAPI/GET-by-id/records=100000-2 	 1	 1 ns/op	 1.6 p50-ms	 9 p99-ms	 8800 req/s	 700 view-B/record
+BenchmarkAPI/list-200/records=100000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 2000 req/s
+BenchmarkAPI/POST/records=100000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 1650 req/s
+BenchmarkAPI/bare-get/records=1000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 10000 req/s
+BenchmarkAPI/bare-get/records=100000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 10000 req/s
+BenchmarkAPI/bare-list/records=100000-2 	 1	 1 ns/op	 1 p50-ms	 5 p99-ms	 2500 req/s
 pkg: github.com/kubev2v/must-gather-functions/cmd/must-gather-functions
 BenchmarkEventPath/embedded-2 	 1	 2.1 claim-p50-ms	 6 claim-p99-ms	 1.2 post-p50-ms	 3 post-p99-ms	 9 final-p50-ms	 20 final-p99-ms	 0.1 rtt-p50-ms	 0.3 rtt-p99-ms
 BenchmarkColdStart/baseline-2 	 1	 58 binary-MiB	 4 median-ms
@@ -129,7 +132,8 @@ func TestTheReportHasATableOfEachBenchmarkAndValidCharts(t *testing.T) {
 	for _, want := range []string{
 		"## Targets", "## API", "## Event path", "## Upload", "## Download", "## Memory while streaming",
 		"## Compression", "## Cold start", "## Other benchmarks", "## Notes\n\nWhy a target is missed.",
-		"| text, 256MiB |", "| POST /must-gather | bare POST jetstream | 0.69 |", "| all | 170 | 42.5 |",
+		"| text, 256MiB |", "| GET-by-id | bare-get | 0.88 |", "| list-200 | bare-list | 0.80 |",
+		"| API list-200 / bare-list, 100,000 records | 0.80 | ≥ 0.50 | yes |", "| all | 170 | 42.5 |",
 		"| cold start, FUNCTIONS=all | 170 ms | < 150 ms | **no** |", "| cold start, FUNCTIONS=api | 90.0 ms | < 150 ms | yes |",
 		"| claim latency p50, embedded | 2.10 ms | < 5.00 ms | yes |", "| Store/Get | 5,000 ns/op |",
 	} {

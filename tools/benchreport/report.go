@@ -153,8 +153,8 @@ func (r *report) api() string {
 	sort.Ints(counts)
 	var b strings.Builder
 	b.WriteString("## API\n\nRequests per second (p50 / p99 in ms) over HTTP on loopback, by the number of records stored. " +
-		"Rows whose name says *bare* are the baselines: the bare JetStream operations of a POST and a bare `net/http` handler " +
-		"returning the same bytes.\n\n| operation |")
+		"Rows named *bare* are the baselines of the same run: a bare `net/http` handler returning the same bytes as a GET " +
+		"or a list (and the bare JetStream operations of a POST, where measured).\n\n| operation |")
 	for _, n := range counts {
 		fmt.Fprintf(&b, " %s records |", fmtInt(n))
 	}
@@ -175,38 +175,46 @@ func (r *report) api() string {
 		b.WriteString("\n")
 		lines = append(lines, Line{Name: op, Points: pts})
 	}
-	// Ratios against the bare operation of the same method, at the most records.
+	// Ratios at the most records against the bare operation of the same
+	// kind: bare-get for a GET, bare-list for a list, a bare POST path
+	// (JetStream) for a POST.
 	var bare []string
 	for _, op := range ops {
 		if strings.Contains(strings.ToLower(op), "bare") {
 			bare = append(bare, op)
 		}
 	}
-	if n := counts[len(counts)-1]; len(bare) > 0 {
-		fmt.Fprintf(&b, "\nAt %s records, against the baseline:\n\n| operation | baseline | ratio |\n|---|---|---|\n", fmtInt(n))
-		for _, op := range ops {
-			if slices.Contains(bare, op) {
-				continue
+	baseline := func(op string) (string, float64) {
+		kind, want := "get", 0.8
+		switch l := strings.ToLower(op); {
+		case strings.Contains(l, "list"):
+			kind, want = "list", 0.5
+		case strings.Contains(l, "post"):
+			kind, want = "post", 0.5
+		}
+		for _, bo := range bare {
+			l := strings.ToLower(bo)
+			if strings.Contains(l, kind) || kind == "post" && strings.Contains(l, "jetstream") {
+				return bo, want
 			}
-			base := bare[0]
-			method := strings.Fields(op)[0]
-			for _, bo := range bare {
-				if strings.Contains(bo, method) {
-					base = bo
-				}
+		}
+		return "", 0
+	}
+	if n := counts[len(counts)-1]; len(bare) > 0 {
+		fmt.Fprintf(&b, "\nAt %s records, against the baseline:\n\n| operation | baseline | req/s ratio |\n|---|---|---|\n", fmtInt(n))
+		for _, op := range ops {
+			base, want := baseline(op)
+			if slices.Contains(bare, op) || base == "" {
+				continue
 			}
 			c, ok1 := table[op][n]
 			bc, ok2 := table[base][n]
 			if !ok1 || !ok2 || bc.reqs == 0 {
 				continue
 			}
-			want := 0.8
-			if method == "POST" || strings.Contains(op, "list") || strings.Contains(op, "limit") {
-				want = 0.5
-			}
 			ratio := c.reqs / bc.reqs
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", op, base, fmtNum(ratio))
-			r.ratio(fmt.Sprintf("API %s / %s", op, base), ratio, want)
+			r.ratio(fmt.Sprintf("API %s / %s, %s records", op, base, fmtInt(n)), ratio, want)
 		}
 	}
 	r.charts["api-throughput.svg"] = LineChart{Title: "API throughput against records", XLabel: "records stored", YLabel: "requests/s", LogX: true, Lines: lines}.SVG()
@@ -439,7 +447,7 @@ func fmtNum(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)
-	case a >= 1 || a == 0:
+	case a >= 0.1 || a == 0:
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	default:
 		return strconv.FormatFloat(v, 'g', 2, 64)
