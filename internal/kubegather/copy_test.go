@@ -296,6 +296,27 @@ func TestACopyThatBreaksOffLosesNothing(t *testing.T) {
 		}
 	})
 
+	t.Run("an exec that fails at once is tried again", func(t *testing.T) {
+		g, fe := gatherer(t, func(pod string, n int) fault { return fault{fail: n == 1} })
+		entries, log, dir, err := one(t, g, nil)
+		if err != nil {
+			t.Fatalf("Gather: %v\n%s", err, log)
+		}
+		files, seen := count(entries)
+		checkFiles(t, files, out.want(dir))
+		for name, n := range seen {
+			if n > 1 {
+				t.Errorf("%s is in the archive %d times", name, n)
+			}
+		}
+		if !strings.Contains(log, "copy stream broke off after 0 bytes: injected fault: error dialing backend") {
+			t.Errorf("the log does not say that the first exec failed:\n%s", log)
+		}
+		if n := execsOf(fe); n != 2 {
+			t.Errorf("%d execs, want 2", n)
+		}
+	})
+
 	t.Run("an output that changed since the cut is copied again, skipping the files already copied whole", func(t *testing.T) {
 		var podDir string
 		g, _ := gatherer(t, func(pod string, n int) fault {
