@@ -65,6 +65,7 @@ var runnerCalls = []struct {
 }{
 	{permission{"", "namespaces", "create", ""}, "objects.go: the temporary namespace", true, ""},
 	{permission{"", "namespaces", "delete", ""}, "objects.go: cleanup; sweep.go: leftovers", true, ""},
+	{permission{"", "namespaces", "get", ""}, "reattach.go: before cleanup, whether another runner re-attached to the namespace", true, ""},
 	{permission{"", "namespaces", "list", ""}, "sweep.go: leftovers; reattach.go: the namespace of a gathering whose runner died", true, ""},
 	{permission{"", "namespaces", "patch", ""}, "reattach.go: the runner and leftover-after time of a namespace re-attached to", false, reattachOnly},
 	{permission{"rbac.authorization.k8s.io", "clusterrolebindings", "create", ""}, "objects.go: binding of cluster-admin", true, ""},
@@ -233,7 +234,7 @@ func testRBAC(ctx context.Context, t *testing.T, k *kube.Cluster, mapper meta.RE
 		aw := archive.NewWriter(&buf)
 		job := mustgather.Job{
 			Gathering: mustgather.Gathering{ID: 1, Image: "quay.io/kubev2v/forklift-must-gather:latest", NodeName: k.Node, Timeout: "2m"},
-			Stop:      stop, Archive: aw, Log: io.Discard,
+			Stop:      stop, Archive: aw, Log: io.Discard, Runner: "the-runner",
 		}
 		done := make(chan error, 1)
 		go func() { done <- g.Gather(ctx, job) }()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -139,6 +140,72 @@ func TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner(t *testing.T) {
 		}
 		if logs := files["must-gather.logs"]; !strings.Contains(logs, "re-attached") || !strings.Contains(logs, "fourth line") {
 			t.Errorf("must-gather.logs:\n%s", logs)
+		}
+		if n := pods.created(g.ID); n != 1 {
+			t.Errorf("%d pods created for the gathering, want 1", n)
+		}
+		e.waitGone(t, g.ID)
+	})
+
+	t.Run("a runner whose lease lapsed while it still ran stops, records nothing and leaves the pod to the runner that took over", func(t *testing.T) {
+		ctx := context.Background()
+		js, err := jetstream.New(testenv.Conn(t, nats))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := startChild(t, with("runner"))
+		g := api.post(t, "application/json", strings.NewReader(`{"command": "gather", "timeout": "5m"}`))
+		pod := e.pod(t, g.ID)
+		fill(t, k.PodDir(pod.Namespace, pod.Name), map[string]string{"result.txt": "gathered\n"})
+		k.AppendLogs(t, pod.Namespace, pod.Name, "gather", "first line\n")
+		testenv.Eventually(t, 30*time.Second, "exec-output to show the log so far", func() bool {
+			cur, _ := api.get(t, fmt.Sprint(g.ID))
+			return strings.Contains(cur.ExecOutput, "first line")
+		})
+		ns, err := client.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runnerA := ns.Annotations[kubegather.AnnotationRunner]
+		leases, err := js.KeyValue(ctx, "must-gather-leases")
+		if err != nil {
+			t.Fatal(err)
+		}
+		startChild(t, with("runner"))
+		// The lease lapses, as it would if runner A could not reach NATS
+		// for LEASE_TTL, while A still runs.
+		testenv.Eventually(t, 30*time.Second, "runner B to take the gathering over", func() bool {
+			if l, err := leases.Get(ctx, fmt.Sprint(g.ID)); err == nil && string(l.Value()) == runnerA {
+				_ = leases.Delete(ctx, fmt.Sprint(g.ID), jetstream.LastRevision(l.Revision()))
+			}
+			cur, _ := api.get(t, fmt.Sprint(g.ID))
+			return strings.Contains(cur.ExecOutput, "after runner "+runnerA+" stopped")
+		})
+		testenv.Eventually(t, 30*time.Second, "runner A to stop", func() bool {
+			return strings.Contains(a.Tail(200), "another runner took the gathering over")
+		})
+		if _, err := client.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{}); err != nil {
+			t.Fatalf("namespace of the gathering after runner A stopped: %v", err)
+		}
+		k.AppendLogs(t, pod.Namespace, pod.Name, "gather", "second line\n")
+		k.FinishGather(t, pod.Namespace, pod.Name, 0)
+		done := api.waitEnded(t, g.ID)
+		if done.Status != "completed" {
+			t.Fatalf("%s\n%s", done.Status, done.ExecOutput)
+		}
+		for _, line := range []string{"first line", "second line"} {
+			if n := strings.Count(done.ExecOutput, line); n != 1 {
+				t.Errorf("exec-output shows %q %d times:\n%s", line, n, done.ExecOutput)
+			}
+		}
+		var result string
+		for name, content := range api.download(t, done) {
+			if strings.HasSuffix(name, "/result.txt") {
+				result = content
+			}
+		}
+		if result != "gathered\n" {
+			t.Errorf("result.txt %q", result)
 		}
 		if n := pods.created(g.ID); n != 1 {
 			t.Errorf("%d pods created for the gathering, want 1", n)

@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mustgather_runner_gatherings_finished_total",
-			Help: "Gatherings this runner ran to an end, by result: completed, error, or superseded (the reaper had ended the gathering first, so this run's result was dropped).",
+			Help: "Gatherings this runner ran to an end, by result: completed, error, superseded (the reaper had ended the gathering first, so this run's result was dropped), or taken-over (another runner took the gathering over after this run's lease lapsed, so this run stopped and recorded nothing).",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mustgather_runner_gathering_duration_seconds",
@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 		reaperActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mustgather_reaper_actions_total",
-			Help: "What the reaper did to unfinished gatherings, by action: requeued (a new requested event published), failed, or announced (a recorded final status published again).",
+			Help: "What the reaper did to unfinished gatherings, by action: requeued (a new requested event published), failed, reattached (a gathering whose runner died carried on by this runner), or announced (a recorded final status published again).",
 		}, []string{"action"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mustgather_runner_requested_dropped_total",

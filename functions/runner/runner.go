@@ -267,7 +267,9 @@ type attempt struct {
 
 // runAs carries a gathering whose lease holder holds to its end. Nothing
 // here returns early without a final status: every path ends in completed
-// or error, recorded in the store before the lease is released.
+// or error, recorded in the store before the lease is released, except
+// for a run whose lease another runner took over, which drops its work
+// and records nothing (see dropOnTakeover).
 func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder string, log *slog.Logger, a attempt) {
 	started := r.d.Now()
 	r.m.running.Inc()
@@ -288,7 +290,9 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.FinishGrace, cancelWork) })
 	defer stopAfter()
 
-	stopLease := r.keepLease(work, g.ID, holder, log)
+	work, drop := context.WithCancelCause(work)
+	defer drop(nil)
+	stopLease := r.keepLease(work, g.ID, holder, log, drop)
 	defer func() {
 		stopLease()
 		rctx, cancel := afterWork()
@@ -320,6 +324,9 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 	job := mustgather.Job{Gathering: g, Stop: stop, Log: out, Runner: holder}
 	size, gerr, uerr := r.gatherAndUpload(work, cancelStop, a.gatherer, job, name, out, started)
 	progressDone()
+	if r.dropOnTakeover(work, log) {
+		return
+	}
 
 	tail, _ = out.Tail()
 	end := mustgather.Update{ExecOutput: tail}
@@ -506,10 +513,16 @@ func appendLine(tail, line string, max int) string {
 	return tail
 }
 
-// keepLease renews the gathering's lease until the returned func is called.
-func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, holder string, log *slog.Logger) (stop func()) {
+// keepLease renews the gathering's lease until the returned func is
+// called. When another runner holds it, that runner took the gathering
+// over, and lost is called with ErrTakenOver.
+func (r *Runner) keepLease(ctx context.Context, id mustgather.ID, holder string, log *slog.Logger, lost context.CancelCauseFunc) (stop func()) {
 	return every(ctx, r.cfg.LeaseRenew, func(ctx context.Context) {
-		if err := r.d.Leases.Hold(ctx, id, holder); err != nil && ctx.Err() == nil {
+		err := r.d.Leases.Hold(ctx, id, holder)
+		switch {
+		case errors.Is(err, mustgather.ErrLeaseHeld):
+			lost(ErrTakenOver)
+		case err != nil && ctx.Err() == nil:
 			log.Warn("renew lease", "err", err)
 		}
 	})

@@ -4,10 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 )
+
+// ErrTakenOver ends the work of a run whose lease another runner took:
+// the lease had lapsed (the run could not renew it in time, as during a
+// NATS outage) and that runner's reaper took the gathering over.
+var ErrTakenOver = errors.New("another runner took the gathering over")
+
+// dropOnTakeover reports whether the run's work ended because another
+// runner took the gathering over. Such a run records and announces
+// nothing, and leaves the archive to that runner: its upload was aborted
+// with its work, and the gatherer left what it ran to that runner.
+func (r *Runner) dropOnTakeover(work context.Context, log *slog.Logger) bool {
+	if !errors.Is(context.Cause(work), ErrTakenOver) {
+		return false
+	}
+	log.Warn("another runner took the gathering over; this run stops and records nothing")
+	r.m.finished.WithLabelValues("taken-over").Inc()
+	return true
+}
 
 // takeoverSeqGap is added to the Seq of a gathering's record to number the
 // updates of a run that takes it over: updates the stopped run published

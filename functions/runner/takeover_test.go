@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -109,5 +110,59 @@ func TestTwoReapersTakeOverAGatheringWhoseRunnerDiedOnce(t *testing.T) {
 				t.Errorf("archive %v, must-gather.logs:\n%s", keys(files), files["must-gather.logs"])
 			}
 		})
+	}
+}
+
+// untilDone gathers until its context ends, and says why it ended.
+type untilDone struct {
+	started chan struct{}
+	cause   chan error
+}
+
+func (g untilDone) Gather(ctx context.Context, job mustgather.Job) error {
+	close(g.started)
+	<-ctx.Done()
+	g.cause <- context.Cause(ctx)
+	return context.Cause(ctx)
+}
+
+func TestARunWhoseLeaseAnotherRunnerTookStopsAndRecordsNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	gatherer := untilDone{started: make(chan struct{}), cause: make(chan error, 1)}
+	r := runner.New(e.cfg, runner.Deps{Store: e.store, Leases: e.store, Archives: e.archives, Events: e.bus, Gatherer: gatherer})
+	g, ev := e.create(t, mustgather.Request{Command: "gather"})
+	handled := make(chan error, 1)
+	go func() { handled <- r.Handle(ctx, ev) }()
+	<-gatherer.started
+
+	// The lease lapses while the run goes on, and another runner's reaper
+	// takes it.
+	leases, err := e.js.KeyValue(ctx, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leases.Delete(ctx, g.ID.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Hold(ctx, g.ID, "the runner that took over"); err != nil {
+		t.Fatal(err)
+	}
+
+	if cause := <-gatherer.cause; !errors.Is(cause, runner.ErrTakenOver) {
+		t.Errorf("the gatherer stopped for %v, want %v", cause, runner.ErrTakenOver)
+	}
+	if err := <-handled; err != nil {
+		t.Errorf("Handle: %v", err)
+	}
+	got, err := e.store.Get(ctx, g.ID)
+	if err != nil || got.Status != mustgather.StatusInProgress {
+		t.Errorf("gathering %s (%v), want still inprogress for the runner that took over", got.Status, err)
+	}
+	if _, err := e.archives.Open(ctx, mustgather.ArchiveKey(g.ID, mustgather.ArchiveName(g.ID, g.CustomName))); !errors.Is(err, mustgather.ErrNotFound) {
+		t.Errorf("archive of the run that was taken over: %v", err)
+	}
+	if held, err := e.store.Held(ctx, g.ID); err != nil || !held {
+		t.Errorf("the lease of the runner that took over: held %v, %v", held, err)
 	}
 }

@@ -112,6 +112,9 @@ func (r *run) newClusterRoleBinding(ns *corev1.Namespace) *rbacv1.ClusterRoleBin
 func (r *run) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.g.cfg.CleanupTimeout)
 	defer cancel()
+	if r.leftToAnother(ctx) {
+		return
+	}
 	background := metav1.DeletePropagationBackground
 	opts := metav1.DeleteOptions{PropagationPolicy: &background}
 	if r.binding != "" {

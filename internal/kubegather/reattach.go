@@ -251,3 +251,24 @@ func (r *Router) Reattach(ctx context.Context, g mustgather.Gathering, runner st
 	}
 	return ra.Reattach(ctx, g, runner)
 }
+
+// leftToAnother reports whether another runner re-attached to the
+// gathering's pods, as when this run's lease lapsed while it still ran:
+// the namespace names that runner, which then deletes the namespace and
+// the binding itself.
+func (r *run) leftToAnother(ctx context.Context) bool {
+	if r.job.Runner == "" || r.ns == "" {
+		return false
+	}
+	ns, err := r.g.kube.CoreV1().Namespaces().Get(ctx, r.ns, metav1.GetOptions{})
+	if err != nil {
+		return false // deleted below, or left to Sweep
+	}
+	other := ns.Annotations[AnnotationRunner]
+	if other == "" || other == r.job.Runner {
+		return false
+	}
+	r.out.printf(gatheringPrefix, "namespace/%s left to runner %s, which re-attached to it", r.ns, other)
+	r.log.Info("namespace left to the runner that re-attached to it", "namespace", r.ns, "runner", other)
+	return true
+}
