@@ -93,6 +93,15 @@ var runnerCalls = []struct {
 		"only for a gathering without image; internal/kubegather's TestTheDefaultImageIsTheInstalledForklifts makes these calls"},
 	{permission{"apps", "deployments", "get", ""}, "forklift.go: the forklift-operator Deployment's MUST_GATHER_IMAGE", false,
 		"only for a gathering without image; internal/kubegather's TestTheDefaultImageIsTheInstalledForklifts makes these calls"},
+	{permission{"", "pods", "delete", ""}, "admission.go: a pod admitted under a restricted SCC, made again", false,
+		"only on OpenShift before the binding has propagated; internal/kubegather's TestAdmissionIsRetriedUntilTheBindingHasPropagated makes this call"},
+	{permission{"config.openshift.io", "clusteroperators", "list", ""}, "clusterstate.go: oc's summary of the cluster operators; answered 404 without OpenShift's config API", true, ""},
+	{permission{"config.openshift.io", "clusterversions", "get", ""}, "clusterstate.go: oc's summary of the cluster version", false,
+		"only on OpenShift; internal/kubegather's TestTheClusterStateIsSummedUpAtStartAndEndOnOpenShift makes this call"},
+	{permission{"apps", "deployments", "list", ""}, "inspect.go: the Forklift namespace's Deployments after a failed gather", false,
+		"only when the default image's gather fails; internal/kubegather's TestAFailedGatherOfTheDefaultImageFallsBackToInspect makes these calls"},
+	{permission{"forklift.konveyor.io", "*", "list", ""}, "inspect.go: Forklift's objects after a failed gather", false,
+		"only when the default image's gather fails; internal/kubegather's TestAFailedGatherOfTheDefaultImageFallsBackToInspect makes these calls"},
 	{permission{"authentication.k8s.io", "tokenreviews", "create", ""}, "internal/auth: /metrics", false, "system:auth-delegator; checked below"},
 	{permission{"authorization.k8s.io", "subjectaccessreviews", "create", ""}, "internal/auth: /metrics", false, "system:auth-delegator; checked below"},
 }
@@ -186,7 +195,7 @@ func testRBAC(ctx context.Context, t *testing.T, k *kube.Cluster, mapper meta.RE
 		probes := append(slices.Clone(runner),
 			permission{"rbac.authorization.k8s.io", "clusterroles", "bind", "admin"},
 			permission{"", "secrets", "get", ""},
-			permission{"", "pods", "delete", ""},
+			permission{"", "pods", "deletecollection", ""},
 			permission{"", "configmaps", "list", ""},
 		)
 		for fn, perms := range allowed {

@@ -110,7 +110,12 @@ func newFakeCluster(t *testing.T, behave map[string]behaviour, objects ...runtim
 	scheme := runtime.NewScheme()
 	c.dyn = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{imageStreamTags: "ImageStreamTagList",
-			forkliftControllers: "ForkliftControllerList", clusterServiceVersions: "ClusterServiceVersionList"})
+			forkliftControllers: "ForkliftControllerList", clusterServiceVersions: "ClusterServiceVersionList",
+			clusterOperators: "ClusterOperatorList"})
+	// Not OpenShift: the config API answers 404, as on a cluster without it.
+	c.dyn.PrependReactor("list", "clusteroperators", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(clusterOperators.GroupResource(), "")
+	})
 	c.kube.PrependReactor("create", "*", c.create)
 	t.Cleanup(c.wg.Wait)
 	return c

@@ -279,6 +279,8 @@ func (r *run) gather(ctx context.Context) error {
 		reason = " (" + reason + ")"
 	}
 	r.out.printf(gatheringPrefix, "Using must-gather plug-in image: %s%s", strings.Join(images, ", "), reason)
+	state := r.clusterStateAtStart(work)
+	defer r.clusterStateAtEnd(ctx, state)
 
 	if node := r.job.Gathering.NodeName; node != "" {
 		n, err := r.g.checkNode(work, node)
@@ -316,6 +318,7 @@ func (r *run) gather(ctx context.Context) error {
 	stopEvents := r.watchEvents(work)
 	errs := r.runPods(ctx, work, targets)
 	stopEvents()
+	r.fallback(ctx, errs)
 	return r.ended(work, errs)
 }
 

@@ -36,6 +36,18 @@ Targeted gathering for Namespace: gone
 ERROR: Specified NS doesn't exist, targeted gathering cannot continue. Set NS to an existing namespace.`
 )
 
+// startGatherer starts a test cluster and returns it with a Gatherer of
+// cfg for it.
+func startGatherer(t *testing.T, cfg Config) (*kube.Cluster, *Gatherer) {
+	t.Helper()
+	k := kube.Start(t)
+	g, err := NewForConfig(k.Admin, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, g
+}
+
 func TestTheTargetedScriptsOutputSaysWhenNothingMatched(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -78,13 +90,9 @@ func TestTheTargetedScriptsOutputSaysWhenNothingMatched(t *testing.T) {
 // checks that the script's words reach exec-output and that a gathering
 // of nothing ends in error, saying so plainly.
 func TestATargetedGatheringThatFindsNothingSaysSo(t *testing.T) {
-	k := kube.Start(t)
+	k, g := startGatherer(t, testConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	g, err := NewForConfig(k.Admin, testConfig(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name     string
 		command  string
