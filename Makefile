@@ -130,7 +130,7 @@ lint: $(GOLANGCI_BIN) ## go vet and golangci-lint.
 	cd client && $(GO) vet ./... && $(GOLANGCI_BIN) run ./...
 
 .PHONY: bench
-bench: tools ## Benchmarks, written to docs/benchmarks.md with charts (tools/benchreport; about an hour). BENCH_QUICK=1: a few minutes, smaller sizes.
+bench: tools ## Benchmarks, written to docs/benchmarks.md with charts (tools/benchreport; about 15 minutes on 2 cores). BENCH_QUICK=1: a few minutes, smaller sizes.
 	$(GO) run ./tools/benchreport -run $(if $(BENCH_QUICK),-quick)
 
 .PHONY: clean

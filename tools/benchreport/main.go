@@ -71,7 +71,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(results) == 0 {
 		return fmt.Errorf("no benchmark results in %s", abs)
 	}
-	r := Run{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Mode: mode, GoVersion: runtime.Version(), Env: env}
+	// The date of the figures: when the last output was written.
+	var last time.Time
+	txts, _ := filepath.Glob(filepath.Join(abs, "*.txt"))
+	for _, p := range txts {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(last) {
+			last = fi.ModTime()
+		}
+	}
+	r := Run{Date: last.UTC().Format("2006-01-02 15:04 UTC"), Mode: mode, GoVersion: runtime.Version(), Env: env}
 	if b, err := os.ReadFile(*notes); err == nil {
 		r.Notes = string(b)
 	}

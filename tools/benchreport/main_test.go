@@ -23,8 +23,8 @@ func TestParseReadsPlainAndTest2JSONBenchOutput(t *testing.T) {
 		"BenchmarkSkipped\n    bench_test.go:10: copies a GiB\n--- SKIP: BenchmarkSkipped\n" +
 		"BenchmarkY-2 \t 100\t 12.5 ns/op\t 0 B/op\t 0 allocs/op\nPASS\nok  \texample.com/p\t1.2s\n"
 	want := []Result{
-		{Name: "BenchmarkX/a=1/b", Pkg: "example.com/p", Runs: 3, Metrics: map[string]float64{"ns/op": 2000, "MB/s": 22.8, "peak-RSS-MiB": 8}},
-		{Name: "BenchmarkY", Pkg: "example.com/p", Runs: 1, Metrics: map[string]float64{"ns/op": 12.5, "B/op": 0, "allocs/op": 0}},
+		{Name: "BenchmarkX/a=1/b", Pkg: "example.com/p", Runs: 3, N: 3, Metrics: map[string]float64{"ns/op": 2000, "MB/s": 22.8, "peak-RSS-MiB": 8}},
+		{Name: "BenchmarkY", Pkg: "example.com/p", Runs: 1, N: 100, Metrics: map[string]float64{"ns/op": 12.5, "B/op": 0, "allocs/op": 0}},
 	}
 	wantEnv := Env{GOOS: "linux", GOARCH: "amd64", CPU: "AMD EPYC"}
 
@@ -135,7 +135,10 @@ func TestTheReportHasATableOfEachBenchmarkAndValidCharts(t *testing.T) {
 		"| text, 256MiB |", "| GET-by-id | bare-get | 0.88 |", "| list-200 | bare-list | 0.80 |",
 		"| API list-200 / bare-list, 100,000 records | 0.80 | ≥ 0.50 | yes |", "| all | 170 | 42.5 |",
 		"| cold start, FUNCTIONS=all | 170 ms | < 150 ms | **no** |", "| cold start, FUNCTIONS=api | 90.0 ms | < 150 ms | yes |",
-		"| claim latency p50, embedded | 2.10 ms | < 5.00 ms | yes |", "| Store/Get | 5,000 ns/op |",
+		"| claim latency p50, embedded | 2.10 ms | < 5.00 ms | yes |",
+		"| Exec copy, as measured | 0.47 | ≥ 0.70 | **no** |",
+		"| content, size | self | etcd | kube-apiserver | kwok | minio | all |",
+		"| as measured | 3.53 / 1.13 | 0.055 / 0.03 | 1.19 / 0.07 | 1.22 / 0.00 | 3.48 / 3.61 | 9.47 / 4.85 |", "| Store/Get | 5,000 ns/op |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("the report lacks %q:\n%s", want, doc)

@@ -20,6 +20,7 @@ type Result struct {
 	Name    string             // without the -GOMAXPROCS suffix
 	Pkg     string             // import path, from the pkg: line before it
 	Runs    int                // how many result lines were merged
+	N       float64            // iterations (the median of the runs')
 	Metrics map[string]float64 // by unit: ns/op, MB/s, p50-ms, ...
 }
 
@@ -41,6 +42,7 @@ func Parse(r io.Reader) ([]Result, Env, error) {
 	var env Env
 	var order []string
 	runs := map[string][]map[string]float64{}
+	iters := map[string][]float64{}
 	pkgs := map[string]string{}
 	pkg := ""
 	for _, line := range lines {
@@ -54,7 +56,7 @@ func Parse(r io.Reader) ([]Result, Env, error) {
 		case strings.HasPrefix(line, "cpu: "):
 			env.CPU = strings.TrimSpace(strings.TrimPrefix(line, "cpu: "))
 		case strings.HasPrefix(line, "Benchmark"):
-			name, metrics, ok := parseResult(line)
+			name, n, metrics, ok := parseResult(line)
 			if !ok {
 				continue
 			}
@@ -63,11 +65,12 @@ func Parse(r io.Reader) ([]Result, Env, error) {
 				pkgs[name] = pkg
 			}
 			runs[name] = append(runs[name], metrics)
+			iters[name] = append(iters[name], n)
 		}
 	}
 	results := make([]Result, 0, len(order))
 	for _, name := range order {
-		res := Result{Name: name, Pkg: pkgs[name], Runs: len(runs[name]), Metrics: map[string]float64{}}
+		res := Result{Name: name, Pkg: pkgs[name], Runs: len(runs[name]), N: median(iters[name]), Metrics: map[string]float64{}}
 		units := map[string][]float64{}
 		for _, m := range runs[name] {
 			for u, v := range m {
@@ -88,23 +91,24 @@ func Parse(r io.Reader) ([]Result, Env, error) {
 //
 // A line without an iteration count (a benchmark's name printed before
 // its log, or a SKIP) is not a result.
-func parseResult(line string) (string, map[string]float64, bool) {
+func parseResult(line string) (string, float64, map[string]float64, bool) {
 	f := strings.Fields(line)
 	if len(f) < 4 || len(f)%2 != 0 {
-		return "", nil, false
+		return "", 0, nil, false
 	}
-	if _, err := strconv.ParseInt(f[1], 10, 64); err != nil {
-		return "", nil, false
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return "", 0, nil, false
 	}
 	metrics := map[string]float64{}
 	for i := 2; i+1 < len(f); i += 2 {
 		v, err := strconv.ParseFloat(f[i], 64)
 		if err != nil {
-			return "", nil, false
+			return "", 0, nil, false
 		}
 		metrics[f[i+1]] = v
 	}
-	return procsSuffix.ReplaceAllString(f[0], ""), metrics, true
+	return procsSuffix.ReplaceAllString(f[0], ""), float64(n), metrics, true
 }
 
 // outputLines returns the lines of plain output, or of the output events

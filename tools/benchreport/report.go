@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"regexp"
@@ -111,10 +112,13 @@ func (r *report) variants(prefix, a, b string) []string {
 	var keys []string
 	for _, res := range r.results {
 		k, ok := strings.CutSuffix(strings.TrimPrefix(res.Name, prefix+"/"), "/"+a)
+		if res.Name == prefix+"/"+a {
+			k, ok = "", true // a benchmark of one case
+		}
 		if !ok || !strings.HasPrefix(res.Name, prefix+"/") {
 			continue
 		}
-		if _, ok := r.byName[prefix+"/"+k+"/"+b]; ok {
+		if _, ok := r.byName[join(prefix, k, b)]; ok {
 			keys = append(keys, k)
 		}
 	}
@@ -269,8 +273,8 @@ func (r *report) streaming(title, intro, prefix, ours, raw string, want float64,
 	}
 	b.WriteString("---|---|\n")
 	for _, k := range keys {
-		o, _ := r.get(prefix + "/" + k + "/" + ours)
-		w, _ := r.get(prefix + "/" + k + "/" + raw)
+		o, _ := r.get(join(prefix, k, ours))
+		w, _ := r.get(join(prefix, k, raw))
 		ratio := o.Metrics["MB/s"] / w.Metrics["MB/s"]
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |", label(k), fmtNum(o.Metrics["MB/s"]), fmtNum(w.Metrics["MB/s"]), fmtNum(ratio))
 		if extra {
@@ -283,7 +287,57 @@ func (r *report) streaming(title, intro, prefix, ours, raw string, want float64,
 			r.target("peak RSS, "+strings.ToLower(title)+", "+label(k), o.Metrics["peak-RSS-MiB"], " MiB", 100, false)
 		}
 	}
+	b.WriteString(r.cpuTable(prefix, keys, ours, raw))
 	return b.String() + "\n"
+}
+
+// cpuTable shows where the time goes: the CPU seconds each process used
+// per GiB streamed (the benchmark's own process as "self"), ours against
+// raw.
+func (r *report) cpuTable(prefix string, keys []string, ours, raw string) string {
+	procs := map[string]bool{}
+	for _, k := range keys {
+		for _, v := range []string{ours, raw} {
+			for u := range r.byName[join(prefix, k, v)].Metrics {
+				if p, ok := strings.CutSuffix(u, "cpu-s"); ok {
+					procs[strings.TrimSuffix(p, "-")] = true
+				}
+			}
+		}
+	}
+	if len(procs) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(procs))
+	for p := range procs {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("\nCPU seconds per GiB streamed, by process (ours / raw; *self* is the benchmark's process):\n\n| content, size |")
+	for _, p := range names {
+		b.WriteString(" " + cmp.Or(p, "self") + " |")
+	}
+	b.WriteString(" all |\n|---|" + strings.Repeat("---|", len(names)+1) + "\n")
+	for _, k := range keys {
+		o, w := r.byName[join(prefix, k, ours)], r.byName[join(prefix, k, raw)]
+		perGiB := func(res Result, p string) float64 {
+			u := "cpu-s"
+			if p != "" {
+				u = p + "-cpu-s"
+			}
+			gib := res.N * res.Metrics["MB/s"] * 1e6 * res.Metrics["ns/op"] / 1e9 / (1 << 30) // all iterations
+			return res.Metrics[u] / max(gib, 1e-9)
+		}
+		b.WriteString("| " + label(k) + " |")
+		var to, tw float64
+		for _, p := range names {
+			to, tw = to+perGiB(o, p), tw+perGiB(w, p)
+			fmt.Fprintf(&b, " %s / %s |", fmtNum(perGiB(o, p)), fmtNum(perGiB(w, p)))
+		}
+		fmt.Fprintf(&b, " %s / %s |\n", fmtNum(to), fmtNum(tw))
+	}
+	return b.String()
 }
 
 func (r *report) upload() string {
@@ -374,7 +428,7 @@ func (r *report) coldStart() string {
 	var b strings.Builder
 	b.WriteString("## Cold start\n\nFrom exec of the binary (`make build`) to the first 200 of `/readyz`, median of the runs, " +
 		"for each `FUNCTIONS` value, with embedded NATS and archives in a local folder. Baseline: exec of the same binary " +
-		"to its exit for `help` (process and Go runtime start).\n\n")
+		"to its exit for `list -h` (process and Go runtime start).\n\n")
 	fmt.Fprintf(&b, "Binary: %s MiB. Baseline: %s ms.\n\n| FUNCTIONS | exec to ready ms | against the baseline |\n|---|---|---|\n",
 		fmtNum(base.Metrics["binary-MiB"]), fmtNum(base.Metrics["median-ms"]))
 	for _, res := range r.results {
@@ -418,8 +472,23 @@ func (r *report) others() string {
 	return b.String() + "\n"
 }
 
-// label turns "content=text/size=256MiB" into "text, 256MiB".
+// join joins the non-empty elements of a benchmark name.
+func join(elems ...string) string {
+	var s []string
+	for _, e := range elems {
+		if e != "" {
+			s = append(s, e)
+		}
+	}
+	return strings.Join(s, "/")
+}
+
+// label turns "content=text/size=256MiB" into "text, 256MiB", and "" (a
+// benchmark of one case) into "as measured".
 func label(k string) string {
+	if k == "" {
+		return "as measured"
+	}
 	parts := strings.Split(k, "/")
 	for i, p := range parts {
 		if _, v, ok := strings.Cut(p, "="); ok {

@@ -25,8 +25,8 @@ type LineChart struct {
 }
 
 const (
-	chartW, chartH                     = 720, 360
-	padLeft, padRight, padTop, padBott = 70, 190, 36, 50
+	chartW, chartH                     = 780, 360
+	padLeft, padRight, padTop, padBott = 70, 230, 36, 50
 )
 
 // SVG draws the chart as a standalone SVG document.
