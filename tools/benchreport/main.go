@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	runBench := fs.Bool("run", false, "run the benchmarks before writing the report")
 	quick := fs.Bool("quick", os.Getenv("BENCH_QUICK") != "", "the quick run: smaller sizes, fewer repetitions (default from BENCH_QUICK)")
 	out := fs.String("out", "bin/bench", "folder of the benchmarks' output")
-	only := fs.String("only", "", "run only the benchmark runs whose name matches this regular expression")
+	only := fs.String("only", "", "run only the benchmark runs whose name matches this regular expression, keeping the output of the others")
 	reportPath := fs.String("report", "docs/benchmarks.md", "the report to write; its charts go into a folder of the same name without .md")
 	notes := fs.String("notes", "docs/benchmarks-notes.md", "Markdown appended to the report as its Notes, if the file exists")
 	if err := fs.Parse(args); err != nil {
@@ -171,10 +171,14 @@ func plan(quick bool) []benchRun {
 
 // runAll builds each package's test binary once and runs the benchmarks,
 // each in a process of its own, with their output in out/<name>.txt. It
-// starts from an empty out and removes the generated trees at the end.
+// starts from an empty out, unless only some runs are asked for (-only):
+// then their output replaces theirs of the earlier run and the rest is
+// kept. It removes the generated trees at the end.
 func runAll(ctx context.Context, runs []benchRun, filter *regexp.Regexp, out string, stdout io.Writer) error {
-	if err := os.RemoveAll(out); err != nil {
-		return err
+	if filter.String() == "" {
+		if err := os.RemoveAll(out); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(out, "bin"), 0o755); err != nil {
 		return err
