@@ -160,6 +160,8 @@ func plan(quick bool) []benchRun {
 	)
 	if !quick {
 		runs = append(runs,
+			benchRun{name: "api-downloads", pkg: "./functions/api", bench: "^BenchmarkAPIDownloads$", benchtime: "1s", benchmem: true},
+			benchRun{name: "view-memory", pkg: "./internal/view", bench: "^BenchmarkViewMemory$", benchtime: "1x"},
 			benchRun{name: "jsstore", pkg: "./internal/jsstore", bench: ".", benchtime: "1s", benchmem: true},
 			benchRun{name: "notifier", pkg: "./functions/notifier", bench: ".", benchtime: "1s", benchmem: true},
 			benchRun{name: "presign", pkg: "./internal/s3store", bench: "^BenchmarkPresignGet$", benchtime: "1s", benchmem: true},
@@ -187,6 +189,10 @@ func runAll(ctx context.Context, runs []benchRun, filter *regexp.Regexp, out str
 	built := map[string]string{}
 	for _, r := range runs {
 		if !filter.MatchString(r.name) {
+			continue
+		}
+		if _, err := os.Stat(r.pkg); err != nil {
+			fmt.Fprintf(stdout, "== %s: skipped, no package %s\n", r.name, r.pkg)
 			continue
 		}
 		bin, ok := built[r.pkg]

@@ -221,6 +221,18 @@ func (r *report) api() string {
 			r.ratio(fmt.Sprintf("API %s / %s, %s records", op, base, fmtInt(n)), ratio, want)
 		}
 	}
+	var perRecord []string
+	for _, n := range counts {
+		for _, op := range ops {
+			if res, ok := r.byName[fmt.Sprintf("BenchmarkAPI/%s/records=%d", strings.ReplaceAll(op, " ", "_"), n)]; ok && res.Metrics["view-B/record"] > 0 {
+				perRecord = append(perRecord, fmt.Sprintf("%s B at %s records", fmtNum(res.Metrics["view-B/record"]), fmtInt(n)))
+				break
+			}
+		}
+	}
+	if len(perRecord) > 0 {
+		b.WriteString("\nMemory the API's in-memory view holds per record: " + strings.Join(perRecord, ", ") + ".\n")
+	}
 	r.charts["api-throughput.svg"] = LineChart{Title: "API throughput against records", XLabel: "records stored", YLabel: "requests/s", LogX: true, Lines: lines}.SVG()
 	b.WriteString("\n" + r.img("api-throughput.svg", "API throughput against records") + "\n\n")
 	return b.String()
