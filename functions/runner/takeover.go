@@ -38,15 +38,17 @@ const takeoverSeqGap = 1 << 20
 // with no lease, when the gatherer's work outlives its runner (see
 // mustgather.Reattacher): it takes the lease, re-attaches to the work and
 // runs the gathering to its end in the background, under ctx. It fails the
-// gathering itself when nothing of the work is left. It reports false, for
-// the caller to fail the gathering as before, when the gatherer cannot
-// re-attach or the gathering is past its hard end; an error leaves the
-// gathering for the next pass.
+// gathering itself when nothing of the work is left. The gathering keeps
+// its deadline: its timeout counts from when its work started. takeOver
+// reports false, for the caller to fail the gathering as before, when the
+// gatherer cannot re-attach or the gathering is past any hard end it can
+// have; an error leaves the gathering for the next pass.
 func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, error) {
 	ra, ok := r.d.Gatherer.(mustgather.Reattacher)
+	// A gathering starts at the latest PendingTimeout after its creation,
+	// and ends at the latest CopyTimeout after its timeout.
 	timeout := g.TimeoutDuration(r.cfg.DefaultTimeout)
-	left := g.CreatedAt.Add(timeout).Sub(r.d.Now())
-	if !ok || left+r.cfg.CopyTimeout <= 0 {
+	if !ok || r.d.Now().After(g.CreatedAt.Add(r.cfg.PendingTimeout+timeout+r.cfg.CopyTimeout)) {
 		return false, nil
 	}
 	holder := newHolder()
@@ -72,7 +74,7 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 		}
 		return true, err
 	}
-	gatherer, line, err := ra.Reattach(ctx, cur, holder)
+	found, err := ra.Reattach(ctx, cur, holder)
 	if errors.Is(err, mustgather.ErrGone) {
 		err = r.fail(ctx, cur, fmt.Sprintf("the runner stopped before the gathering finished: %v", err))
 		release()
@@ -89,8 +91,14 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 	if so != "" && !strings.HasSuffix(so, "\n") {
 		so += "\n"
 	}
-	_, _ = out.WriteString(so + line + "\n")
-	log.Info("gathering taken over", "reattached", line)
+	_, _ = out.WriteString(so + found.Line + "\n")
+	log.Info("gathering taken over", "reattached", found.Line)
+	// The gathering keeps its deadline.
+	started := found.Started
+	if started.IsZero() {
+		started = cur.CreatedAt.Time
+	}
+	left := max(started.Add(timeout).Sub(r.d.Now()), 0)
 	r.m.reaperActions.WithLabelValues("reattached").Inc()
 	r.takeovers.Go(func() {
 		// What the stopped run was uploading is incomplete: the run
@@ -98,7 +106,7 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 		if err := r.d.Archives.Delete(ctx, mustgather.ArchiveKey(cur.ID, mustgather.ArchiveName(cur.ID, cur.CustomName))); err != nil {
 			log.Warn("remove the upload of the stopped run", "err", err)
 		}
-		r.runAs(ctx, cur, holder, log, attempt{gatherer: gatherer, out: out, seq: cur.Seq + takeoverSeqGap, timeout: max(left, 0)})
+		r.runAs(ctx, cur, holder, log, attempt{gatherer: found.Gatherer, out: out, seq: cur.Seq + takeoverSeqGap, timeout: left})
 	})
 	return true, nil
 }

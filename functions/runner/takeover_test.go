@@ -17,9 +17,10 @@ import (
 )
 
 // reattachGatherer stands for a gatherer whose work outlives its runner:
-// Reattach finds that work when gone is false.
+// Reattach finds that work, started at started, when gone is false.
 type reattachGatherer struct {
 	gone       bool
+	started    time.Time
 	reattached atomic.Int32
 	gathered   atomic.Int32
 }
@@ -29,38 +30,58 @@ func (g *reattachGatherer) Gather(_ context.Context, job mustgather.Job) error {
 	return fmt.Errorf("gathering %d started anew", job.Gathering.ID)
 }
 
-func (g *reattachGatherer) Reattach(_ context.Context, mg mustgather.Gathering, runner string) (mustgather.Gatherer, string, error) {
+func (g *reattachGatherer) Reattach(_ context.Context, mg mustgather.Gathering, runner string) (mustgather.Reattached, error) {
 	g.reattached.Add(1)
 	if g.gone {
-		return nil, "", fmt.Errorf("its pod is gone: %w", mustgather.ErrGone)
+		return mustgather.Reattached{}, fmt.Errorf("its pod is gone: %w", mustgather.ErrGone)
 	}
-	return resumed{}, "runner " + runner + " re-attached to pod ns/pod after runner dead stopped", nil
+	return mustgather.Reattached{Gatherer: resumed{}, Line: "runner " + runner + " re-attached to pod ns/pod after runner dead stopped",
+		Started: g.started}, nil
 }
 
-// resumed is the rest of a gathering, once re-attached to.
+// resumed is the rest of a gathering, once re-attached to: it gathers
+// until the job is stopped or for a moment.
 type resumed struct{}
 
 func (resumed) Gather(ctx context.Context, job mustgather.Job) error {
 	_, _ = io.WriteString(job.Log, "after the take-over\n")
-	return job.Archive.AddBytes("pod/out.txt", []byte("gathered\n"), time.Now())
+	err := job.Archive.AddBytes("pod/out.txt", []byte("gathered\n"), time.Now())
+	select {
+	case <-job.Stop.Done():
+		return fmt.Errorf("gathering stopped: %w", context.Cause(job.Stop))
+	case <-time.After(200 * time.Millisecond):
+	}
+	return err
 }
 
 func TestTwoReapersTakeOverAGatheringWhoseRunnerDiedOnce(t *testing.T) {
+	const timeout = time.Minute
 	for _, tt := range []struct {
-		name   string
-		gone   bool
-		status mustgather.Status
-		output []string
+		name string
+		gone bool
+		// created and started are how long before the take-over the
+		// gathering was created and its work started (0: unknown).
+		created, started time.Duration
+		status           mustgather.Status
+		output           []string
 	}{
-		{"its work is there: it is carried on to completion", false, mustgather.StatusCompleted,
+		{"its work is there: it is carried on to completion", false, 0, 0, mustgather.StatusCompleted,
 			[]string{"before the runner died", "re-attached to pod ns/pod after runner dead stopped", "after the take-over"}},
-		{"its work is gone: it fails", true, mustgather.StatusError,
+		{"its work started within its timeout, after a longer wait: it is carried on to completion", false, 2 * timeout, timeout / 2, mustgather.StatusCompleted,
+			[]string{"after the take-over"}},
+		{"its work started longer ago than its timeout: it is stopped at once, timed out", false, 3 * timeout, 2 * timeout, mustgather.StatusError,
+			[]string{"after the take-over", "timed out after 1m"}},
+		{"its work is gone: it fails", true, 0, 0, mustgather.StatusError,
 			[]string{"before the runner died", "error: the runner stopped before the gathering finished: its pod is gone"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour; c.PendingTimeout = 2 * time.Hour })
+			now := time.Now()
 			gatherer := &reattachGatherer{gone: tt.gone}
+			if tt.started > 0 {
+				gatherer.started = now.Add(-tt.started)
+			}
 			reaper := func() *runner.Runner {
 				return runner.New(e.cfg, runner.Deps{
 					Store: e.store, Leases: e.store, Archives: e.archives, Events: e.bus,
@@ -69,7 +90,14 @@ func TestTwoReapersTakeOverAGatheringWhoseRunnerDiedOnce(t *testing.T) {
 			}
 			// A claimed gathering whose runner reported some output and died:
 			// no lease.
-			g, _ := e.create(t, mustgather.Request{Command: "gather"})
+			r, err := mustgather.Request{Command: "gather", Timeout: timeout.String()}.Validate(mustgather.Policy{MaxTimeout: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := e.store.Create(ctx, mustgather.NewGathering(r, now.Add(-tt.created)))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if _, err := e.store.Claim(ctx, g.ID, time.Now()); err != nil {
 				t.Fatal(err)
 			}

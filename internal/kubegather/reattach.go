@@ -34,11 +34,12 @@ var _ mustgather.Reattacher = (*Gatherer)(nil)
 // deletes the namespace and the binding; it creates no pod. With the
 // namespace or every pod gone (deleted, failed, or never created) the
 // error wraps mustgather.ErrGone, and what is left is deleted.
-func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner string) (mustgather.Gatherer, string, error) {
+func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner string) (mustgather.Reattached, error) {
+	var none mustgather.Reattached
 	sel := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy, LabelOwner: g.cfg.Owner, LabelGathering: mg.ID.String()}).String()
 	nss, err := g.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return nil, "", fmt.Errorf("find the namespace of gathering %d: %w", mg.ID, err)
+		return none, fmt.Errorf("find the namespace of gathering %d: %w", mg.ID, err)
 	}
 	var ns *corev1.Namespace
 	for i := range nss.Items {
@@ -48,12 +49,12 @@ func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner
 		}
 	}
 	if ns == nil {
-		return nil, "", fmt.Errorf("its namespace is gone: %w", mustgather.ErrGone)
+		return none, fmt.Errorf("its namespace is gone: %w", mustgather.ErrGone)
 	}
 	a := &reattached{g: g, ns: ns.Name}
 	crbs, err := g.kube.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return nil, "", fmt.Errorf("find the clusterrolebinding of gathering %d: %w", mg.ID, err)
+		return none, fmt.Errorf("find the clusterrolebinding of gathering %d: %w", mg.ID, err)
 	}
 	for _, b := range crbs.Items {
 		if b.DeletionTimestamp == nil {
@@ -62,7 +63,7 @@ func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner
 	}
 	pods, err := g.kube.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{LabelSelector: LabelGathering + "=" + mg.ID.String()})
 	if err != nil {
-		return nil, "", fmt.Errorf("find the pods of gathering %d: %w", mg.ID, err)
+		return none, fmt.Errorf("find the pods of gathering %d: %w", mg.ID, err)
 	}
 	var names []string
 	for _, p := range pods.Items {
@@ -74,20 +75,25 @@ func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner
 	r := a.newRun(mustgather.Job{Gathering: mg, Log: discardLines{}})
 	if len(a.pods) == 0 {
 		r.cleanup(ctx)
-		return nil, "", fmt.Errorf("its pod in namespace %s is gone: %w", ns.Name, mustgather.ErrGone)
+		return none, fmt.Errorf("its pod in namespace %s is gone: %w", ns.Name, mustgather.ErrGone)
 	}
 	prev := ns.Annotations[AnnotationRunner]
 	if prev == "" {
 		prev = "(unknown)"
 	}
 	if err := a.renew(ctx, r, runner); err != nil {
-		return nil, "", err
+		return none, err
 	}
 	what := "pod " + names[0]
 	if len(names) > 1 {
 		what = "pods " + strings.Join(names, ", ")
 	}
-	return a, fmt.Sprintf("runner %s re-attached to %s after runner %s stopped", runner, what, prev), nil
+	return mustgather.Reattached{
+		Gatherer: a,
+		Line:     fmt.Sprintf("runner %s re-attached to %s after runner %s stopped", runner, what, prev),
+		// The namespace is created just before the pods.
+		Started: ns.CreationTimestamp.Time,
+	}, nil
 }
 
 // renew marks the namespace and the binding as runner's and moves their
@@ -244,10 +250,10 @@ var _ mustgather.Reattacher = (*Router)(nil)
 // Reattach implements mustgather.Reattacher with the Gatherer of the
 // gathering's server. A server no longer configured leaves nothing to
 // re-attach to.
-func (r *Router) Reattach(ctx context.Context, g mustgather.Gathering, runner string) (mustgather.Gatherer, string, error) {
+func (r *Router) Reattach(ctx context.Context, g mustgather.Gathering, runner string) (mustgather.Reattached, error) {
 	ra, ok := r.gatherers[g.Server].(mustgather.Reattacher)
 	if !ok {
-		return nil, "", fmt.Errorf("server %q is not configured here: %w", g.Server, mustgather.ErrGone)
+		return mustgather.Reattached{}, fmt.Errorf("server %q is not configured here: %w", g.Server, mustgather.ErrGone)
 	}
 	return ra.Reattach(ctx, g, runner)
 }

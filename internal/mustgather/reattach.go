@@ -3,6 +3,7 @@ package mustgather
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Reattacher is implemented by a Gatherer whose work goes on without the
@@ -11,13 +12,24 @@ import (
 // that work instead of failing the gathering.
 type Reattacher interface {
 	// Reattach finds the work of g that a stopped run left going and makes
-	// it runner's. It returns a Gatherer whose Gather carries the job on
-	// from there (following the rest of the output, waiting for the end,
-	// archiving what was gathered, cleaning up) and never starts the work
-	// again, and a line for the gathering's output that says what it
-	// re-attached to. It returns an error wrapping ErrGone when nothing of
+	// it runner's. It returns an error wrapping ErrGone when nothing of
 	// the work is left to re-attach to.
-	Reattach(ctx context.Context, g Gathering, runner string) (Gatherer, string, error)
+	Reattach(ctx context.Context, g Gathering, runner string) (Reattached, error)
+}
+
+// Reattached is the work of a gathering a runner re-attached to.
+type Reattached struct {
+	// Gatherer's Gather carries the job on from where the stopped run
+	// left it (following the rest of the output, waiting for the end,
+	// archiving what was gathered, cleaning up); it never starts the work
+	// again.
+	Gatherer Gatherer
+	// Line for the gathering's output says what was re-attached to.
+	Line string
+	// Started is when the work started: the gathering's timeout counts
+	// from then. Zero means unknown: it counts from the gathering's
+	// creation.
+	Started time.Time
 }
 
 // ErrGone says that the work of a gathering whose runner stopped is no
