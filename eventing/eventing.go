@@ -72,6 +72,8 @@ type statusData struct {
 	ArchiveName string            `json:"archive-name,omitempty"`
 	ArchiveSize int64             `json:"archive-size,omitempty"`
 	Reason      string            `json:"reason,omitempty"`
+	// Redaction is in the final status of a redacted gathering.
+	Redaction *mustgather.Redaction `json:"redaction,omitempty"`
 }
 
 // NewRequested returns the gathering.requested event of g, as the API
@@ -145,7 +147,7 @@ func NewStatus(u mustgather.Update, source string) (cloudevents.Event, error) {
 	e.SetTime(u.Time)
 	data := statusData{
 		ID: u.ID, Seq: u.Seq, Status: u.Status, Time: u.Time, ExecOutput: u.ExecOutput,
-		ArchiveName: u.ArchiveName, ArchiveSize: u.ArchiveSize, Reason: u.Reason,
+		ArchiveName: u.ArchiveName, ArchiveSize: u.ArchiveSize, Reason: u.Reason, Redaction: u.Redaction,
 	}
 	if err := e.SetData(cloudevents.ApplicationJSON, data); err != nil {
 		return e, fmt.Errorf("encode status event %d/%d: %w", u.ID, u.Seq, err)
@@ -184,7 +186,7 @@ func ParseStatus(e cloudevents.Event) (mustgather.Update, error) {
 	}
 	u := mustgather.Update{
 		ID: d.ID, Seq: d.Seq, Status: d.Status, Time: d.Time, ExecOutput: d.ExecOutput,
-		ArchiveName: d.ArchiveName, ArchiveSize: d.ArchiveSize, Reason: d.Reason,
+		ArchiveName: d.ArchiveName, ArchiveSize: d.ArchiveSize, Reason: d.Reason, Redaction: d.Redaction,
 	}
 	if u.ID == 0 || e.Subject() != u.ID.String() || u.Seq == 0 || !u.Status.Valid() {
 		return u, fmt.Errorf("event %s: subject %q, id %d, seq %d, status %q: %w", e.ID(), e.Subject(), u.ID, u.Seq, u.Status, ErrMalformed)

@@ -120,6 +120,9 @@ func TestStatusEventsMatchTheirGoldenFilesAndReadBack(t *testing.T) {
 			ExecOutput: "[must-gather-abcde] OUT done\n", ArchiveName: "must-gather-15-plan-mig-plan-cold.tar.gz", ArchiveSize: 95334}, eventing.TypeCompleted},
 		{"failed", eventing.SourceRunner, mustgather.Update{ID: 15, Seq: 4, Status: mustgather.StatusError, Time: at.Add(time.Minute),
 			ExecOutput: "partial\nerror: timed out after 30m\n", ArchiveName: "must-gather-15.tar.gz", ArchiveSize: 1024, Reason: "timed out after 30m"}, eventing.TypeFailed},
+		{"completed-redacted", eventing.SourceRunner, mustgather.Update{ID: 16, Seq: 3, Status: mustgather.StatusCompleted, Time: at.Add(time.Minute),
+			ExecOutput: "token=***REDACTED***\n", ArchiveName: "must-gather-16.tar.gz", ArchiveSize: 2048,
+			Redaction: &mustgather.Redaction{Files: 3, Matches: 7, Withheld: 1}}, eventing.TypeCompleted},
 		{"reaped", eventing.SourceReaper, mustgather.Update{ID: 15, Seq: 2, Status: mustgather.StatusError, Time: at.Add(time.Hour),
 			ExecOutput: "error: the runner stopped before the gathering finished\n", Reason: "the runner stopped before the gathering finished"}, eventing.TypeFailed},
 	}

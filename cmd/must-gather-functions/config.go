@@ -25,6 +25,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/presign"
 	"github.com/kubev2v/must-gather-functions/internal/process"
+	"github.com/kubev2v/must-gather-functions/internal/redact"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
 )
 
@@ -72,6 +73,9 @@ type config struct {
 	API api.Deps
 
 	auth string // AUTH as given
+	// redactRules is REDACT_RULES as given: rules added to the built-in
+	// redaction rules (c.Runner.Redact.Rules).
+	redactRules string
 	// Auth says whether the API reviews bearer tokens: AUTH, or its
 	// default rule.
 	Auth bool
@@ -224,6 +228,9 @@ func (c *config) settings() []setting {
 		{Var: "RUNNER_MAX_ARCHIVE_BYTES", Field: &c.Runner.MaxArchiveBytes, Help: "largest archive, compressed, in bytes; a gathering whose archive grows past it stops and ends in `error`, and its partial upload is aborted (nothing kept). `0`: no cap"},
 		{Var: "RETENTION", Field: &c.Runner.Retention, Help: "how long an ended gathering and its archive are kept after its last update; `0`: for ever. With S3, the bucket also gets a lifecycle rule expiring `gatherings/` after this many days rounded up, plus one"},
 		{Var: "RETENTION_INTERVAL", Field: &c.Runner.RetentionInterval, Help: "how often each runner deletes the gatherings older than `RETENTION`"},
+		{Var: "REDACT_DEFAULT", Field: &c.API.Policy.Redact, Help: "whether a gathering whose request does not say (`redact`) has secrets redacted from its archive (see [Redaction](#redaction))"},
+		{Var: "REDACT_RULES", Field: &c.redactRules, Default: "empty: the built-in rules only", Help: "redaction rules added to the built-in ones: a JSON array of `{\"name\", \"regex\", \"files\"}` objects, or the name of a file holding one; `regex` is Go syntax matched against each line (its group `mask`, if it has one, is what is redacted), `files` a `path.Match` glob of the archive paths it applies to (without `/`, of base names too)"},
+		{Var: "REDACT_BUFFER_BYTES", Field: &c.Runner.Redact.BufferBytes, Help: "a file of at most this many bytes is redacted whole in memory (values replaced by `***REDACTED***`); a larger one is masked in place, line by line, keeping its size, with at most this much held"},
 		{Var: "RUNNER_REAP_INTERVAL", Field: &c.Runner.ReapInterval, Help: "how often the reaper looks at unfinished gatherings; at least `100ms`. A gathering whose runner died is taken over (Kubernetes: re-attached to its pods) or fails at most `LEASE_TTL` plus this long after"},
 		{Var: "PROCESS_TEMP_DIR", Field: &c.Process.TempDir, Default: "system temp dir", Help: "where the process gatherer makes each gathering's output folder"},
 		{Var: "GATHERER", Field: &c.Gatherer, Help: "`kube`, `process`, or `auto`: kube when in a pod or `KUBECONFIG`/`KUBE_CONTEXTS` is set"},
@@ -418,6 +425,14 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Store.LeaseTTL < minLeaseTTL {
 		errs = append(errs, fmt.Errorf("LEASE_TTL: must be at least %s", minLeaseTTL))
+	}
+	if rules, err := redact.ParseRules(c.redactRules); err != nil {
+		errs = append(errs, fmt.Errorf("REDACT_RULES: %w", err))
+	} else {
+		c.Runner.Redact.Rules = rules
+	}
+	if c.Runner.Redact.BufferBytes < 4096 {
+		errs = append(errs, fmt.Errorf("REDACT_BUFFER_BYTES: must be at least 4096"))
 	}
 	if err := sinks.CheckSinks(c.Sinks.Sinks); err != nil {
 		errs = append(errs, fmt.Errorf("NOTIFIER_SINKS: %w", err))

@@ -64,6 +64,8 @@ func TestCreateStartsAGatheringFromEachBodyKind(t *testing.T) {
 			`{"node-selector": "node-role.kubernetes.io/worker", "host-network": true}`},
 		{"a form with host network as a checkbox sends it", "form-host-network", "application/x-www-form-urlencoded",
 			"node-selector=zone%3Da&host-network=on"},
+		{"a JSON body asking for redaction", "json-redact", "application/json", `{"command": "true", "redact": true}`},
+		{"a form with redaction as a checkbox", "form-redact", "application/x-www-form-urlencoded", "command=true&redact=on"},
 		{"values are trimmed of surrounding white space", "json-trimmed", "application/json",
 			`{"custom-name": "  plan1 ", "timeout": " 10m\t"}`},
 	}
@@ -452,7 +454,7 @@ func TestBadRequestsGetTheirStatusAndAJSONError(t *testing.T) {
 	e := newEnv(t)
 	e.create(`{"custom-name": "plan1"}`) // 1, new
 
-	const known = "unknown field; known fields: custom-name, image, image-stream, node-name, command, source-dir, timeout, server, since, since-time, plan, vm, namespace, node-selector, host-network"
+	const known = "unknown field; known fields: custom-name, image, image-stream, node-name, command, source-dir, timeout, server, since, since-time, plan, vm, namespace, node-selector, host-network, redact"
 	const mediaTypes = "application/json, application/x-www-form-urlencoded or multipart/form-data"
 	tooBig := []byte(`{"command": "` + strings.Repeat("x", MaxBodyBytes) + `"}`)
 	tests := []struct {

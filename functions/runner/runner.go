@@ -29,6 +29,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/internal/archive"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/redact"
 )
 
 // ErrLeasedElsewhere is returned by Handle for a gathering that is still new
@@ -75,6 +76,8 @@ type Config struct {
 	// RetentionInterval is how often the runner deletes the gatherings
 	// that have outlived Retention.
 	RetentionInterval time.Duration
+	// Redact configures the redaction of the gatherings that ask for it.
+	Redact redact.Config
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -93,6 +96,7 @@ func DefaultConfig() Config {
 		MaxArchiveBytes:   10 << 30,
 		Retention:         7 * 24 * time.Hour,
 		RetentionInterval: time.Hour,
+		Redact:            redact.DefaultConfig(),
 	}
 }
 
@@ -113,9 +117,10 @@ type Deps struct {
 
 // Runner is the runner function.
 type Runner struct {
-	cfg Config
-	d   Deps
-	m   metrics
+	cfg      Config
+	d        Deps
+	m        metrics
+	redactor *redact.Redactor
 	// takeovers are the runs of gatherings the reaper took over.
 	takeovers sync.WaitGroup
 }
@@ -131,7 +136,13 @@ func New(cfg Config, d Deps) *Runner {
 	if d.ReaperEvents == nil {
 		d.ReaperEvents = d.Events
 	}
-	return &Runner{cfg: cfg, d: d, m: newMetrics(d.Registry)}
+	rd, err := redact.New(cfg.Redact)
+	if err != nil {
+		// The command checks the rules before it starts a runner.
+		d.Logger.Error("redaction rules left out; only the built-in rules apply", "err", err)
+		rd, _ = redact.New(redact.Config{BufferBytes: cfg.Redact.BufferBytes})
+	}
+	return &Runner{cfg: cfg, d: d, m: newMetrics(d.Registry), redactor: rd}
 }
 
 // Handle takes one gathering.requested event and runs its gathering. It
@@ -322,7 +333,7 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 
 	name := mustgather.ArchiveName(g.ID, g.CustomName)
 	job := mustgather.Job{Gathering: g, Stop: stop, Log: out, Runner: holder}
-	size, gerr, uerr := r.gatherAndUpload(work, cancelStop, a.gatherer, job, name, out, started)
+	size, redacted, gerr, uerr := r.gatherAndUpload(work, cancelStop, a.gatherer, job, name, out, started)
 	progressDone()
 	if r.dropOnTakeover(work, log) {
 		return
@@ -331,7 +342,7 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 	tail, _ = out.Tail()
 	end := mustgather.Update{ExecOutput: tail}
 	if uerr == nil {
-		end.ArchiveName, end.ArchiveSize = name, size
+		end.ArchiveName, end.ArchiveSize, end.Redaction = name, size, redacted
 	}
 	if gerr == nil && uerr == nil {
 		end.Status = mustgather.StatusCompleted
@@ -426,7 +437,7 @@ func announce(ctx context.Context, store mustgather.Store, events mustgather.Eve
 // as it is written: no temporary file, no whole archive in memory. An
 // archive that grows past MaxArchiveBytes fails the upload, which the
 // store aborts, and stops the gatherer through halt.
-func (r *Runner) gatherAndUpload(work context.Context, halt context.CancelCauseFunc, gatherer mustgather.Gatherer, job mustgather.Job, name string, out *outputLog, started time.Time) (size int64, gerr, uerr error) {
+func (r *Runner) gatherAndUpload(work context.Context, halt context.CancelCauseFunc, gatherer mustgather.Gatherer, job mustgather.Job, name string, out *outputLog, started time.Time) (size int64, redacted *mustgather.Redaction, gerr, uerr error) {
 	g := job.Gathering
 	pr, pw := io.Pipe()
 	uploaded := make(chan error, 1)
@@ -448,13 +459,17 @@ func (r *Runner) gatherAndUpload(work context.Context, halt context.CancelCauseF
 
 	aw := archive.NewWriter(pw)
 	job.Archive = aw
+	red, log := r.startRedaction(g, aw, out)
+	job.Log = log
 	gerr = gatherer.Gather(work, job)
 	if gerr != nil {
-		fmt.Fprintf(out, "error: %s\n", reason(gerr, nil))
+		fmt.Fprintf(log, "error: %s\n", reason(gerr, nil))
 	}
+	red.stop()
 	werr := errors.Join(
 		aw.AddBytes("timestamp", []byte(fmt.Sprintf("%s\n%s\n", started.Format(time.RFC3339Nano), r.d.Now().Format(time.RFC3339Nano))), r.d.Now()),
 		aw.AddBytes("must-gather.logs", out.Full(), r.d.Now()),
+		red.addReport(r.d.Now()),
 		aw.Close(),
 	)
 	if werr != nil {
@@ -469,7 +484,7 @@ func (r *Runner) gatherAndUpload(work context.Context, halt context.CancelCauseF
 	if uerr != nil {
 		uerr = fmt.Errorf("store archive: %w", uerr)
 	}
-	return size, gerr, uerr
+	return size, red.summary(), gerr, uerr
 }
 
 // cappedReader reads from r until more than left bytes have come, then

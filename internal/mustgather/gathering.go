@@ -85,6 +85,10 @@ type Gathering struct {
 	// request's (see Request).
 	NodeSelector string `json:"node-selector,omitempty"`
 	HostNetwork  bool   `json:"host-network,omitempty"`
+	// Redact says that secrets are redacted from the archive; Redaction,
+	// once the gathering has ended, says how much was.
+	Redact    bool       `json:"redact,omitempty"`
+	Redaction *Redaction `json:"redaction,omitempty"`
 	// RequestedBy is the user whose token started the gathering; empty
 	// with authorization off.
 	RequestedBy string `json:"requested-by,omitempty"`
@@ -128,7 +132,19 @@ func NewGathering(r Request, now time.Time) Gathering {
 
 		NodeSelector: r.NodeSelector,
 		HostNetwork:  r.HostNetwork,
+		Redact:       r.Redact != nil && *r.Redact,
 	}
+}
+
+// Redaction says how much the redaction of a gathering's archive changed.
+type Redaction struct {
+	// Files is how many files had values redacted, must-gather.logs
+	// included.
+	Files int `json:"files"`
+	// Matches is how many values were redacted in all.
+	Matches int `json:"matches"`
+	// Withheld is how many files were left out because they are not text.
+	Withheld int `json:"withheld"`
 }
 
 // TimeoutDuration returns the gathering's timeout. A stored gathering always
@@ -155,6 +171,9 @@ type Update struct {
 	// Reason says why a gathering failed; it is also the last line of
 	// ExecOutput.
 	Reason string
+	// Redaction, in a final update of a redacted gathering whose archive
+	// was stored, says how much was redacted.
+	Redaction *Redaction
 }
 
 // Apply returns g with u applied. It returns ErrStale, and g unchanged, when
@@ -181,6 +200,9 @@ func (g Gathering) Apply(u Update) (Gathering, error) {
 		g.ArchiveName = u.ArchiveName
 		g.ArchiveSize = u.ArchiveSize
 	}
+	if u.Redaction != nil {
+		g.Redaction = u.Redaction
+	}
 	return g, nil
 }
 
@@ -190,7 +212,7 @@ func (g Gathering) Apply(u Update) (Gathering, error) {
 func (g Gathering) Final() Update {
 	return Update{
 		ID: g.ID, Seq: g.Seq, Status: g.Status, Time: g.UpdatedAt.Time, ExecOutput: g.ExecOutput,
-		ArchiveName: g.ArchiveName, ArchiveSize: g.ArchiveSize, Reason: g.Reason,
+		ArchiveName: g.ArchiveName, ArchiveSize: g.ArchiveSize, Reason: g.Reason, Redaction: g.Redaction,
 	}
 }
 
@@ -203,7 +225,8 @@ func (g Gathering) SameRequest(o Gathering) bool {
 		g.Image == o.Image && g.ImageStream == o.ImageStream && g.NodeName == o.NodeName &&
 		g.Command == o.Command && g.SourceDir == o.SourceDir && g.Timeout == o.Timeout &&
 		g.Server == o.Server && g.Since == o.Since && g.SinceTime == o.SinceTime && g.RequestedBy == o.RequestedBy &&
-		g.Cause == o.Cause && g.NodeSelector == o.NodeSelector && g.HostNetwork == o.HostNetwork
+		g.Cause == o.Cause && g.NodeSelector == o.NodeSelector && g.HostNetwork == o.HostNetwork &&
+		g.Redact == o.Redact
 }
 
 // withPreface returns out beginning with preface: runners report only the

@@ -43,15 +43,18 @@ type Request struct {
 	// HostNetwork runs the pods in the host's network, with CAP_NET_RAW
 	// in the gather container, as oc's --host-network.
 	HostNetwork bool `json:"host-network,omitempty"`
+	// Redact asks for secrets to be redacted from the archive as it
+	// streams; nil takes the Policy's default (see Validate).
+	Redact *bool `json:"redact,omitempty"`
 }
 
 // RequestFields lists the request's field names: the seed's, then ours.
 var RequestFields = []string{"custom-name", "image", "image-stream", "node-name", "command", "source-dir", "timeout", "server",
-	"since", "since-time", "plan", "vm", "namespace", "node-selector", "host-network"}
+	"since", "since-time", "plan", "vm", "namespace", "node-selector", "host-network", "redact"}
 
 // BoolRequestFields are the request fields that JSON may also send as
 // true or false; a form sends them as text.
-var BoolRequestFields = []string{"host-network"}
+var BoolRequestFields = []string{"host-network", "redact"}
 
 // TargetedCommand is the targeted gathering of Forklift's must-gather image.
 const TargetedCommand = "/usr/bin/targeted"
@@ -95,6 +98,12 @@ func (r *Request) Set(field, value string) error {
 			return fieldErr(field, "must be true or false")
 		}
 		r.HostNetwork = b
+	case "redact":
+		b, ok := parseBool(strings.TrimSpace(value))
+		if !ok {
+			return fieldErr(field, "must be true or false")
+		}
+		r.Redact = &b
 	default:
 		return fieldErr(field, "unknown field; known fields: %s", strings.Join(RequestFields, ", "))
 	}
@@ -127,6 +136,9 @@ type Policy struct {
 	// image-stream runs; with AllowedImages it must match them too. Empty
 	// means unknown here, and is not checked.
 	DefaultImage string
+	// Redact is whether a gathering whose request does not say is
+	// redacted.
+	Redact bool
 }
 
 // CheckImagePatterns reports the first of patterns that path.Match cannot
@@ -186,8 +198,13 @@ var (
 
 // Validate checks r against p and returns it normalized: fields trimmed of
 // surrounding white space and the default timeout filled in. The error is a
-// *FieldError naming the first invalid field.
+// *FieldError naming the first invalid field. A request that does not say
+// whether to redact is redacted when p.Redact is set (Redact is then true);
+// Redact nil means no.
 func (r Request) Validate(p Policy) (Request, error) {
+	if r.Redact == nil && p.Redact {
+		r.Redact = &p.Redact
+	}
 	for _, f := range []*string{&r.CustomName, &r.Image, &r.ImageStream, &r.NodeName, &r.Command, &r.SourceDir,
 		&r.Timeout, &r.Server, &r.Since, &r.SinceTime, &r.Plan, &r.VM, &r.Namespace, &r.NodeSelector} {
 		*f = strings.TrimSpace(*f)
