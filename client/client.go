@@ -61,7 +61,11 @@ type Gathering struct {
 	// NodeSelector and HostNetwork are as requested.
 	NodeSelector string `json:"node-selector,omitempty"`
 	HostNetwork  bool   `json:"host-network,omitempty"`
-	RequestedBy  string `json:"requested-by,omitempty"`
+	// Redact says that secrets are redacted from the archive; Redaction,
+	// once the archive is stored, says how much was.
+	Redact      bool       `json:"redact,omitempty"`
+	Redaction   *Redaction `json:"redaction,omitempty"`
+	RequestedBy string     `json:"requested-by,omitempty"`
 	// Cause says why a gathering started when no user asked for it, such
 	// as "migration ns/name failed".
 	Cause string `json:"cause,omitempty"`
@@ -91,6 +95,18 @@ type Request struct {
 	// HostNetwork runs the pods in the host's network, as oc's
 	// --host-network.
 	HostNetwork bool `json:"host-network,omitempty"`
+	// Redact asks for secrets to be redacted from the archive; nil leaves
+	// it to the server's default.
+	Redact *bool `json:"redact,omitempty"`
+}
+
+// Redaction says how much the redaction of a gathering's archive changed:
+// files with values redacted, values redacted, and files withheld because
+// they are not text. redactions.json in the archive has the details.
+type Redaction struct {
+	Files    int `json:"files"`
+	Matches  int `json:"matches"`
+	Withheld int `json:"withheld"`
 }
 
 // ListOptions filters List; the zero value lists every gathering.
