@@ -45,14 +45,21 @@ type engine struct {
 	copyHeld bool
 	counts   map[string]int
 
-	lower  []byte
-	spans  []span
-	queue  []heldLine
-	queued int
-	pem    bool
-	pemN   int // lines of the PEM block so far
-	y      yamlState
-	j      jsonState
+	lower []byte
+	// hits are where needles occur in the document (indexed), or in the
+	// current line of a stream; hi is the first not before pos, where the
+	// current line starts.
+	hits    []hit
+	hi      int
+	pos     int
+	indexed bool
+	spans   []span
+	queue   []heldLine
+	queued  int
+	pem     bool
+	pemN    int // lines of the PEM block so far
+	y       yamlState
+	j       jsonState
 }
 
 func (r *Redactor) newEngine(name string, m mode, out *bytes.Buffer, limit int) *engine {
@@ -76,14 +83,27 @@ func (e *engine) detect(head []byte) {
 // cont that it continues a line cut at the buffer's size.
 func (e *engine) feed(line []byte, nl, cont bool) {
 	e.spans = e.spans[:0]
-	e.pemLine(line)
+	if !e.indexed {
+		// A stream: the needles of this line alone.
+		e.hits, e.hi, e.pos = findNeedles(e.hits[:0], line), 0, 0
+	}
+	quiet := e.quietLine(len(line))
+	var lower []byte
+	if !quiet {
+		lower = e.lowerLine(line)
+	}
+	if !quiet || e.pem {
+		e.pemLine(line, lower)
+	}
 	switch {
 	case e.json:
 		e.j.scan(e, line)
 	case !cont:
 		e.y.line(e, line)
 	}
-	e.lineRules(line)
+	if !quiet {
+		e.lineRules(line, lower)
+	}
 	for _, c := range e.custom {
 		for _, m := range c.re.FindAllSubmatchIndex(line, -1) {
 			if s, t := m[2*c.mask], m[2*c.mask+1]; s >= 0 && t > s {
@@ -201,6 +221,17 @@ func (e *engine) mask(n int) {
 	for range n {
 		e.out.WriteByte(maskByte)
 	}
+}
+
+// asciiLower returns b in ASCII lower case, in buf if it has room.
+func asciiLower(buf, b []byte) []byte {
+	buf = append(buf[:0], b...)
+	for i, c := range buf {
+		if 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
+		}
+	}
+	return buf
 }
 
 // lowerLine returns line in ASCII lower case, in a buffer reused per line.

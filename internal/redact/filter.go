@@ -15,10 +15,11 @@ const ReasonNotText = "not text (a binary file, or an archive that could not be 
 // reports to its Report. It implements the archive writer's filter. It is
 // not safe for concurrent use, as the archive writer is not.
 type Filter struct {
-	r   *Redactor
-	rep *Report
-	buf []byte // a file read whole, reused
-	out bytes.Buffer
+	r    *Redactor
+	rep  *Report
+	buf  []byte // a file read whole, reused
+	hits []hit  // and where needles are in it
+	out  bytes.Buffer
 }
 
 // Filter returns a Filter that redacts with r and reports to rep.
@@ -41,7 +42,7 @@ func (f *Filter) File(name string, size int64, src io.Reader) (int64, io.Reader,
 			return 0, nil, false, nil
 		}
 		f.out.Reset()
-		counts := f.r.redactInto(&f.out, name, b)
+		counts := f.r.redactInto(&f.out, &f.hits, name, b)
 		f.rep.Add(name, counts)
 		return int64(f.out.Len()), &f.out, true, nil
 	}

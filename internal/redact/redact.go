@@ -182,13 +182,23 @@ func (r *Redactor) BufferBytes() int { return r.bufferBytes }
 // not check whether b is text.
 func (r *Redactor) Bytes(name string, b []byte) ([]byte, map[string]int) {
 	var out bytes.Buffer
-	counts := r.redactInto(&out, name, b)
+	var hits []hit
+	counts := r.redactInto(&out, &hits, name, b)
 	return out.Bytes(), counts
 }
 
-func (r *Redactor) redactInto(out *bytes.Buffer, name string, b []byte) map[string]int {
+func (r *Redactor) redactInto(out *bytes.Buffer, hits *[]hit, name string, b []byte) map[string]int {
 	out.Grow(len(b))
 	e := r.newEngine(name, documentMode, out, len(b)+1)
+	e.hits, e.indexed = findNeedles((*hits)[:0], b), true
+	*hits = e.hits
+	if len(e.hits) == 0 && len(e.custom) == 0 {
+		// No rule can match: the values of Secrets, private keys and
+		// credentials all come with a needle ("secret", "-----begin ",
+		// "passw"...).
+		out.Write(b)
+		return e.counts
+	}
 	e.detect(b)
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
@@ -198,6 +208,7 @@ func (r *Redactor) redactInto(out *bytes.Buffer, name string, b []byte) map[stri
 		}
 		e.feed(b[:i], true, false)
 		b = b[i+1:]
+		e.pos += i + 1
 	}
 	e.finish()
 	return e.counts

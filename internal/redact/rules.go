@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"regexp"
+	"strings"
 )
 
 // The built-in rules, by the name redactions.json gives them.
@@ -26,24 +27,206 @@ var BuiltinRules = []string{RuleSecretData, RulePrivateKey, RuleBearerToken, Rul
 // aws_secret_access_key, credentials, client-key-data.
 const credentialKeyword = `(?:password|passwd|secret|token|api[_-]?key|credentials?|access[_-]?key|account[_-]?key|private[_-]?key|client[_-]?key[_-]?data)`
 
-var credentialKey = regexp.MustCompile(`(?i)^[\w.-]*` + credentialKeyword + `$`)
+// credentialEnds are how a credential key ends once lower-cased and
+// stripped of '_' and '-': the keywords of credentialKeyword.
+var credentialEnds = []string{"password", "passwd", "secret", "token", "apikey", "credential", "credentials",
+	"accesskey", "accountkey", "privatekey", "clientkeydata"}
+
+// isCredentialKey reports whether key names a credential, as
+// credentialKeyword says, without a regular expression: it is asked of
+// every key of every YAML file.
+func isCredentialKey(key []byte) bool {
+	if len(key) < 5 || len(key) > 128 {
+		return false
+	}
+	var buf [128]byte
+	n := 0
+	for _, c := range key {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			buf[n] = c + 'a' - 'A'
+		case c == '_' || c == '-':
+			continue
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '.':
+			buf[n] = c
+		default:
+			return false
+		}
+		n++
+	}
+	k := string(buf[:n])
+	for _, end := range credentialEnds {
+		if strings.HasSuffix(k, end) {
+			return true
+		}
+	}
+	return false
+}
+
+// credentialNeedles are the lower-case stems of credential keys; a line
+// is matched against the credential rules only when one of them is
+// followed, past closing quotes and blanks, by ':', '=' or ',' (the end of
+// a key, or of an env entry's name).
+var credentialNeedles = func() []int {
+	var ids []int
+	for _, n := range []string{"passw", "secret", "token", "credential", "apikey", "api_key", "api-key",
+		"accesskey", "access_key", "access-key", "accountkey", "account_key", "account-key",
+		"privatekey", "private_key", "private-key", "clientkeydata", "client-key-data", "client_key_data"} {
+		ids = append(ids, needleID(n))
+	}
+	return ids
+}()
+
+// needles are the lower-case strings that let a line be matched against
+// a rule; a rule's needles are ids into it.
+var needles [][]byte
+
+func needleID(s string) int {
+	for i, n := range needles {
+		if string(n) == s {
+			return i
+		}
+	}
+	needles = append(needles, []byte(s))
+	return len(needles) - 1
+}
+
+var (
+	pemNeedle    = needleID("-----begin ")
+	secretNeedle = needleID("secret")
+)
+
+// hit is where a needle occurs in a document.
+type hit struct {
+	pos int
+	id  int
+}
+
+// pairs maps the first two bytes of needles, lower-cased, to the needles
+// that start with them (index+1 into pairNeedles; 0: none), so that one
+// pass over a document finds every needle: a gathering's files are
+// mostly free of them, and a search per needle would read each file dozens
+// of times.
+var (
+	pairs       [1 << 16]uint8
+	pairNeedles [][]int
+	lowerTable  [256]byte
+)
+
+func init() {
+	for c := range 256 {
+		lowerTable[c] = byte(c)
+		if 'A' <= c && c <= 'Z' {
+			lowerTable[c] = byte(c) + 'a' - 'A'
+		}
+	}
+	for id, n := range needles {
+		k := uint16(n[0])<<8 | uint16(n[1])
+		if pairs[k] == 0 {
+			pairNeedles = append(pairNeedles, nil)
+			pairs[k] = uint8(len(pairNeedles))
+		}
+		pairNeedles[pairs[k]-1] = append(pairNeedles[pairs[k]-1], id)
+	}
+}
+
+// findNeedles appends to hits every needle in b, in any case, in order.
+func findNeedles(hits []hit, b []byte) []hit {
+	for i := 0; i+1 < len(b); i++ {
+		p := pairs[uint16(lowerTable[b[i]])<<8|uint16(lowerTable[b[i+1]])]
+		if p == 0 {
+			continue
+		}
+	next:
+		for _, id := range pairNeedles[p-1] {
+			n := needles[id]
+			if i+len(n) > len(b) {
+				continue
+			}
+			for j := 2; j < len(n); j++ {
+				if lowerTable[b[i+j]] != n[j] {
+					continue next
+				}
+			}
+			hits = append(hits, hit{pos: i, id: id})
+		}
+	}
+	return hits
+}
+
+// has reports whether the current line, whose lower-case form is lower,
+// holds needle id.
+func (e *engine) has(id int, lower []byte) bool {
+	for k := e.hi; k < len(e.hits) && e.hits[k].pos < e.pos+len(lower); k++ {
+		if e.hits[k].id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// quietLine reports whether the current line of a document, n bytes
+// long, holds no needle at all, so that no line rule need look at it: most
+// lines of a gathering do not, and then cost a comparison.
+func (e *engine) quietLine(n int) bool {
+	for e.hi < len(e.hits) && e.hits[e.hi].pos < e.pos {
+		e.hi++
+	}
+	return e.hi == len(e.hits) || e.hits[e.hi].pos >= e.pos+n
+}
+
+func (e *engine) credentialHint(lower []byte) bool {
+	for _, id := range credentialNeedles {
+		if !e.has(id, lower) {
+			continue
+		}
+		n := needles[id]
+		for at := 0; ; {
+			i := bytes.Index(lower[at:], n)
+			if i < 0 {
+				break
+			}
+			s, j := at+i, at+i+len(n)
+			for s > 0 && isKeyByte(lower[s-1]) {
+				s--
+			}
+			for j < len(lower) && isKeyByte(lower[j]) {
+				j++
+			}
+			key := lower[s:j]
+			for j < len(lower) && (lower[j] == '"' || lower[j] == '\\' || lower[j] == '\'' || lower[j] == ' ' || lower[j] == '\t') {
+				j++
+			}
+			if j < len(lower) && (lower[j] == ':' || lower[j] == '=' || lower[j] == ',') && isCredentialKey(key) {
+				return true
+			}
+			at = at + i + 1
+		}
+	}
+	return false
+}
+
+func isKeyByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.'
+}
 
 // lineRule is a built-in rule applied to each line on its own. A line is
 // matched only when its lower-case form holds one of the needles, so that
 // most lines cost a few substring searches and no regular expression.
 type lineRule struct {
 	name    string
-	needles [][]byte
-	re      *regexp.Regexp
-	groups  []int                 // the groups named mask
-	check   func(val []byte) bool // optional: is this match a secret
+	needles []int // ids of needles; nil: the credential hint
+
+	re     *regexp.Regexp
+	groups []int                 // the groups named mask
+	check  func(val []byte) bool // optional: is this match a secret
 }
 
 func newLineRule(name string, needles []string, expr string, check func([]byte) bool) lineRule {
 	re := regexp.MustCompile(expr)
 	r := lineRule{name: name, re: re, check: check}
-	for _, n := range needles {
-		r.needles = append(r.needles, []byte(n))
+	for _, n := range needles { // nil needles: the credential hint decides
+		r.needles = append(r.needles, needleID(n))
 	}
 	for i, n := range re.SubexpNames() {
 		if n == "mask" {
@@ -61,13 +244,13 @@ const (
 )
 
 var lineRules = []lineRule{
-	newLineRule(RuleCredentialKey, []string{"pass", "secret", "token", "key", "credential"},
+	newLineRule(RuleCredentialKey, nil,
 		`(?i)`+q+`[\w.-]*`+credentialKeyword+q+`\s*:\s*`+q+`(?P<mask>`+qValue+`)`+q, nonTrivial),
-	newLineRule(RuleCredentialKey, []string{"pass", "secret", "token", "key", "credential"},
+	newLineRule(RuleCredentialKey, nil,
 		`(?i)'[\w.-]*`+credentialKeyword+`'\s*:\s*'(?P<mask>[^']*)'`, nonTrivial),
-	newLineRule(RuleCredentialKey, []string{"pass", "secret", "token", "key", "credential"},
+	newLineRule(RuleCredentialKey, nil,
 		`(?i)(?:^|[^\w.-])[\w.-]*`+credentialKeyword+`\s*=\s*(?:"(?P<mask>[^"]*)"|'(?P<mask>[^']*)'|(?P<mask>[^\s"'&;,]+))`, nonTrivial),
-	newLineRule(RuleCredentialKey, []string{"pass", "secret", "token", "key", "credential"},
+	newLineRule(RuleCredentialKey, nil,
 		`(?i)`+q+`name`+q+`\s*:\s*`+q+`[\w.-]*`+credentialKeyword+q+`\s*,\s*`+q+`value`+q+`\s*:\s*`+q+`(?P<mask>`+qValue+`)`+q, nonTrivial),
 	newLineRule(RuleBearerToken, []string{"bearer", "basic"},
 		`(?i)(?:\bbearer|authorization`+q+`?\s*[:=]\s*`+q+`?basic)\s+(?P<mask>[A-Za-z0-9._~+/-]{16,}=*)`, nil),
@@ -91,12 +274,23 @@ var (
 	inlinePair       = regexp.MustCompile(q + qValue + q + `\s*:\s*` + q + `(` + qValue + `)` + q)
 )
 
-// lineRules applies the rules that look at one line alone.
-func (e *engine) lineRules(line []byte) {
-	lower := e.lowerLine(line)
+// lineRules applies the rules that look at one line alone; lower is its
+// lower-case form.
+func (e *engine) lineRules(line, lower []byte) {
+	hint := -1
 	for i := range lineRules {
 		r := &lineRules[i]
-		if !containsAny(lower, r.needles) {
+		if r.needles == nil {
+			if hint < 0 {
+				hint = 0
+				if e.credentialHint(lower) {
+					hint = 1
+				}
+			}
+			if hint == 0 {
+				continue
+			}
+		} else if !e.hasAny(r.needles, lower) {
 			continue
 		}
 		for _, m := range r.re.FindAllSubmatchIndex(line, -1) {
@@ -109,7 +303,7 @@ func (e *engine) lineRules(line []byte) {
 			}
 		}
 	}
-	if bytes.Contains(line, []byte("Secret")) && inlineSecretKind.Match(line) {
+	if e.has(secretNeedle, lower) && bytes.Contains(line, []byte("Secret")) && inlineSecretKind.Match(line) {
 		for _, d := range inlineSecretData.FindAllSubmatchIndex(line, -1) {
 			body := line[d[2]:d[3]]
 			for _, p := range inlinePair.FindAllSubmatchIndex(body, -1) {
@@ -119,9 +313,9 @@ func (e *engine) lineRules(line []byte) {
 	}
 }
 
-func containsAny(b []byte, needles [][]byte) bool {
-	for _, n := range needles {
-		if bytes.Contains(b, n) {
+func (e *engine) hasAny(ids []int, lower []byte) bool {
+	for _, id := range ids {
+		if e.has(id, lower) {
 			return true
 		}
 	}
@@ -154,7 +348,10 @@ var (
 
 // pemLine redacts the body of PEM private keys: within the line (as in a
 // JSON string with \n escapes) or over the lines up to its END line.
-func (e *engine) pemLine(line []byte) {
+func (e *engine) pemLine(line, lower []byte) {
+	if !e.pem && !e.has(pemNeedle, lower) {
+		return
+	}
 	at := 0
 	if e.pem {
 		body := indentOf(line)

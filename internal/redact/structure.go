@@ -2,7 +2,6 @@ package redact
 
 import (
 	"bytes"
-	"regexp"
 )
 
 // yamlState follows the structure of a YAML file by indentation, enough to
@@ -25,14 +24,30 @@ type yamlObj struct {
 
 func (y *yamlState) reset() { y.dataInd, y.valInd, y.envInd = -1, -1, -1 }
 
-var blockIndicator = regexp.MustCompile(`^[|>][-+0-9]*$`)
+// isBlockIndicator reports whether a YAML value starts a block scalar:
+// | or >, with chomping and indentation indicators.
+func isBlockIndicator(v []byte) bool {
+	if len(v) == 0 || v[0] != '|' && v[0] != '>' {
+		return false
+	}
+	for _, c := range v[1:] {
+		if c != '-' && c != '+' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
 
 func (y *yamlState) line(e *engine, line []byte) {
 	ind := 0
 	for ind < len(line) && line[ind] == ' ' {
 		ind++
 	}
-	if len(bytes.TrimSpace(line)) == 0 {
+	blank := ind
+	for blank < len(line) && (line[blank] == ' ' || line[blank] == '\t' || line[blank] == '\r') {
+		blank++
+	}
+	if blank == len(line) {
 		return
 	}
 	if y.valInd >= 0 {
@@ -64,7 +79,7 @@ func (y *yamlState) line(e *engine, line []byte) {
 		if eff > y.dataInd {
 			switch v := line[vs:ve]; {
 			case key == nil || len(v) == 0:
-			case blockIndicator.Match(v):
+			case isBlockIndicator(v):
 				y.valInd, y.valOwner, y.valRule = eff, y.dataOwner, RuleSecretData
 			default:
 				s, t := unquote(line, vs, ve)
@@ -81,12 +96,12 @@ func (y *yamlState) line(e *engine, line []byte) {
 	if key == nil {
 		return
 	}
-	o := y.at(eff)
+	yo := y.at(eff)
 	v := line[vs:ve]
 	switch string(key) {
 	case "kind":
 		s, t := unquote(line, vs, ve)
-		if o.state == 0 {
+		if o := yo.object(); o.state == 0 {
 			o.state = -1
 			if string(line[s:t]) == "Secret" {
 				o.state = 1
@@ -95,11 +110,11 @@ func (y *yamlState) line(e *engine, line []byte) {
 		}
 	case "data", "stringData":
 		if len(v) == 0 {
-			y.dataInd, y.dataOwner = eff, o
+			y.dataInd, y.dataOwner = eff, yo.object()
 		}
 	case "name":
 		s, t := unquote(line, vs, ve)
-		if credentialKey.Match(line[s:t]) {
+		if isCredentialKey(line[s:t]) {
 			y.envInd = eff
 		}
 	case "value":
@@ -108,9 +123,9 @@ func (y *yamlState) line(e *engine, line []byte) {
 			e.add(s, t, RuleCredentialKey, nil)
 		}
 	}
-	if credentialKey.Match(key) {
+	if isCredentialKey(key) {
 		switch {
-		case blockIndicator.Match(v):
+		case isBlockIndicator(v):
 			y.valInd, y.valOwner, y.valRule = eff, nil, RuleCredentialKey
 		case nonTrivial(v) && !bytes.ContainsAny(v[:1], "{[&*!"):
 			s, t := unquote(line, vs, ve)
@@ -120,13 +135,21 @@ func (y *yamlState) line(e *engine, line []byte) {
 }
 
 // at returns the object whose keys are at indent, opening it if need be.
-func (y *yamlState) at(indent int) *object {
+func (y *yamlState) at(indent int) *yamlObj {
 	if n := len(y.objs); n > 0 && y.objs[n-1].indent == indent {
-		return y.objs[n-1].o
+		return &y.objs[n-1]
 	}
-	o := &object{}
-	y.objs = append(y.objs, yamlObj{indent: indent, o: o})
-	return o
+	y.objs = append(y.objs, yamlObj{indent: indent})
+	return &y.objs[len(y.objs)-1]
+}
+
+// object returns the object of a mapping, made when first needed: most
+// mappings have neither kind nor data.
+func (o *yamlObj) object() *object {
+	if o.o == nil {
+		o.o = &object{}
+	}
+	return o.o
 }
 
 // closeTo ends the objects deeper than indent, and the one at indent when
@@ -138,7 +161,7 @@ func (y *yamlState) closeTo(e *engine, indent int, item bool) {
 		if top.indent < indent || top.indent == indent && !item {
 			break
 		}
-		if top.o.state == 0 {
+		if top.o != nil && top.o.state == 0 {
 			top.o.state = -1 // it ended without saying it is a Secret
 			closed = true
 		}
@@ -170,7 +193,7 @@ func yamlKeyValue(line []byte, at int) (key []byte, vs, ve int) {
 		}
 	default:
 		c := bytes.IndexByte(rest, ':')
-		if c <= 0 || bytes.ContainsAny(rest[:c], " \t{}[],#\"'") {
+		if c <= 0 || hasNonKeyByte(rest[:c]) {
 			return nil, 0, 0
 		}
 		k, after = rest[:c], c
@@ -193,6 +216,23 @@ func yamlKeyValue(line []byte, at int) (key []byte, vs, ve int) {
 		ve--
 	}
 	return k, vs, ve
+}
+
+// notInKey are the bytes a plain YAML key of interest never holds.
+var notInKey = func() (t [256]bool) {
+	for _, c := range []byte(" \t{}[],#\"'") {
+		t[c] = true
+	}
+	return t
+}()
+
+func hasNonKeyByte(k []byte) bool {
+	for _, c := range k {
+		if notInKey[c] {
+			return true
+		}
+	}
+	return false
 }
 
 // unquote narrows [s, t) to inside its quotes, if it is quoted.
@@ -315,7 +355,7 @@ func (j *jsonState) endString(e *engine, end int) {
 		}
 		e.release()
 	case string(top.key) == "name":
-		top.envName = credentialKey.Match(j.buf)
+		top.envName = isCredentialKey(j.buf)
 	case string(top.key) == "value" && top.envName && end > j.start:
 		e.add(j.start, end, RuleCredentialKey, nil)
 	}

@@ -149,6 +149,10 @@ func plan(quick bool) []benchRun {
 			}
 		}
 	}
+	for _, v := range []string{"on", "off"} {
+		runs = append(runs, benchRun{name: "redact-" + v, pkg: "./internal/redact",
+			bench: "^BenchmarkRedactStream$/^content=text$/^size=256MiB$/^" + v + "$", benchtime: streamTimes["256"]})
+	}
 	for _, v := range []string{"exec-pipeline", "raw-putobject"} {
 		runs = append(runs, benchRun{name: "exec-" + v, pkg: "./internal/kubegather", bench: "^BenchmarkCopyFromExec$/^" + v + "$",
 			benchtime: copyTime, env: []string{"MGF_BENCH_COPY_MIB=" + copyMiB}})
