@@ -134,6 +134,7 @@ func TestTheCLIsOcFlagsReachTheGathering(t *testing.T) {
 		{[]string{"--node-name", "worker-1"}, "node-name", "worker-1"},
 		{[]string{"--node-selector", "node-role.kubernetes.io/worker="}, "node-selector", "node-role.kubernetes.io/worker="},
 		{[]string{"--host-network"}, "host-network", true},
+		{[]string{"--redact"}, "redact", true},
 		{[]string{"--source-dir", "/must-gather/out/"}, "source-dir", "/must-gather/out/"},
 		{[]string{"--image-stream", "openshift/must-gather:latest"}, "image-stream", "openshift/must-gather:latest"},
 	} {

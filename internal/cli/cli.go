@@ -194,6 +194,14 @@ func gather(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&r.NodeName, "node-name", "", "`node` to run the gather pod on, as oc's --node-name")
 	fs.StringVar(&r.NodeSelector, "node-selector", "", "run one pod per Ready node this label `selector` matches, as oc's --node-selector; not with --node-name")
 	fs.BoolVar(&r.HostNetwork, "host-network", false, "run the pods in the host's network, as oc's --host-network")
+	fs.BoolFunc("redact", "redact secrets from the archive (--redact=false: not even when the service redacts by default); without it, the service's default", func(s string) error {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		r.Redact = &b
+		return nil
+	})
 	fs.StringVar(&r.SourceDir, "source-dir", "", "`folder` in the pod the gathered output is copied from (default /must-gather/), as oc's --source-dir")
 	fs.StringVar(&r.Since, "since", "", "only logs newer than this relative `duration` (5s, 2m, 3h), as oc's --since")
 	fs.StringVar(&r.SinceTime, "since-time", "", "only logs after this RFC3339 `time`, as oc's --since-time")
