@@ -434,6 +434,9 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 	}
 }
 
+// TestAGatherThatEndedJustBeforeTheStopIsCopiedWhole stays on the fake
+// clientset: the fault, a pod watch that never tells of the gather's end
+// before the stop, cannot be made against a real API server.
 func TestAGatherThatEndedJustBeforeTheStopIsCopiedWhole(t *testing.T) {
 	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {files: map[string]string{"namespaces/a.yaml": "a"}}})
 	c.silencePodWatches() // the watch never tells that the gather ended
@@ -560,6 +563,10 @@ func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
 	}
 }
 
+// TestImagesComeFromTheGathering stays on the fake clientset: OpenShift's
+// ImageStreamTag API names its objects <stream>:<tag>, which no
+// CustomResourceDefinition on the test control plane can serve (a custom
+// object's name must be a DNS subdomain).
 func TestImagesComeFromTheGathering(t *testing.T) {
 	const streamImage = "image-registry.openshift-image-registry.svc:5000/openshift/must-gather@sha256:abc"
 	tests := []struct {
@@ -595,6 +602,10 @@ func TestImagesComeFromTheGathering(t *testing.T) {
 	}
 }
 
+// TestPodsWaitForTheServiceAccount stays on the fake clientset: the fault,
+// a namespace whose default ServiceAccount is not made yet, cannot be made
+// on the test control plane, whose controller makes it at once. Refusals
+// in general are tested on the real one (TestAdmissionIsRetriedUntilTheBindingHasPropagated).
 func TestPodsWaitForTheServiceAccount(t *testing.T) {
 	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
 	refused := 0
@@ -614,50 +625,6 @@ func TestPodsWaitForTheServiceAccount(t *testing.T) {
 		t.Errorf("pod creation refused %d times, want 2", refused)
 	}
 	cleanedUp(t, c)
-}
-
-func TestAPodIsPinnedToTheGatheringsNode(t *testing.T) {
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-0"}}
-	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}}, node)
-	job := newTestJob(t, mustgather.Gathering{NodeName: "worker-0"})
-	if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	obj, err := c.kube.Tracker().Get(podsGVR, "openshift-must-gather-1", "must-gather-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := obj.(*corev1.Pod).Spec.NodeName; got != "worker-0" {
-		t.Errorf("pod on node %q, want worker-0", got)
-	}
-}
-
-func TestTheGatheringsSinceReachesTheImage(t *testing.T) {
-	tests := []struct {
-		name string
-		g    mustgather.Gathering
-		env  corev1.EnvVar
-	}{
-		{"since", mustgather.Gathering{Since: "90m"}, corev1.EnvVar{Name: "MUST_GATHER_SINCE", Value: "1h30m0s"}},
-		{"since-time", mustgather.Gathering{SinceTime: "2026-01-01T00:00:00Z"}, corev1.EnvVar{Name: "MUST_GATHER_SINCE_TIME", Value: "2026-01-01T00:00:00Z"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name+" becomes "+tt.env.Name, func(t *testing.T) {
-			c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
-			job := newTestJob(t, tt.g)
-			if err := c.gatherer(testConfig()).Gather(context.Background(), job.Job); err != nil {
-				t.Fatalf("Gather: %v", err)
-			}
-			obj, err := c.kube.Tracker().Get(podsGVR, "openshift-must-gather-1", "must-gather-1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			env := obj.(*corev1.Pod).Spec.Containers[0].Env
-			if !slices.Contains(env, tt.env) {
-				t.Errorf("gather container env %v lacks %v", env, tt.env)
-			}
-		})
-	}
 }
 
 // Since and since-time are validated with the request
@@ -682,6 +649,9 @@ func TestPodOptionsWriteSinceAsOcDoes(t *testing.T) {
 	}
 }
 
+// TestTheEndOfAGatherComesFromThePodNotFromItsLogStream stays on the fake
+// clientset: its faults, a log stream cut while the container runs and
+// one left open after it ended, are not what kwok's log streams do.
 func TestTheEndOfAGatherComesFromThePodNotFromItsLogStream(t *testing.T) {
 	lines := []string{"one", "two", "three", "four"}
 	tests := []struct {
