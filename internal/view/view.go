@@ -16,6 +16,7 @@
 package view
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -175,6 +176,11 @@ func (v *View) record(gen uint64, g mustgather.Gathering) *Record {
 	r := &Record{ID: g.ID, CustomName: g.CustomName, Status: g.Status, Server: g.Server, gen: gen}
 	if len(g.ExecOutput) <= v.cfg.OutputBytes {
 		r.Body = v.encode(g)
+		if cap(r.Body) > len(r.Body)+len(r.Body)/8 {
+			// An encoder's buffer grows by doubling; what is kept for
+			// as long as the record should not.
+			r.Body = bytes.Clone(r.Body)
+		}
 	}
 	return r
 }
