@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/view"
@@ -70,11 +71,24 @@ func lookupView(v *view.View, ref string) (*view.Record, error) {
 // time; only they, and the bytes not yet sent, are held for it.
 const listPage = 256
 
+// listBuffered is the longest limit whose list is answered in one piece,
+// with Content-Length; a longer or unlimited list is streamed in chunks of
+// about listChunk bytes.
+const (
+	listBuffered = 1000
+	listChunk    = 32 << 10
+)
+
+// listBufs recycles the buffers lists are written through, so that a list
+// allocates next to nothing per answer.
+var listBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*listChunk); return &b }}
+
 // streamList answers GET /must-gather from the view as the store's list
-// is answered, writing it as it goes: the answer of 100,000 gatherings
-// holds no more in memory than one of 200. A record that the view keeps
-// without its exec-output is read from the store; one deleted meanwhile
-// is left out. An error once the answer has begun can only cut it off.
+// is answered. A list of up to listBuffered is written in one piece; a
+// longer one as it goes, so that the answer of 100,000 gatherings holds no
+// more in memory than one of 200. A record that the view keeps without its
+// exec-output is read from the store; one deleted meanwhile is left out.
+// An error once the answer has begun can only cut it off.
 func streamList(w http.ResponseWriter, r *http.Request, d Deps, f mustgather.Filter) {
 	after, left := f.After, f.Limit
 	if left <= 0 {
@@ -82,10 +96,19 @@ func streamList(w http.ResponseWriter, r *http.Request, d Deps, f mustgather.Fil
 	} else if !f.Paged {
 		after = d.View.Before(f, left)
 	}
-	jsonHeaders(w.Header())
-	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, 0, 64<<10)
-	buf = append(buf, '[')
+	whole := left > 0 && left <= listBuffered
+	bufp := listBufs.Get().(*[]byte)
+	buf := append((*bufp)[:0], '[')
+	defer func() {
+		if cap(buf) <= 4*listChunk {
+			*bufp = buf[:0]
+			listBufs.Put(bufp)
+		}
+	}()
+	if !whole {
+		jsonHeaders(w.Header())
+		w.WriteHeader(http.StatusOK)
+	}
 	var page []*view.Record
 	first := true
 	for left != 0 {
@@ -105,6 +128,10 @@ func streamList(w http.ResponseWriter, r *http.Request, d Deps, f mustgather.Fil
 					continue
 				}
 				if err != nil {
+					if whole {
+						respondErr(w, r, d.Logger, err)
+						return
+					}
 					d.Logger.ErrorContext(r.Context(), "list cut off", "gathering", rec.ID, "err", err)
 					panic(http.ErrAbortHandler)
 				}
@@ -120,19 +147,23 @@ func streamList(w http.ResponseWriter, r *http.Request, d Deps, f mustgather.Fil
 			if left > 0 {
 				left--
 			}
+			if !whole && len(buf) >= listChunk {
+				if _, err := w.Write(buf); err != nil {
+					return // the client went away
+				}
+				buf = buf[:0]
+			}
 		}
 		after = page[len(page)-1].ID
-		if len(buf) >= 32<<10 {
-			if _, err := w.Write(buf); err != nil {
-				return // the client went away
-			}
-			buf = buf[:0]
-		}
 	}
 	if !first {
 		buf = append(buf, '\n')
 	}
 	buf = append(buf, "]\n"...)
+	if whole {
+		writeEncoded(w, http.StatusOK, buf)
+		return
+	}
 	_, _ = w.Write(buf)
 }
 

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,6 +240,64 @@ func TestReadsGoToTheStoreWhileTheViewIsBehind(t *testing.T) {
 	for _, target := range []string{"/must-gather/" + g.ID.String(), "/must-gather"} {
 		if w := serve(h, http.MethodGet, target); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"custom-name": "x"`) {
 			t.Errorf("GET %s with the view behind: %d %s", target, w.Code, w.Body)
+		}
+	}
+}
+
+func TestAListUnderLoadHoldsEveryGatheringCreatedBeforeIt(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	js, err := jetstream.New(testenv.Conn(t, a.nats))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := jsstore.New(context.Background(), js, a.storeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := a.deps
+	d.Store, d.View = st, view.New(st, EncodeGathering, view.Config{})
+	runView(t, d.View)
+	b := NewServer(d)
+
+	// POSTs on replica a, four at a time, while replica b lists.
+	var mu sync.Mutex
+	var created []mustgather.ID
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				g := a.create(`{"custom-name": "load"}`)
+				mu.Lock()
+				created = append(created, g.ID)
+				mu.Unlock()
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for range 20 {
+		mu.Lock()
+		before := slices.Clone(created)
+		mu.Unlock()
+		w := serve(b, http.MethodGet, "/must-gather")
+		var list []mustgather.Gathering
+		if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil {
+			t.Fatalf("status %d: %v", w.Code, err)
+		}
+		listed := make(map[mustgather.ID]bool, len(list))
+		for _, g := range list {
+			listed[g.ID] = true
+		}
+		for _, id := range before {
+			if !listed[id] {
+				t.Fatalf("gathering %d got 201 before the list began, and the list of %d misses it", id, len(list))
+			}
 		}
 	}
 }
