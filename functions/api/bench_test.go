@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
 // benchClients is how many clients send requests at once in BenchmarkAPI.
@@ -35,7 +39,8 @@ var benchRecords = []int{1_000, 10_000, 100_000}
 // benchRecords: BenchmarkAPI/<op>/records=<n>. Beside ns/op (the wall time
 // per request) each reports req/s and the p50 and p99 latency in ms. The
 // bare-get and bare-list ops are the baseline of the same run: a bare
-// net/http handler answering the bytes of a GET and of a list of 200.
+// net/http handler answering the bytes of a GET and of a list of 200;
+// bare-jetstream-post the JetStream calls a POST makes, made directly.
 // BenchmarkViewMemory (package view) states the memory per record.
 func BenchmarkAPI(b *testing.B) {
 	fixtures := map[int]*benchFixture{}
@@ -65,6 +70,9 @@ func BenchmarkAPI(b *testing.B) {
 		}},
 		{"POST", func(b *testing.B, f *benchFixture) {
 			loadPOST(b, f)
+		}},
+		{"bare-jetstream-post", func(b *testing.B, f *benchFixture) {
+			loadBarePOST(b, f)
 		}},
 		{"bare-get", func(b *testing.B, f *benchFixture) {
 			load(b, f.client, f.bareGet.URL, func(int) string { return "/" }, http.StatusOK)
@@ -216,6 +224,60 @@ func loadPOST(b *testing.B, f *benchFixture) {
 		if err == nil && resp.StatusCode != http.StatusCreated {
 			err = fmt.Errorf("POST: status %d", resp.StatusCode)
 		}
+		return err
+	})
+}
+
+// loadBarePOST makes, b.N times, benchClients at once, the JetStream
+// calls a POST makes, without HTTP and without the API's code: publish to
+// the ids stream, put the unfinished mark, create the record, read and
+// write the custom-name index, publish the gathering.requested event. They
+// go to buckets of their own, so that the API's records stay as they are.
+func loadBarePOST(b *testing.B, f *benchFixture) {
+	ctx := context.Background()
+	bucket := testenv.Name("bare")
+	if _, err := jsstore.New(ctx, f.e.js, jsstore.Config{Bucket: bucket, LeaseBucket: bucket + "-leases"}); err != nil {
+		b.Fatal(err)
+	}
+	kv, err := f.e.js.KeyValue(ctx, bucket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := mustgather.NewGathering(mustgather.Request{CustomName: "bench", Image: "quay.io/maufart/forklift-must-gather", Timeout: "15m"}, testNow)
+	record, err := json.Marshal(struct {
+		Gathering mustgather.Gathering `json:"gathering"`
+	}{g})
+	if err != nil {
+		b.Fatal(err)
+	}
+	event, err := eventing.NewRequested(g)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eventData, err := json.Marshal(event)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idSubject, nameKey := "_MUST_GATHER_IDS."+bucket, "name."+base64.RawURLEncoding.EncodeToString([]byte(g.CustomName))
+	drive(b, func(int) error {
+		ack, err := f.e.js.Publish(ctx, idSubject, nil)
+		if err != nil {
+			return err
+		}
+		id := strconv.FormatUint(ack.Sequence, 10)
+		if _, err := kv.Put(ctx, "open."+id, nil); err != nil {
+			return err
+		}
+		if _, err := kv.Create(ctx, "g."+id, record); err != nil {
+			return err
+		}
+		if _, err := kv.Get(ctx, nameKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		if _, err := kv.Put(ctx, nameKey, []byte(id)); err != nil {
+			return err
+		}
+		_, err = f.e.js.Publish(ctx, f.e.bus.RequestedSubject(), eventData)
 		return err
 	})
 }
