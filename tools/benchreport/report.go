@@ -292,8 +292,8 @@ func (r *report) streaming(title, intro, prefix, ours, raw string, want float64,
 		if extra {
 			fmt.Fprintf(&b, " %s |", fmtNum(o.Metrics["stored/input"]))
 		}
-		fmt.Fprintf(&b, " %s / %s | %s / %s |\n", fmtNum(o.Metrics["peak-RSS-MiB"]), fmtNum(w.Metrics["peak-RSS-MiB"]),
-			fmtNum(o.Metrics["minio-peak-RSS-MiB"]), fmtNum(w.Metrics["minio-peak-RSS-MiB"]))
+		fmt.Fprintf(&b, " %s / %s | %s / %s |\n", metric(o, "peak-RSS-MiB"), metric(w, "peak-RSS-MiB"),
+			metric(o, "minio-peak-RSS-MiB"), metric(w, "minio-peak-RSS-MiB"))
 		r.ratio(title+", "+label(k), ratio, want)
 		if strings.Contains(k, "size=2048MiB") {
 			r.target("peak RSS, "+strings.ToLower(title)+", "+label(k), o.Metrics["peak-RSS-MiB"], " MiB", 100, false)
@@ -318,7 +318,18 @@ func (r *report) cpuTable(prefix string, keys []string, ours, raw string) string
 		}
 	}
 	if len(procs) == 0 {
-		return ""
+		// A benchmark that reports its own CPU per GiB.
+		var rows []string
+		for _, k := range keys {
+			o, w := r.byName[join(prefix, k, ours)], r.byName[join(prefix, k, raw)]
+			if _, ok := o.Metrics["cpu-s/GiB"]; ok {
+				rows = append(rows, fmt.Sprintf("%s: %s against %s", label(k), metric(o, "cpu-s/GiB"), metric(w, "cpu-s/GiB")))
+			}
+		}
+		if len(rows) == 0 {
+			return ""
+		}
+		return "\nCPU seconds per GiB, " + ours + " against " + raw + ": " + strings.Join(rows, "; ") + ".\n"
 	}
 	names := make([]string, 0, len(procs))
 	for p := range procs {
@@ -489,6 +500,15 @@ func (r *report) others() string {
 		fmt.Fprintf(&b, "| %s | %s |\n", strings.TrimPrefix(res.Name, "Benchmark"), strings.Join(figs, ", "))
 	}
 	return b.String() + "\n"
+}
+
+// metric formats res's figure of unit, "-" when it has none.
+func metric(res Result, unit string) string {
+	v, ok := res.Metrics[unit]
+	if !ok {
+		return "-"
+	}
+	return fmtNum(v)
 }
 
 // join joins the non-empty elements of a benchmark name.
