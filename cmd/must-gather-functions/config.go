@@ -191,6 +191,7 @@ func (c *config) settings() []setting {
 		{Var: "NATS_KEY_FILE", Field: &c.NATS.KeyFile, Help: "PEM key of `NATS_CERT_FILE`"},
 		{Var: "NATS_EMBEDDED_HOST", Field: &c.NATS.EmbeddedHost, Help: "listen host of the embedded NATS"},
 		{Var: "NATS_EMBEDDED_PORT", Field: &c.NATS.EmbeddedPort, Help: "listen port of the embedded NATS for NATS tools; `-1` picks a free one"},
+		{Var: "NATS_REPLICAS", Field: &c.Store.Replicas, Also: []any{&c.Bus.Replicas, &c.Sinks.Replicas}, Help: "copies of the events stream and of every KV bucket and stream the functions make (records, leases, ids, the trigger's marks, the subscribers' deliveries and dead letters), from `1` to `5`: on a JetStream cluster of three nodes, `3` keeps every gathering, event and status through the loss of any one node (see [On a NATS cluster](#on-a-nats-cluster)). `1` with the embedded server"},
 		{Var: "KV_BUCKET", Field: &c.Store.Bucket, Help: "KV bucket of gathering records"},
 		{Var: "LEASE_BUCKET", Field: &c.Store.LeaseBucket, Help: "KV bucket of runner leases"},
 		{Var: "LEASE_TTL", Field: &c.Store.LeaseTTL, Help: "a runner's lease lapses this long after its last renewal (renewed every third of it); at least `3s`"},
@@ -278,6 +279,9 @@ var allFunctions = []string{"api", "runner", "recorder", "notifier", "trigger"}
 // minReapInterval is the shortest RUNNER_REAP_INTERVAL: a pass reads every
 // unfinished gathering, so a shorter one would only load NATS.
 const minReapInterval = 100 * time.Millisecond
+
+// maxReplicas is the most copies JetStream keeps of a stream.
+const maxReplicas = 5
 
 // minLeaseTTL is the shortest LEASE_TTL: a lease is renewed every third of
 // it, and a renewal must fit in between.
@@ -422,6 +426,12 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.Runner.RetentionInterval < minReapInterval {
 		errs = append(errs, fmt.Errorf("RETENTION_INTERVAL: must be at least %s", minReapInterval))
+	}
+	switch r := c.Store.Replicas; {
+	case r < 1 || r > maxReplicas:
+		errs = append(errs, fmt.Errorf("NATS_REPLICAS: must be from 1 to %d (JetStream's most), not %d", maxReplicas, r))
+	case r > 1 && c.embedded():
+		errs = append(errs, fmt.Errorf("NATS_REPLICAS: %d needs NATS_URL naming a JetStream cluster; the embedded server is one node", r))
 	}
 	if c.Store.LeaseTTL < minLeaseTTL {
 		errs = append(errs, fmt.Errorf("LEASE_TTL: must be at least %s", minLeaseTTL))

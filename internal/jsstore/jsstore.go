@@ -153,7 +153,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", cfg.LeaseBucket, err)
 	}
-	s := &Store{js: js, kv: kv, leases: leases, idSubject: "_MUST_GATHER_IDS." + cfg.Bucket}
+	s := &Store{js: js, kv: boundedKV{kv}, leases: boundedKV{leases}, idSubject: "_MUST_GATHER_IDS." + cfg.Bucket}
 	if s.ids, err = s.openIDs(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -273,6 +273,8 @@ func retry(ctx context.Context, attempt func() error) error {
 // or the write failed, or the answer to the publish was lost) is skipped,
 // not reused.
 func (s *Store) nextID(ctx context.Context) (mustgather.ID, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	ack, err := s.js.Publish(ctx, s.idSubject, nil, jetstream.WithExpectStream(s.ids.CachedInfo().Config.Name))
 	if err != nil {
 		return 0, err

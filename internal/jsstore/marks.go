@@ -28,7 +28,7 @@ func NewMarks(ctx context.Context, js jetstream.JetStream, bucket string, replic
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", bucket, err)
 	}
-	return &Marks{kv: kv}, nil
+	return &Marks{kv: boundedKV{kv}}, nil
 }
 
 // Mark marks key with value and reports true, or reports false when key is

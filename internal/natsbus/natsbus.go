@@ -194,12 +194,20 @@ func (b *Bus) publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err != nil {
 		return nil, err
 	}
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID()), jetstream.WithExpectStream(b.cfg.Stream))
+	// A server that restarts between storing the event and answering
+	// never answers: wait no longer than publishWait, so that the caller
+	// tries again, which the stream stores once, by the event id.
+	pctx, cancel := context.WithTimeout(ctx, publishWait)
+	defer cancel()
+	ack, err := b.js.PublishMsg(pctx, msg, jetstream.WithMsgID(e.ID()), jetstream.WithExpectStream(b.cfg.Stream))
 	if err != nil {
 		return nil, fmt.Errorf("publish %s %s to %s: %w", e.Type(), e.ID(), subject, err)
 	}
 	return ack, nil
 }
+
+// publishWait bounds how long one publish waits for the stream's answer.
+const publishWait = 5 * time.Second
 
 // DeadLetterSubject is the subject of the events that could not be
 // delivered elsewhere (see DeadLetter).
@@ -221,7 +229,9 @@ func (b *Bus) DeadLetter(ctx context.Context, e cloudevents.Event, why string) e
 		return err
 	}
 	msg.Header.Set(DeadLetterReasonHeader, why)
-	if _, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID("deadletter-"+e.ID()), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, publishWait)
+	defer cancel()
+	if _, err := b.js.PublishMsg(pctx, msg, jetstream.WithMsgID("deadletter-"+e.ID()), jetstream.WithExpectStream(b.cfg.Stream)); err != nil {
 		return fmt.Errorf("dead-letter %s %s to %s: %w", e.Type(), e.ID(), subject, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -30,6 +31,23 @@ type Options struct {
 	// Username and Password, if set, are required of every client.
 	Username string
 	Password string
+	// Name is the server's name, which must differ between the nodes of a
+	// cluster; default "must-gather-functions".
+	Name string
+	// Cluster, if set, makes the server a node of a JetStream cluster.
+	Cluster *Cluster
+}
+
+// Cluster is where a node of a cluster listens for routes and which other
+// nodes it routes to.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Port for routes from the other nodes; on Options.Host.
+	Port int
+	// Routes are the route URLs of the nodes (nats-route://host:port); a
+	// node may list its own.
+	Routes []string
 }
 
 // Server is a running embedded nats-server.
@@ -45,8 +63,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.StoreDir == "" {
 		return nil, errors.New("natsserver: StoreDir is required")
 	}
+	if o.Name == "" {
+		o.Name = "must-gather-functions"
+	}
 	opts := &server.Options{
-		ServerName: "must-gather-functions",
+		ServerName: o.Name,
 		Host:       o.Host,
 		Port:       o.Port,
 		JetStream:  true,
@@ -54,6 +75,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		NoSigs:     true,
 		Username:   o.Username,
 		Password:   o.Password,
+	}
+	if c := o.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: o.Host, Port: c.Port}
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
 	}
 	if o.TLS != nil {
 		opts.TLS, opts.TLSConfig = true, o.TLS
