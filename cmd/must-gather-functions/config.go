@@ -213,6 +213,7 @@ func (c *config) settings() []setting {
 		{Var: "S3_REGION", Field: &c.S3.Region, Help: "region, if the server needs one"},
 		{Var: "S3_USE_TLS", Field: &c.S3.UseTLS, Help: "HTTPS to S3"},
 		{Var: "S3_PART_SIZE", Field: &c.S3.PartSize, Help: "multipart part size in bytes: the upload buffers one part, so it bounds memory per upload"},
+		{Var: "S3_RETRY_FOR", Field: &c.S3.RetryFor, Help: "how long an upload waits for S3 to answer again (down, restarting, unreachable), retrying each request with a back-off of 200 ms doubling to 1 s; longer, and the gathering ends in `error` saying that S3 did not answer for more than this, its unfinished upload aborted once S3 is back (within as long again; past that, the bucket's lifecycle rule aborts it after a day)"},
 		{Var: "S3_CA_FILE", Field: &c.S3.CAFile, Default: "system roots", Help: "PEM file of the CA(s) that signed the S3 endpoint's certificate (a private CA), trusted besides the system's roots"},
 		{Var: "S3_PUBLIC_ENDPOINT", Field: &c.S3.PublicEndpoint, Default: "`S3_ENDPOINT`", Help: "the S3 endpoint browsers reach, `host:port` (scheme as `S3_USE_TLS`) or `https://host[:port]`: download links are signed for it, without connecting to it (see [Downloads](#downloads))"},
 		{Var: "DOWNLOAD_URL_TTL", Field: &c.Presign.TTL, Help: "how long a download link from `GET /must-gather/{id}/url` works: whole seconds, from `1s` to `168h` (S3's limits)"},

@@ -68,6 +68,10 @@ type Config struct {
 	// Transport, if set, is used instead of one built from the timeouts
 	// above and CAFile.
 	Transport http.RoundTripper
+	// RetryFor is how long an upload waits for S3 to answer again, retrying
+	// with a back-off, before it is given up with an OutageError;
+	// DefaultRetryFor if zero.
+	RetryFor time.Duration
 	// PublicEndpoint is the endpoint that holders of presigned URLs reach
 	// the bucket at, as host:port (scheme as UseTLS) or
 	// http(s)://host[:port]; empty means Endpoint. PresignGet signs for it
@@ -86,6 +90,7 @@ func DefaultConfig() Config {
 		PartSize:              DefaultPartSize,
 		DialTimeout:           DefaultDialTimeout,
 		ResponseHeaderTimeout: DefaultResponseHeaderTimeout,
+		RetryFor:              DefaultRetryFor,
 	}
 }
 
@@ -97,6 +102,11 @@ type Store struct {
 	presigner *minio.Client
 	bucket    string
 	partSize  uint64
+	// uploader makes uploads: client's, with retries bounded by retryFor
+	// rather than by a count.
+	uploader *minio.Client
+	endpoint string
+	retryFor time.Duration
 }
 
 var _ mustgather.ArchiveStore = (*Store)(nil)
@@ -130,7 +140,21 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
-	s := &Store{client: client, presigner: client, bucket: cfg.Bucket, partSize: cfg.PartSize}
+	uploader, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:      creds,
+		Secure:     cfg.UseTLS,
+		Region:     cfg.Region,
+		Transport:  outageTransport{tr},
+		MaxRetries: uploadRetries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3store: %w", err)
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = DefaultRetryFor
+	}
+	s := &Store{client: client, presigner: client, bucket: cfg.Bucket, partSize: cfg.PartSize,
+		uploader: uploader, endpoint: cfg.Endpoint, retryFor: cfg.RetryFor}
 	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
 		return nil, explainTLS(err)
 	}
@@ -306,21 +330,37 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Put streams r into the object key as a multipart upload of PartSize
 // parts, holding one part in memory at a time. The object appears only when
-// r has ended and the upload is complete; when r, ctx or the server fails,
-// minio-go aborts the multipart upload (on a context detached from ctx), so
-// neither an object nor stored parts are left behind.
+// r has ended and the upload is complete. While S3 does not answer (down,
+// restarting, unreachable), each request is retried with a back-off for up
+// to RetryFor since S3 last answered; longer, and the upload fails with an
+// OutageError. When r, ctx or the server fails, the multipart upload is
+// aborted, so neither an object nor stored parts are left behind; after an
+// outage the abort itself waits up to RetryFor more for S3 to come back
+// (past that, the bucket's lifecycle rule aborts it after a day).
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("s3store: put %s: %w", key, err)
 	}
-	info, err := s.client.PutObject(ctx, s.bucket, key, ctxio.Reader(ctx, r), -1, minio.PutObjectOptions{
+	uctx, cancel := withOutage(ctx, s.endpoint, s.retryFor)
+	defer cancel(nil)
+	info, err := s.uploader.PutObject(uctx, s.bucket, key, ctxio.Reader(uctx, r), -1, minio.PutObjectOptions{
 		PartSize:    s.partSize,
 		ContentType: "application/gzip",
 	})
-	if err != nil {
-		return 0, fmt.Errorf("s3store: put %s: %w", key, err)
+	if err == nil {
+		return info.Size, nil
 	}
-	return info.Size, nil
+	if oe, ok := errors.AsType[*OutageError](context.Cause(uctx)); ok {
+		err = oe
+		// minio-go's abort met the same outage: abort again once S3 is
+		// back, within the budget.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.retryFor)
+		defer cancel()
+		if rerr := s.uploader.RemoveIncompleteUpload(actx, s.bucket, key); rerr != nil {
+			err = fmt.Errorf("%w; the unfinished upload is left to the bucket's lifecycle rule: %v", err, rerr)
+		}
+	}
+	return 0, fmt.Errorf("s3store: put %s: %w", key, err)
 }
 
 // Open returns the object key, or an error wrapping mustgather.ErrNotFound.

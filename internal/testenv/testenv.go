@@ -173,6 +173,11 @@ func tryMinIO(bin, dir string, ca *CA) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
+	return tryMinIOOn(bin, dir, ca, port)
+}
+
+// tryMinIOOn is tryMinIO on port.
+func tryMinIOOn(bin, dir string, ca *CA, port int) (*S3, error) {
 	console, err := FreePort()
 	if err != nil {
 		return nil, err
