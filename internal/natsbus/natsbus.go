@@ -356,12 +356,18 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 		}
 		var msg jetstream.Msg
 		if err == nil {
-			msg, err = next(ctx, msgs)
+			msg, err = next(ctx, msgs, func() bool { return stalled(ctx, cons) })
 		}
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, errStalled) {
+				// Ask again from scratch: a pull request the cluster
+				// dropped while its leaders changed is never answered.
+				handBack(msgs)
+				msgs = nil
 			}
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				msgs = nil
@@ -409,16 +415,44 @@ const handBackWait = 5 * time.Second
 // outstanding; nats.go skips asking while it is still sending the previous
 // request, which with a batch of one can leave no request outstanding until
 // the next turn.
-func next(ctx context.Context, msgs jetstream.MessagesContext) (jetstream.Msg, error) {
+//
+// Every stallCheck without a message, it asks isStalled, and returns
+// errStalled if it says so.
+func next(ctx context.Context, msgs jetstream.MessagesContext, isStalled func() bool) (jetstream.Msg, error) {
+	idleSince := time.Now()
 	for {
 		turn, cancel := context.WithTimeout(ctx, nextTurn)
 		msg, err := msgs.Next(jetstream.NextContext(turn))
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if time.Since(idleSince) >= stallCheck {
+				if isStalled() {
+					return nil, errStalled
+				}
+				idleSince = time.Now()
+			}
 			continue
 		}
 		return msg, err
 	}
+}
+
+// stallCheck is how long a consumer with a free handler waits for an
+// event before it asks the server whether events are waiting for it.
+const stallCheck = 15 * time.Second
+
+// errStalled is a consumer that receives nothing while the server holds
+// events for it: its pull request was lost, as when a node of a cluster
+// that led the consumer went away, or a leader was elected meanwhile.
+var errStalled = errors.New("events are waiting but none arrives; asking again")
+
+// stalled reports whether the server holds events for cons that no one
+// has been sent.
+func stalled(ctx context.Context, cons jetstream.Consumer) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := cons.Info(ctx)
+	return err == nil && info.NumPending > 0
 }
 
 // nextTurn bounds how long a message can wait for a request that nats.go
