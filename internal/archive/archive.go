@@ -98,6 +98,7 @@ const peekSize = 64 << 10
 // use. The zero value is not usable; call NewWriter.
 type Writer struct {
 	gz     *gzip.Writer
+	q      *asyncWriter // between tw and gz
 	tw     *tar.Writer
 	buf    []byte
 	peek   []*bufio.Reader // one per nesting level of AddTar
@@ -122,8 +123,11 @@ func NewWriter(w io.Writer) *Writer {
 	// klauspost/compress is an order of magnitude faster than compress/gzip
 	// at the default level on data that does not compress well (binary
 	// logs, already compressed files), and produces standard gzip.
+	// The tar stream is compressed in a goroutine of its own, so that
+	// reading and filtering the files and compressing them overlap.
 	gz, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
-	return &Writer{gz: gz, tw: tar.NewWriter(gz), buf: make([]byte, 64<<10)}
+	q := newAsyncWriter(gz)
+	return &Writer{gz: gz, q: q, tw: tar.NewWriter(q), buf: make([]byte, 64<<10)}
 }
 
 // AddFile adds a regular file named name with the permission bits of mode
@@ -410,18 +414,26 @@ func isTarHeader(block []byte) bool {
 	return sum == want
 }
 
-// Close finishes the tar and gzip streams. It does not close the writer
-// passed to NewWriter. After an error that left the stream corrupt it
-// returns that error and does not finish the streams.
+// Close finishes the tar and gzip streams, once everything written has
+// gone to the writer passed to NewWriter; it does not close that writer.
+// After an error that left the stream corrupt it returns that error and
+// does not finish the streams. Every Writer must be closed: that also
+// stops its compressing goroutine.
 func (w *Writer) Close() error {
-	if w.err != nil {
+	if w.closed {
 		return w.err
 	}
-	if w.closed {
-		return nil
-	}
 	w.closed = true
+	if w.err != nil {
+		_ = w.q.close()
+		return w.err
+	}
 	if err := w.tw.Close(); err != nil {
+		_ = w.q.close()
+		w.err = fmt.Errorf("archive: close: %w", err)
+		return w.err
+	}
+	if err := w.q.close(); err != nil {
 		w.err = fmt.Errorf("archive: close: %w", err)
 		return w.err
 	}
