@@ -213,6 +213,29 @@ func TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner(t *testing.T) {
 		e.waitGone(t, g.ID)
 	})
 
+	t.Run("a failed gather of the default image that a runner re-attached to gets the fallback collection", func(t *testing.T) {
+		a := startChild(t, with("runner"))
+		g := api.post(t, "application/json", strings.NewReader(`{"command": "gather", "timeout": "5m"}`))
+		pod := e.pod(t, g.ID)
+		a.kill()
+		startChild(t, with("runner"))
+		testenv.Eventually(t, leaseTTL+30*time.Second, "exec-output to show the re-attach", func() bool {
+			cur, _ := api.get(t, fmt.Sprint(g.ID))
+			return strings.Contains(cur.ExecOutput, "re-attached to pod")
+		})
+		k.FinishGather(t, pod.Namespace, pod.Name, 1)
+		// The test cluster has no Forklift: the fallback says so.
+		done := api.waitEnded(t, g.ID)
+		if done.Status != "error" || !strings.Contains(done.ExecOutput, "exited with code 1") ||
+			!strings.Contains(done.ExecOutput, "inspect: no ForkliftController found") {
+			t.Errorf("%s\n%s", done.Status, done.ExecOutput)
+		}
+		if n := pods.created(g.ID); n != 1 {
+			t.Errorf("%d pods created for the gathering, want 1", n)
+		}
+		e.waitGone(t, g.ID)
+	})
+
 	t.Run("a gathering whose pod was deleted while no runner lived fails", func(t *testing.T) {
 		a := startChild(t, with("runner"))
 		g := api.post(t, "application/json", strings.NewReader(`{"command": "gather", "timeout": "5m"}`))

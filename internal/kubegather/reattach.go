@@ -163,6 +163,10 @@ func (a *reattached) Gather(ctx context.Context, job mustgather.Job) error {
 	}
 	wg.Wait()
 	stopEvents()
+	// As after a gather of its own: the fallback collection when the
+	// default image's gather failed. The cluster state at the start is
+	// only in the output of the runner that stopped; none is archived.
+	r.fallback(ctx, errs)
 	return r.ended(work, errs)
 }
 
