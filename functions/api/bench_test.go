@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +38,8 @@ var benchRecords = []int{1_000, 10_000, 100_000}
 // BenchmarkAPI measures the API over real HTTP on loopback, benchClients
 // clients at once, on jsstore over an embedded nats-server, at each of
 // benchRecords: BenchmarkAPI/<op>/records=<n>. Beside ns/op (the wall time
-// per request) each reports req/s and the p50 and p99 latency in ms. The
+// per request) each reports req/s, the p50 and p99 latency in ms, and the
+// CPU time of the whole process per request (cpu-µs/op). The
 // bare-get and bare-list ops are the baseline of the same run: a bare
 // net/http handler answering the bytes of a GET and of a list of 200;
 // bare-jetstream-post the JetStream calls a POST makes, made directly.
@@ -289,6 +291,7 @@ func drive(b *testing.B, do func(i int) error) {
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
 	b.ResetTimer()
+	cpu0 := cpuTime(b)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range benchClients {
@@ -309,6 +312,7 @@ func drive(b *testing.B, do func(i int) error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime(b) - cpu0
 	b.StopTimer()
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
@@ -318,6 +322,19 @@ func drive(b *testing.B, do func(i int) error) {
 	b.ReportMetric(ms(0.50), "p50-ms")
 	b.ReportMetric(ms(0.99), "p99-ms")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// cpuTime returns the CPU time the process has used, user and system: the
+// clients, the server and the embedded nats-server together. Per request
+// it says what a request costs even when other work on the machine leaves
+// the process only part of the cores, which req/s does not.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkAPIDownloads measures the download link and the download of a
