@@ -251,17 +251,25 @@ func streamEvents(t *testing.T, natsURL string) (map[mustgather.ID]int, map[must
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := js.Stream(ctx, natsbus.DefaultConfig().Stream)
+	// A cluster that just had a node back may still be electing the
+	// stream's leader: ask until it answers.
+	var (
+		info *jetstream.StreamInfo
+		cons jetstream.Consumer
+	)
+	err = testenv.Poll(ctx, 200*time.Millisecond, func() error {
+		stream, err := js.Stream(ctx, natsbus.DefaultConfig().Stream)
+		if err != nil {
+			return err
+		}
+		if info, err = stream.Info(ctx); err != nil {
+			return err
+		}
+		cons, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("read the events stream: %v", err)
 	}
 	requested := map[mustgather.ID]int{}
 	statuses := map[mustgather.ID]map[string]int{}
