@@ -1,0 +1,275 @@
+package kubegather
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
+)
+
+// The gathering flow on the test control plane: a real kube-apiserver,
+// its namespace controller and kwok's pods.
+
+// leftNothingBehind fails the test unless every namespace of gathering id
+// is gone or being deleted and no binding of it is left.
+func leftNothingBehind(t *testing.T, ctx context.Context, admin kubernetes.Interface, id mustgather.ID) {
+	t.Helper()
+	sel := metav1.ListOptions{LabelSelector: LabelGathering + "=" + id.String()}
+	nss, err := admin.CoreV1().Namespaces().List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range nss.Items {
+		if ns.DeletionTimestamp == nil {
+			t.Errorf("namespace %s was not deleted", ns.Name)
+		}
+	}
+	crbs, err := admin.RbacV1().ClusterRoleBindings().List(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range crbs.Items {
+		t.Errorf("clusterrolebinding %s was left behind", b.Name)
+	}
+}
+
+var podLogLines = regexp.MustCompile(`^\S+Z gathering plan\n\S+Z done\n$`)
+
+func TestASuccessfulGatheringIsStreamedIntoTheArchiveAndCleanedUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, g := startGatherer(t, testConfig())
+	g.now = func() time.Time { return testNow }
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forklift := newPodOutput(t)
+	tests := []struct {
+		name  string
+		write func(t *testing.T, dir string)
+		want  map[string]string // under the image's archive directory
+	}{
+		{
+			"a plain output tree",
+			func(t *testing.T, dir string) {
+				if err := writeTree(dir, planFiles); err != nil {
+					t.Fatal(err)
+				}
+			},
+			planFiles,
+		},
+		{
+			"Forklift's own must-gather.tar.gz, flattened",
+			forklift.write,
+			forklift.want(""),
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := mustgather.ID(200 + i)
+			var ns, pod string
+			job, err := gatherOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: id, Image: forkliftImage, Timeout: "2m"}, 1, func(pods []*corev1.Pod) map[string]int {
+				ns, pod = pods[0].Namespace, pods[0].Name
+				tt.write(t, k.PodDir(ns, pod))
+				k.AppendLogs(t, ns, pod, gatherContainer, "gathering plan\ndone\n")
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("Gather: %v\n%s", err, job.log)
+			}
+			log := job.log.String()
+			files := job.files(t)
+			dirs := archiveDirs(log)
+			dir, ok := dirs[pod]
+			if len(dirs) != 1 || !ok {
+				t.Fatalf("want the copy of pod %s in the log, got %v:\n%s", pod, dirs, log)
+			}
+			// The kubelet's timestamp starts each line of the gather's log.
+			if got := files[dir+"/gather.logs"]; !podLogLines.MatchString(got) {
+				t.Errorf("gather.logs is %q, want the two lines with their timestamps", got)
+			}
+			want := map[string]string{dir + "/gather.logs": files[dir+"/gather.logs"]}
+			for name, content := range tt.want {
+				want[dir+"/"+strings.TrimPrefix(name, "/")] = content
+			}
+			if diff := cmp.Diff(slices.Sorted(maps.Keys(want)), slices.Sorted(maps.Keys(files))); diff != "" {
+				t.Errorf("archive (-want +got):\n%s", diff)
+			}
+			checkFiles(t, files, want)
+			wantLog := []string{
+				"[must-gather      ] OUT " + ts + " Using must-gather plug-in image: " + forkliftImage,
+				// The test cluster's one node keeps the taint new nodes get.
+				"[must-gather      ] OUT " + ts + " no node is Ready, reachable and schedulable: the pods are left to the scheduler",
+				"[must-gather      ] OUT " + ts + " namespace/" + ns + " created",
+				"[must-gather      ] OUT " + ts + " clusterrolebinding.rbac.authorization.k8s.io/",
+				"[" + pod + "] OUT " + ts + " pod for plug-in image " + forkliftImage + " created",
+				"[" + pod + "] POD 20",
+				"[" + pod + "] POD 20",
+				"[" + pod + "] OUT " + ts + " gather completed",
+				"[" + pod + "] OUT " + ts + " copying gather output into " + dir + "/",
+				"[" + pod + "] OUT " + ts + " gather output copied",
+				"[must-gather      ] OUT " + ts + " clusterrolebinding.rbac.authorization.k8s.io/",
+				"[must-gather      ] OUT " + ts + " namespace/" + ns + " deleted",
+			}
+			lines := job.log.Lines()
+			if len(lines) != len(wantLog) {
+				t.Fatalf("log has %d lines, want %d:\n%s", len(lines), len(wantLog), log)
+			}
+			for i, w := range wantLog {
+				if !strings.HasPrefix(lines[i], w) {
+					t.Errorf("log line %d is %q, want one starting %q", i, lines[i], w)
+				}
+			}
+			leftNothingBehind(t, ctx, admin, id)
+		})
+	}
+}
+
+func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, g := startGatherer(t, testConfig())
+	g.now = func() time.Time { return testNow }
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Look at the objects while the pod runs.
+	var ns *corev1.Namespace
+	var crb *rbacv1.ClusterRoleBinding
+	var pod *corev1.Pod
+	runOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: 42, Image: forkliftImage, Timeout: "20m", Command: "PLAN=mig-plan-cold /usr/bin/targeted"}, 1, func(pods []*corev1.Pod) {
+		pod = pods[0]
+		var err error
+		if ns, err = admin.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		crbs, err := admin.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: LabelGathering + "=42"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(crbs.Items) != 1 {
+			t.Fatalf("%d bindings of the gathering while its pod runs, want 1", len(crbs.Items))
+		}
+		crb = &crbs.Items[0]
+	})
+	labels := map[string]string{LabelManagedBy: ManagedBy, LabelGathering: "42", LabelOwner: ManagedBy}
+	nsLabels := map[string]string{
+		"openshift.io/run-level":                         "0",
+		"pod-security.kubernetes.io/enforce":             "privileged",
+		"pod-security.kubernetes.io/audit":               "privileged",
+		"pod-security.kubernetes.io/warn":                "privileged",
+		"security.openshift.io/scc.podSecurityLabelSync": "false",
+		corev1.LabelMetadataName:                         ns.Name, // the API server's own
+	}
+	maps.Copy(nsLabels, labels)
+	leftover := map[string]string{AnnotationLeftoverAfter: "2026-01-02T03:39:05Z"} // 20m timeout + 15m grace
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"the namespace has a generated name with the prefix", ns.GenerateName, "openshift-must-gather-"},
+		{"the namespace is privileged and labelled", ns.Labels, nsLabels},
+		{"the namespace says when it is a leftover", ns.Annotations, map[string]string{AnnotationLeftoverAfter: "2026-01-02T03:39:05Z", "openshift.io/node-selector": ""}},
+		{"the binding is labelled", crb.Labels, labels},
+		{"the binding says when it is a leftover", crb.Annotations, leftover},
+		{"the binding is owned by the namespace", crb.OwnerReferences, []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}}},
+		{"the binding gives cluster-admin", crb.RoleRef, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"}},
+		{"the binding's subject is the namespace's default service account", crb.Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "default", Namespace: ns.Name}}},
+		{"the pod is labelled", pod.Labels, map[string]string{"app": "must-gather", LabelManagedBy: ManagedBy, LabelGathering: "42", LabelOwner: ManagedBy}},
+		{"the pod runs the gathering's command", pod.Spec.Containers[0].Command[4], "PLAN=mig-plan-cold /usr/bin/targeted"},
+		{"the command is an argument of a fixed script, never part of it", pod.Spec.Containers[0].Command[:4], []string{"/bin/bash", "-c", gatherScript, "gather"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSetupFailuresLeaveNothingBehind makes its faults on the test control
+// plane: a node that does not exist, and a binding the API server refuses
+// (403) to a user who may create bindings but not bind cluster-admin. The
+// image stream faults stay on the fake clientset
+// (TestImageStreamFailuresLeaveNothingBehind).
+func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k := kube.Start(t)
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everything the gatherer does, but binding cluster-admin: the API
+	// server's escalation check refuses the binding.
+	cannotBind := limitedUser(t, ctx, k, admin, "cannot-bind", []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"*"}, Verbs: []string{"*"}},
+		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterrolebindings"}, Verbs: []string{"*"}},
+		{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
+	})
+	tests := []struct {
+		name      string
+		as        func() *Gatherer
+		gathering mustgather.Gathering
+		wantErr   string
+		wantIs    error
+	}{
+		{
+			name:      "an unknown node name",
+			gathering: mustgather.Gathering{ID: 301, NodeName: "worker-9"},
+			wantErr:   `node "worker-9" not found`,
+			wantIs:    mustgather.ErrInvalid,
+		},
+		{
+			name: "a binding the API server refuses",
+			as: func() *Gatherer {
+				g, err := NewForConfig(cannotBind, testConfig(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return g
+			},
+			gathering: mustgather.Gathering{ID: 302},
+			wantErr:   "create clusterrolebinding for namespace openshift-must-gather-",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := NewForConfig(k.Admin, testConfig(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.as != nil {
+				g = tt.as()
+			}
+			job := newTestJob(t, tt.gathering)
+			err = g.Gather(ctx, job.Job)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one that says %q\n%s", err, tt.wantErr, job.log)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %v is not %v", err, tt.wantIs)
+			}
+			if !strings.Contains(job.log.String(), tt.wantErr) {
+				t.Errorf("log does not say %q:\n%s", tt.wantErr, job.log)
+			}
+			leftNothingBehind(t, ctx, admin, tt.gathering.ID)
+		})
+	}
+}
