@@ -3,10 +3,13 @@ package kubegather
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,6 +273,269 @@ func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
 				t.Errorf("log does not say %q:\n%s", tt.wantErr, job.log)
 			}
 			leftNothingBehind(t, ctx, admin, tt.gathering.ID)
+		})
+	}
+}
+
+func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, g := startGatherer(t, testConfig())
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const good, bad = "quay.io/a/good:1", kube.UnpullableRegistry + "a/bad:1"
+	tests := []struct {
+		name      string
+		gathering mustgather.Gathering
+		exitCode  int
+		files     map[string]string // what the running pod leaves
+		wantErr   []string
+		wantFiles []string // under the running pod's archive directory
+		wantLog   []string
+	}{
+		{
+			name:      "a gather that exits with an error",
+			gathering: mustgather.Gathering{ID: 401, Image: forkliftImage},
+			exitCode:  2,
+			files:     map[string]string{"partial.txt": "x"},
+			wantErr:   []string{"gather for image " + forkliftImage + " exited with code 2"},
+			wantFiles: []string{"gather.logs", "partial.txt"},
+		},
+		{
+			name:      "two images of which one cannot be pulled",
+			gathering: mustgather.Gathering{ID: 402, Image: good + ", " + bad},
+			files:     map[string]string{"ok.txt": "ok"},
+			wantErr:   []string{"image " + bad + " cannot be pulled (gave up after 300ms): ErrImagePull: Failed to pull image \"" + bad + "\""},
+			wantFiles: []string{"gather.logs", "ok.txt"},
+			wantLog:   []string{"EVENT Warning Failed: Failed to pull image \"" + bad + "\"", "nothing to copy: the copy container is not running"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.gathering.Timeout = "2m"
+			var pod string
+			job, err := gatherOnTestCluster(t, ctx, k, g, tt.gathering, 1, func(pods []*corev1.Pod) map[string]int {
+				pod = pods[0].Name
+				if err := writeTree(k.PodDir(pods[0].Namespace, pod), tt.files); err != nil {
+					t.Fatal(err)
+				}
+				return map[string]int{pod: tt.exitCode}
+			})
+			t.Logf("error: %v\nlog:\n%s", err, job.log)
+			if err == nil {
+				t.Fatal("Gather succeeded")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q has more than one line", err)
+			}
+			dir := archiveDirs(job.log.String())[pod]
+			var want []string
+			for _, f := range tt.wantFiles {
+				want = append(want, dir+"/"+f)
+			}
+			if diff := cmp.Diff(want, slices.Sorted(maps.Keys(job.files(t)))); diff != "" {
+				t.Errorf("archive (-want +got):\n%s", diff)
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(job.log.String(), w) {
+					t.Errorf("log does not say %q", w)
+				}
+			}
+			leftNothingBehind(t, ctx, admin, tt.gathering.ID)
+		})
+	}
+}
+
+func TestNoMoreThanMaxParallelPodsRunAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := testConfig()
+	cfg.MaxParallel = 1
+	k, g := startGatherer(t, cfg)
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := []string{"quay.io/a/one:1", "quay.io/a/two:1", "quay.io/a/three:1"}
+	mg := mustgather.Gathering{ID: 501, Image: strings.Join(images, ","), Timeout: "2m"}
+	job := newTestJob(t, mg)
+	done := make(chan error, 1)
+	go func() { done <- g.Gather(ctx, job.Job) }()
+	seen := map[string]bool{}
+	for range images {
+		p := k.WaitPod(t, func(p *corev1.Pod) bool {
+			return p.Labels[LabelGathering] == "501" && p.Status.Phase == corev1.PodRunning && !seen[p.Name]
+		})
+		seen[p.Name] = true
+		// While one gathers, the gathers of the pods before it have ended.
+		pods, err := admin.CoreV1().Pods(p.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelGathering + "=501"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) != len(seen) {
+			t.Errorf("%d pods while pod %d of %d runs", len(pods.Items), len(seen), len(images))
+		}
+		for _, other := range pods.Items {
+			for _, cs := range other.Status.ContainerStatuses {
+				if other.Name != p.Name && cs.Name == gatherContainer && cs.State.Terminated == nil {
+					t.Errorf("the gather of pod %s has not ended while %s runs", other.Name, p.Name)
+				}
+			}
+		}
+		if err := writeTree(k.PodDir(p.Namespace, p.Name), map[string]string{"f": p.Spec.Containers[0].Image}); err != nil {
+			t.Fatal(err)
+		}
+		k.FinishGather(t, p.Namespace, p.Name, 0)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Gather: %v\n%s", err, job.log)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the gathering did not end:\n%s", job.log)
+	}
+	// With one at a time, each pod is created after the one before it
+	// was copied.
+	var events []string
+	for _, l := range job.log.Lines() {
+		switch {
+		case strings.Contains(l, "pod for plug-in image"):
+			events = append(events, "created "+l[strings.LastIndex(l, " image ")+7:strings.LastIndex(l, " created")])
+		case strings.HasSuffix(l, "gather output copied"):
+			events = append(events, "copied")
+		}
+	}
+	want := []string{"created quay.io/a/one:1", "copied", "created quay.io/a/two:1", "copied", "created quay.io/a/three:1", "copied"}
+	if diff := cmp.Diff(want, events); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	if got := len(job.files(t)); got != 6 {
+		t.Errorf("%d files in the archive, want 6 (a file and gather.logs per image)", got)
+	}
+	leftNothingBehind(t, ctx, admin, mg.ID)
+}
+
+// recordingExecutor is the real executor that records what it was asked
+// to run.
+type recordingExecutor struct {
+	Executor
+	mu    sync.Mutex
+	calls []execCall
+}
+
+func (r *recordingExecutor) Exec(ctx context.Context, namespace, pod, container string, command []string, stdout, stderr io.Writer) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, execCall{Pod: pod, Container: container, Command: command})
+	r.mu.Unlock()
+	return r.Executor.Exec(ctx, namespace, pod, container, command, stdout, stderr)
+}
+
+func (r *recordingExecutor) recorded() []execCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+// TestAStoppedGatheringCopiesWhatIsThereAndCleansUp stops gatherings on the
+// test control plane before their gathers ran. Stops while a gather runs
+// stay on the fake clientset (TestAStopWhileTheGatherRunsCopiesWhatIsThere
+// says why).
+func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := testConfig()
+	cfg.ImagePullGrace = time.Hour
+	k, g := startGatherer(t, cfg)
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		image string
+		// stopWhen is what a pod of the gathering must be for the test to
+		// stop the job; nil stops it before the gathering starts.
+		stopWhen  func(p *corev1.Pod) bool
+		cause     error
+		files     map[string]string // what the running pod leaves
+		wantFiles []string          // under the pod's archive directory
+		wantExec  bool
+		wantLog   string
+	}{
+		{
+			name:    "a timeout before the gathering started",
+			image:   forkliftImage,
+			cause:   fmt.Errorf("%w after 1s", mustgather.ErrTimedOut),
+			wantLog: "gathering stopped: timed out after 1s",
+		},
+		{
+			name:     "a shutdown while the image is pulled",
+			image:    kube.UnpullableRegistry + "a/slow:1",
+			stopWhen: func(p *corev1.Pod) bool { return len(p.Status.ContainerStatuses) > 0 },
+			cause:    mustgather.ErrShutdown,
+			wantLog:  "nothing to copy: the copy container is not running",
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recordingExecutor{Executor: g.exec}
+			g.exec = rec
+			defer func() { g.exec = rec.Executor }()
+			id := mustgather.ID(600 + i)
+			job := newTestJob(t, mustgather.Gathering{ID: id, Image: tt.image})
+			var pod string
+			if tt.stopWhen == nil {
+				job.stop(tt.cause)
+			}
+			done := make(chan error, 1)
+			go func() { done <- g.Gather(ctx, job.Job) }()
+			if tt.stopWhen != nil {
+				p := k.WaitPod(t, func(p *corev1.Pod) bool { return p.Labels[LabelGathering] == id.String() && tt.stopWhen(p) })
+				pod = p.Name
+				if err := writeTree(k.PodDir(p.Namespace, p.Name), tt.files); err != nil {
+					t.Fatal(err)
+				}
+				job.stop(tt.cause)
+			}
+			var err error
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				t.Fatalf("the gathering did not end:\n%s", job.log)
+			}
+			t.Logf("error: %v\nlog:\n%s", err, job.log)
+			if !errors.Is(err, tt.cause) {
+				t.Fatalf("error %v does not wrap %v", err, tt.cause)
+			}
+			dir := archiveDirs(job.log.String())[pod]
+			var want []string
+			for _, f := range tt.wantFiles {
+				want = append(want, dir+"/"+f)
+			}
+			if diff := cmp.Diff(want, slices.Sorted(maps.Keys(job.files(t)))); diff != "" {
+				t.Errorf("archive (-want +got):\n%s", diff)
+			}
+			execs := rec.recorded()
+			if tt.wantExec {
+				want := []execCall{{Pod: pod, Container: "copy", Command: copyStoppedCommand("/must-gather/")}}
+				if diff := cmp.Diff(want, execs); diff != "" {
+					t.Errorf("exec (-want +got):\n%s", diff)
+				}
+			} else if len(execs) != 0 {
+				t.Errorf("exec calls %v, want none", execs)
+			}
+			if !strings.Contains(job.log.String(), tt.wantLog) {
+				t.Errorf("log does not say %q", tt.wantLog)
+			}
+			leftNothingBehind(t, ctx, admin, id)
 		})
 	}
 }

@@ -147,156 +147,52 @@ func TestTheCreatedPodIsTheGoldenOne(t *testing.T) {
 	}
 }
 
-func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
-	const good, bad = "quay.io/a/good:1", "quay.io/a/bad:1"
+// TestAStopWhileTheGatherRunsCopiesWhatIsThere stays on the fake
+// clientset. Its faults: a pod watch that never tells that the gather
+// started, which a real API server's watch cannot be made to miss; and,
+// for a stop while the gather runs, the copy of a stopped gather, which
+// runs tar under bash -c in the pod where the test environment's exec maps
+// /must-gather for tar alone. The other stops run on the test control
+// plane (TestAStoppedGatheringCopiesWhatIsThereAndCleansUp).
+func TestAStopWhileTheGatherRunsCopiesWhatIsThere(t *testing.T) {
 	tests := []struct {
-		name      string
-		behave    map[string]behaviour
-		gathering mustgather.Gathering
-		wantErr   []string
-		wantFiles []string
-		wantLog   []string
+		name  string
+		react func(c *fakeCluster)
 	}{
-		{
-			name:      "a gather that exits with an error",
-			behave:    map[string]behaviour{forkliftImage: {exitCode: 2, message: "line one\noc: command not found", files: map[string]string{"partial.txt": "x"}}},
-			wantErr:   []string{"pod must-gather-1: gather for image " + forkliftImage + " exited with code 2 (oc: command not found)"},
-			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/partial.txt"},
-		},
-		{
-			name: "two images of which one cannot be pulled",
-			behave: map[string]behaviour{
-				good: {files: map[string]string{"ok.txt": "ok"}},
-				bad:  {pullError: true},
-			},
-			gathering: mustgather.Gathering{Image: good + ", " + bad},
-			wantErr:   []string{"image quay.io/a/bad:1 cannot be pulled (gave up after 300ms): ImagePullBackOff: Failed to pull image \"quay.io/a/bad:1\": manifest unknown"},
-			wantFiles: []string{"quay-io-a-good-1-sha256-5eed/gather.logs", "quay-io-a-good-1-sha256-5eed/ok.txt"},
-			wantLog:   []string{"EVENT Warning Failed: Failed to pull image \"quay.io/a/bad:1\": manifest unknown", "nothing to copy: the copy container is not running"},
-		},
+		{"a timeout while the gather runs", nil},
+		{"a timeout after the gather started, before the watch told of it", (*fakeCluster).silencePodWatches},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newFakeCluster(t, tt.behave)
-			job := newTestJob(t, tt.gathering)
-			err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
-			t.Logf("error: %v\nlog:\n%s", err, job.log)
-			if err == nil {
-				t.Fatal("Gather succeeded")
-			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error %q has more than one line", err)
-			}
-			var got []string
-			for name := range job.files(t) {
-				got = append(got, name)
-			}
-			slices.Sort(got)
-			if diff := cmp.Diff(tt.wantFiles, got); diff != "" {
-				t.Errorf("archive (-want +got):\n%s", diff)
-			}
-			for _, w := range tt.wantLog {
-				if !strings.Contains(job.log.String(), w) {
-					t.Errorf("log does not say %q:\n%s", w, job.log)
-				}
-			}
-			cleanedUp(t, c)
-		})
-	}
-}
-
-func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
-	tests := []struct {
-		name string
-		// stopWhen is what the test waits for before it stops the job.
-		stopWhen  func(c *fakeCluster) <-chan string
-		react     func(c *fakeCluster)
-		cause     error
-		behaviour behaviour
-		wantFiles []string
-		wantExec  bool
-		wantLog   string
-	}{
-		{
-			name:      "a timeout while the gather runs",
-			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
-			cause:     fmt.Errorf("%w after 10m", mustgather.ErrTimedOut),
-			behaviour: behaviour{hang: true, lines: []string{"working"}, files: map[string]string{"namespaces/a.yaml": "a"}},
-			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
-			wantExec:  true,
-			wantLog:   "gather stopped before it finished: timed out after 10m",
-		},
-		{
-			name:      "a timeout after the gather started, before the watch told of it",
-			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsRunning },
-			react:     (*fakeCluster).silencePodWatches,
-			cause:     fmt.Errorf("%w after 10m", mustgather.ErrTimedOut),
-			behaviour: behaviour{hang: true, files: map[string]string{"namespaces/a.yaml": "a"}},
-			wantFiles: []string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"},
-			wantExec:  true,
-			wantLog:   "gather stopped before it finished: timed out after 10m",
-		},
-		{
-			name:     "a timeout before any pod started",
-			stopWhen: nil,
-			cause:    fmt.Errorf("%w after 1s", mustgather.ErrTimedOut),
-			wantLog:  "pod for plug-in image " + forkliftImage + " not started: timed out after 1s",
-		},
-		{
-			name:      "a shutdown while the image is pulled",
-			stopWhen:  func(c *fakeCluster) <-chan string { return c.podsCreated },
-			cause:     mustgather.ErrShutdown,
-			behaviour: behaviour{pullError: true},
-			wantLog:   "nothing to copy: the copy container is not running",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newFakeCluster(t, map[string]behaviour{forkliftImage: tt.behaviour})
+			c := newFakeCluster(t, map[string]behaviour{forkliftImage: {hang: true, lines: []string{"working"}, files: map[string]string{"namespaces/a.yaml": "a"}}})
 			if tt.react != nil {
 				tt.react(c)
 			}
 			job := newTestJob(t, mustgather.Gathering{})
-			cfg := testConfig()
-			cfg.ImagePullGrace = time.Hour
-			if tt.stopWhen == nil {
-				job.stop(tt.cause)
-			} else {
-				ch := tt.stopWhen(c)
-				go func() {
-					receive(t, ch, "the moment to stop")
-					job.stop(tt.cause)
-				}()
-			}
-			err := c.gatherer(cfg).Gather(context.Background(), job.Job)
+			cause := fmt.Errorf("%w after 10m", mustgather.ErrTimedOut)
+			go func() {
+				receive(t, c.podsRunning, "the start of the gather")
+				job.stop(cause)
+			}()
+			err := c.gatherer(testConfig()).Gather(context.Background(), job.Job)
 			t.Logf("error: %v\nlog:\n%s", err, job.log)
-			if !errors.Is(err, tt.cause) {
-				t.Fatalf("error %v does not wrap %v", err, tt.cause)
+			if !errors.Is(err, cause) {
+				t.Fatalf("error %v does not wrap %v", err, cause)
 			}
 			var got []string
 			for name := range job.files(t) {
 				got = append(got, name)
 			}
 			slices.Sort(got)
-			if diff := cmp.Diff(tt.wantFiles, got); diff != "" {
+			if diff := cmp.Diff([]string{forkliftDir + "/gather.logs", forkliftDir + "/namespaces/a.yaml"}, got); diff != "" {
 				t.Errorf("archive (-want +got):\n%s", diff)
 			}
-			execs := c.execCalls()
-			if tt.wantExec {
-				want := []execCall{{Pod: "must-gather-1", Container: "copy", Command: copyStoppedCommand("/must-gather/")}}
-				if diff := cmp.Diff(want, execs); diff != "" {
-					t.Errorf("exec (-want +got):\n%s", diff)
-				}
-			} else if len(execs) != 0 {
-				t.Errorf("exec calls %v, want none", execs)
+			want := []execCall{{Pod: "must-gather-1", Container: "copy", Command: copyStoppedCommand("/must-gather/")}}
+			if diff := cmp.Diff(want, c.execCalls()); diff != "" {
+				t.Errorf("exec (-want +got):\n%s", diff)
 			}
-			if !strings.Contains(job.log.String(), tt.wantLog) {
-				t.Errorf("log does not say %q:\n%s", tt.wantLog, job.log)
+			if w := "gather stopped before it finished: timed out after 10m"; !strings.Contains(job.log.String(), w) {
+				t.Errorf("log does not say %q:\n%s", w, job.log)
 			}
 			cleanedUp(t, c)
 		})
@@ -545,38 +441,5 @@ func TestTheEndOfAGatherComesFromThePodNotFromItsLogStream(t *testing.T) {
 				t.Errorf("log does not say %q:\n%s", tt.wantLog, job.log)
 			}
 		})
-	}
-}
-
-func TestNoMoreThanMaxParallelPodsRunAtOnce(t *testing.T) {
-	images := []string{"quay.io/a/one:1", "quay.io/a/two:1", "quay.io/a/three:1"}
-	behave := map[string]behaviour{}
-	for _, img := range images {
-		behave[img] = behaviour{files: map[string]string{"f": img}}
-	}
-	c := newFakeCluster(t, behave)
-	job := newTestJob(t, mustgather.Gathering{Image: strings.Join(images, ",")})
-	cfg := testConfig()
-	cfg.MaxParallel = 1
-	if err := c.gatherer(cfg).Gather(context.Background(), job.Job); err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	// With one at a time, each pod is created after the one before it
-	// was copied.
-	var events []string
-	for _, l := range job.log.Lines() {
-		switch {
-		case strings.Contains(l, "pod for plug-in image"):
-			events = append(events, "created "+l[strings.LastIndex(l, " image ")+7:strings.LastIndex(l, " created")])
-		case strings.HasSuffix(l, "gather output copied"):
-			events = append(events, "copied")
-		}
-	}
-	want := []string{"created quay.io/a/one:1", "copied", "created quay.io/a/two:1", "copied", "created quay.io/a/three:1", "copied"}
-	if diff := cmp.Diff(want, events); diff != "" {
-		t.Errorf("order (-want +got):\n%s", diff)
-	}
-	if got := len(job.files(t)); got != 6 {
-		t.Errorf("%d files in the archive, want 6 (a file and gather.logs per image)", got)
 	}
 }
