@@ -539,3 +539,92 @@ func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
 		})
 	}
 }
+
+// stallingExecutor is the real executor whose streams stall, once pass
+// bytes have come, until their context ends: the fault is made at the
+// exec stream, since the test environment's exec does not stall.
+type stallingExecutor struct {
+	Executor
+	pass    int64
+	stalled chan struct{} // closed when a stream stalls
+	once    sync.Once
+}
+
+func (s *stallingExecutor) Exec(ctx context.Context, namespace, pod, container string, command []string, stdout, stderr io.Writer) error {
+	return s.Executor.Exec(ctx, namespace, pod, container, command, &stallingWriter{w: stdout, left: s.pass, ctx: ctx, stall: func() {
+		s.once.Do(func() { close(s.stalled) })
+	}}, stderr)
+}
+
+type stallingWriter struct {
+	w     io.Writer
+	left  int64
+	ctx   context.Context
+	stall func()
+}
+
+func (s *stallingWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) <= s.left {
+		s.left -= int64(len(p))
+		return s.w.Write(p)
+	}
+	n, err := s.w.Write(p[:s.left])
+	s.left = 0
+	if err != nil {
+		return n, err
+	}
+	s.stall()
+	<-s.ctx.Done()
+	return n, s.ctx.Err()
+}
+
+func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, g := startGatherer(t, testConfig())
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tar stream: the header of ./, big.log's and then the first 4096
+	// bytes of its content.
+	se := &stallingExecutor{Executor: g.exec, pass: 2*512 + 4096, stalled: make(chan struct{})}
+	g.exec = se
+	const id = mustgather.ID(701)
+	job := newTestJob(t, mustgather.Gathering{ID: id, Image: forkliftImage})
+	gctx, cancelGather := context.WithCancel(ctx)
+	defer cancelGather()
+	done := make(chan error, 1)
+	go func() { done <- g.Gather(gctx, job.Job) }()
+	p := k.WaitPod(t, func(p *corev1.Pod) bool {
+		return p.Labels[LabelGathering] == id.String() && p.Status.Phase == corev1.PodRunning
+	})
+	if err := writeTree(k.PodDir(p.Namespace, p.Name), map[string]string{"big.log": strings.Repeat("x", 1<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	k.FinishGather(t, p.Namespace, p.Name, 0)
+	receive(t, se.stalled, "the copy")
+	cancelGather()
+	err = receive(t, done, "the end of the gathering")
+	t.Logf("error: %v\nlog:\n%s", err, job.log)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if !strings.Contains(err.Error(), "copy output") {
+		t.Errorf("error %q does not name the copy", err)
+	}
+	// The file the copy was in keeps its size, zero-filled, so that the
+	// archive stays well-formed, and the log says so.
+	dir := archiveDirs(job.log.String())[p.Name]
+	files := job.files(t)
+	if big, ok := files[dir+"/big.log"]; !ok || len(big) != 1<<20 || !strings.HasPrefix(big, strings.Repeat("x", 4096)+"\x00") {
+		t.Errorf("big.log is not the 4096 bytes copied, zero-filled to its size (%d bytes)", len(big))
+	}
+	if _, ok := files[dir+"/gather.logs"]; !ok {
+		t.Error("gather.logs is not in the archive")
+	}
+	if log := job.log.String(); !strings.Contains(log, "content ended after 4096 of 1048576 bytes") {
+		t.Error("the log does not say what was cut")
+	}
+	leftNothingBehind(t, ctx, admin, id)
+}

@@ -233,37 +233,6 @@ func TestAGatherThatEndedJustBeforeTheStopIsCopiedWhole(t *testing.T) {
 	cleanedUp(t, c)
 }
 
-func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t *testing.T) {
-	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {execBlock: true}})
-	job := newTestJob(t, mustgather.Gathering{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		receive(t, c.execStarted, "the copy")
-		cancel()
-	}()
-	err := c.gatherer(testConfig()).Gather(ctx, job.Job)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("error %v, want context.Canceled", err)
-	}
-	if !strings.Contains(err.Error(), "copy output") {
-		t.Errorf("error %q does not name the copy", err)
-	}
-	// The file the copy was in keeps its size, zero-filled, so that the
-	// archive stays well-formed, and the log says so.
-	files := job.files(t)
-	if big, ok := files[forkliftDir+"/big.log"]; !ok || len(big) != 1<<20 || !strings.HasPrefix(big, strings.Repeat("x", 4096)+"\x00") {
-		t.Errorf("big.log is not the 4096 bytes copied, zero-filled to its size (%d bytes)", len(big))
-	}
-	if _, ok := files[forkliftDir+"/gather.logs"]; !ok {
-		t.Error("gather.logs is not in the archive")
-	}
-	if log := job.log.String(); !strings.Contains(log, "content ended after 4096 of 1048576 bytes") {
-		t.Errorf("the log does not say what was cut:\n%s", log)
-	}
-	cleanedUp(t, c)
-}
-
 // TestImageStreamFailuresLeaveNothingBehind stays on the fake clientset:
 // OpenShift's ImageStreamTag API names its objects <stream>:<tag>, which
 // no CustomResourceDefinition on the test control plane can serve. The
