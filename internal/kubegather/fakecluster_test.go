@@ -3,7 +3,6 @@ package kubegather
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -35,14 +34,9 @@ import (
 
 // behaviour is what a fake pod of an image does.
 type behaviour struct {
-	lines     []string          // the gather's log
-	exitCode  int32             // the gather's exit code
-	message   string            // its termination message
-	hang      bool              // the gather never ends
-	pullError bool              // the image cannot be pulled
-	files     map[string]string // what the gather writes into the source dir
-	forklift  bool              // packed as must-gather.tar.gz, as Forklift's image does
-	execBlock bool              // the copy stops mid-stream until its context ends
+	lines []string          // the gather's log
+	hang  bool              // the gather never ends
+	files map[string]string // what the gather writes into the source dir
 	// logCut ends the first log stream after that many lines while the
 	// gather still runs, as an API server that cuts a long request.
 	logCut int
@@ -66,13 +60,10 @@ type fakeCluster struct {
 	wg      sync.WaitGroup
 
 	// podsRunning receives a pod's name once its gather runs and has
-	// written its log and files; podsCreated once it exists; podsEnded
-	// once its gather has terminated.
+	// written its log and files; podsEnded once its gather has
+	// terminated.
 	podsRunning chan string
-	podsCreated chan string
 	podsEnded   chan string
-	// execStarted receives a pod's name when a copy has begun streaming.
-	execStarted chan string
 }
 
 type execCall struct {
@@ -103,9 +94,7 @@ func newFakeCluster(t *testing.T, behave map[string]behaviour, objects ...runtim
 		seq:         map[string]int{},
 		pods:        map[string]*fakePod{},
 		podsRunning: make(chan string, 16),
-		podsCreated: make(chan string, 16),
 		podsEnded:   make(chan string, 16),
-		execStarted: make(chan string, 16),
 	}
 	scheme := runtime.NewScheme()
 	c.dyn = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
@@ -160,7 +149,6 @@ func (c *fakeCluster) startPod(pod *corev1.Pod) {
 	c.mu.Lock()
 	c.pods[pod.Name] = p
 	c.mu.Unlock()
-	c.podsCreated <- pod.Name
 	c.wg.Go(func() { c.kubelet(p) })
 }
 
@@ -206,28 +194,12 @@ func (c *fakeCluster) kubelet(p *fakePod) {
 			{Name: copyContainer, Image: p.image, ImageID: imageIDOf(p.image), State: cp},
 		}
 	}
-	if p.b.pullError {
-		msg := fmt.Sprintf("Failed to pull image %q: manifest unknown", p.image)
-		ev := &corev1.Event{
-			ObjectMeta:     metav1.ObjectMeta{Name: p.name + ".pull", Namespace: p.ns},
-			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: p.name, Namespace: p.ns},
-			Type:           corev1.EventTypeWarning, Reason: "Failed", Message: msg,
-		}
-		if _, err := c.kube.CoreV1().Events(p.ns).Create(context.Background(), ev, metav1.CreateOptions{}); err != nil {
-			c.t.Errorf("kubelet: event: %v", err)
-		}
-		for _, reason := range []string{"ErrImagePull", "ImagePullBackOff"} {
-			w := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
-			setStatus(func(s *corev1.PodStatus) { s.Phase = corev1.PodPending; s.ContainerStatuses = containers(w, w) })
-		}
-		return
-	}
 	running := corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
 	setStatus(func(s *corev1.PodStatus) {
 		s.Phase = corev1.PodRunning
 		s.ContainerStatuses = containers(running, running)
 	})
-	if err := writeOutput(p.dir, p.b); err != nil {
+	if err := writeTree(p.dir, p.b.files); err != nil {
 		c.t.Errorf("kubelet: write output: %v", err)
 	}
 	for i, l := range p.b.lines {
@@ -241,7 +213,7 @@ func (c *fakeCluster) kubelet(p *fakePod) {
 		return
 	}
 	p.endLog()
-	done := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: p.b.exitCode, Message: p.b.message}}
+	done := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}
 	setStatus(func(s *corev1.PodStatus) { s.ContainerStatuses = containers(done, running) })
 	c.podsEnded <- p.name
 }
@@ -253,35 +225,6 @@ func (c *fakeCluster) silencePodWatches() {
 	c.kube.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
 		return true, watch.NewFake(), nil
 	})
-}
-
-// writeOutput writes b's files into dir, or a must-gather.tar.gz of them.
-func writeOutput(dir string, b behaviour) error {
-	if !b.forklift {
-		return writeTree(dir, b.files)
-	}
-	f, err := os.Create(filepath.Join(dir, "must-gather.tar.gz"))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw := gzip.NewWriter(f)
-	tw := tar.NewWriter(zw)
-	tree, err := os.MkdirTemp("", "forklift-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tree)
-	if err := writeTree(tree, b.files); err != nil {
-		return err
-	}
-	if err := tarDir(tw, tree); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
 }
 
 func writeTree(dir string, files map[string]string) error {
@@ -412,18 +355,6 @@ func (c *fakeCluster) Exec(ctx context.Context, namespace, pod, container string
 		return fmt.Errorf("no container %s in pod %s/%s", container, namespace, pod)
 	}
 	tw := tar.NewWriter(stdout)
-	if p.b.execBlock {
-		// A file whose content never comes.
-		if err := tw.WriteHeader(&tar.Header{Name: "./big.log", Mode: 0o644, Size: 1 << 20, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		if _, err := stdout.Write(bytes.Repeat([]byte("x"), 4096)); err != nil {
-			return err
-		}
-		c.execStarted <- pod
-		<-ctx.Done()
-		return ctx.Err()
-	}
 	if err := tarDir(tw, p.dir); err != nil {
 		return err
 	}
