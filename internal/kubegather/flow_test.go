@@ -628,3 +628,45 @@ func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t
 	}
 	leftNothingBehind(t, ctx, admin, id)
 }
+
+// TestTheCreatedPodIsTheGoldenOne compares the pod the gatherer created
+// with the golden pod (TestThePodSpecMatchesTheGoldenFile) as the same API
+// server stores it (a dry-run create, with the server's defaults), but for
+// what the server and its binder add to each pod of their own: the node,
+// and the service account token's volume.
+func TestTheCreatedPodIsTheGoldenOne(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, g := startGatherer(t, testConfig())
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: 801, Image: forkliftImage, Timeout: "2m"}, 1, func(pods []*corev1.Pod) {
+		got := pods[0]
+		want, err := admin.CoreV1().Pods(got.Namespace).Create(ctx,
+			g.newPod(podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/", affinity: placement{}.affinity()}, nil),
+			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(podSpecOfItsOwn(want.Spec), podSpecOfItsOwn(got.Spec)); diff != "" {
+			t.Errorf("pod spec (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// podSpecOfItsOwn returns s without its node and its service account
+// token's volume, whose name the API server makes up for each pod.
+func podSpecOfItsOwn(s corev1.PodSpec) corev1.PodSpec {
+	s = *s.DeepCopy()
+	s.NodeName = ""
+	token := func(name string) bool { return strings.HasPrefix(name, "kube-api-access-") }
+	s.Volumes = slices.DeleteFunc(s.Volumes, func(v corev1.Volume) bool { return token(v.Name) })
+	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
+		for i := range cs {
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return token(m.Name) })
+		}
+	}
+	return s
+}

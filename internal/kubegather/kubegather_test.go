@@ -130,23 +130,6 @@ func TestThePodSpecMatchesTheGoldenFile(t *testing.T) {
 	}
 }
 
-func TestTheCreatedPodIsTheGoldenOne(t *testing.T) {
-	c := newFakeCluster(t, map[string]behaviour{forkliftImage: {}})
-	job := newTestJob(t, mustgather.Gathering{})
-	g := c.gatherer(testConfig())
-	if err := g.Gather(context.Background(), job.Job); err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	obj, err := c.kube.Tracker().Get(podsGVR, "openshift-must-gather-1", "must-gather-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := g.newPod(podSpec{image: forkliftImage, command: "/usr/bin/gather", sourceDir: "/must-gather/", affinity: placement{}.affinity()}, nil)
-	if diff := cmp.Diff(want.Spec, obj.(*corev1.Pod).Spec); diff != "" {
-		t.Errorf("pod spec (-want +got):\n%s", diff)
-	}
-}
-
 // TestAStopWhileTheGatherRunsCopiesWhatIsThere stays on the fake
 // clientset. Its faults: a pod watch that never tells that the gather
 // started, which a real API server's watch cannot be made to miss; and,
