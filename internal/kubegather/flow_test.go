@@ -26,6 +26,20 @@ import (
 // The gathering flow on the test control plane: a real kube-apiserver,
 // its namespace controller and kwok's pods.
 
+// startFlow starts a test cluster and returns a context for the test, the
+// cluster, a Gatherer of cfg for it and an admin client.
+func startFlow(t *testing.T, cfg Config) (context.Context, *kube.Cluster, *Gatherer, kubernetes.Interface) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	k, g := startGatherer(t, cfg)
+	admin, err := kubernetes.NewForConfig(k.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, k, g, admin
+}
+
 // leftNothingBehind fails the test unless every namespace of gathering id
 // is gone or being deleted and no binding of it is left.
 func leftNothingBehind(t *testing.T, ctx context.Context, admin kubernetes.Interface, id mustgather.ID) {
@@ -52,14 +66,8 @@ func leftNothingBehind(t *testing.T, ctx context.Context, admin kubernetes.Inter
 var podLogLines = regexp.MustCompile(`^\S+Z gathering plan\n\S+Z done\n$`)
 
 func TestASuccessfulGatheringIsStreamedIntoTheArchiveAndCleanedUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, g := startGatherer(t, testConfig())
+	ctx, k, g, admin := startFlow(t, testConfig())
 	g.now = func() time.Time { return testNow }
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
 	forklift := newPodOutput(t)
 	tests := []struct {
 		name  string
@@ -143,14 +151,8 @@ func TestASuccessfulGatheringIsStreamedIntoTheArchiveAndCleanedUp(t *testing.T) 
 }
 
 func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, g := startGatherer(t, testConfig())
+	ctx, k, g, admin := startFlow(t, testConfig())
 	g.now = func() time.Time { return testNow }
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Look at the objects while the pod runs.
 	var ns *corev1.Namespace
 	var crb *rbacv1.ClusterRoleBinding
@@ -278,13 +280,7 @@ func TestSetupFailuresLeaveNothingBehind(t *testing.T) {
 }
 
 func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, g := startGatherer(t, testConfig())
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, k, g, admin := startFlow(t, testConfig())
 	const good, bad = "quay.io/a/good:1", kube.UnpullableRegistry + "a/bad:1"
 	tests := []struct {
 		name      string
@@ -354,15 +350,9 @@ func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
 }
 
 func TestNoMoreThanMaxParallelPodsRunAtOnce(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	cfg := testConfig()
 	cfg.MaxParallel = 1
-	k, g := startGatherer(t, cfg)
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, k, g, admin := startFlow(t, cfg)
 	images := []string{"quay.io/a/one:1", "quay.io/a/two:1", "quay.io/a/three:1"}
 	mg := mustgather.Gathering{ID: 501, Image: strings.Join(images, ","), Timeout: "2m"}
 	job := newTestJob(t, mg)
@@ -449,15 +439,9 @@ func (r *recordingExecutor) recorded() []execCall {
 // stay on the fake clientset (TestAStopWhileTheGatherRunsCopiesWhatIsThere
 // says why).
 func TestAStoppedGatheringCopiesWhatIsThereAndCleansUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	cfg := testConfig()
 	cfg.ImagePullGrace = time.Hour
-	k, g := startGatherer(t, cfg)
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, k, g, admin := startFlow(t, cfg)
 	tests := []struct {
 		name  string
 		image string
@@ -579,13 +563,7 @@ func (s *stallingWriter) Write(p []byte) (int, error) {
 }
 
 func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, g := startGatherer(t, testConfig())
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, k, g, admin := startFlow(t, testConfig())
 	// The tar stream: the header of ./, big.log's and then the first 4096
 	// bytes of its content.
 	se := &stallingExecutor{Executor: g.exec, pass: 2*512 + 4096, stalled: make(chan struct{})}
@@ -605,7 +583,7 @@ func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t
 	k.FinishGather(t, p.Namespace, p.Name, 0)
 	receive(t, se.stalled, "the copy")
 	cancelGather()
-	err = receive(t, done, "the end of the gathering")
+	err := receive(t, done, "the end of the gathering")
 	t.Logf("error: %v\nlog:\n%s", err, job.log)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
@@ -635,13 +613,7 @@ func TestACopyCutShortByTheEndOfItsContextFailsKeepsTheArchiveAndStillCleansUp(t
 // what the server and its binder add to each pod of their own: the node,
 // and the service account token's volume.
 func TestTheCreatedPodIsTheGoldenOne(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, g := startGatherer(t, testConfig())
-	admin, err := kubernetes.NewForConfig(k.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, k, g, admin := startFlow(t, testConfig())
 	runOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: 801, Image: forkliftImage, Timeout: "2m"}, 1, func(pods []*corev1.Pod) {
 		got := pods[0]
 		want, err := admin.CoreV1().Pods(got.Namespace).Create(ctx,
