@@ -296,7 +296,10 @@ func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 }
 
 func TestShutdownEndsARunningGatheringInErrorAndArchivesIt(t *testing.T) {
-	e := newEnv(t, nil)
+	// The grace is what the gatherer has, after the shutdown, to stop the
+	// command and archive its folder: ample, so that a loaded machine does
+	// not run it out (the test ends when the gathering does, not after it).
+	e := newEnv(t, func(c *runner.Config) { c.FinishGrace = time.Minute })
 	g, ev := e.create(t, mustgather.Request{Command: `echo partial > part.txt; echo started; sleep 60`, Timeout: "10m"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
