@@ -287,7 +287,9 @@ func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
 		gathering mustgather.Gathering
 		exitCode  int
 		files     map[string]string // what the running pod leaves
+		logs      string            // what its gather container says
 		wantErr   []string
+		notInErr  []string
 		wantFiles []string // under the running pod's archive directory
 		wantLog   []string
 	}{
@@ -296,7 +298,11 @@ func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
 			gathering: mustgather.Gathering{ID: 401, Image: forkliftImage},
 			exitCode:  2,
 			files:     map[string]string{"partial.txt": "x"},
-			wantErr:   []string{"gather for image " + forkliftImage + " exited with code 2"},
+			// The kubelet makes the log's tail the termination message;
+			// the error keeps its last line.
+			logs:      "collecting namespaces\nerror: the disk is full",
+			wantErr:   []string{"gather for image " + forkliftImage + " exited with code 2", "error: the disk is full"},
+			notInErr:  []string{"collecting namespaces"},
 			wantFiles: []string{"gather.logs", "partial.txt"},
 		},
 		{
@@ -317,6 +323,7 @@ func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
 				if err := writeTree(k.PodDir(pods[0].Namespace, pod), tt.files); err != nil {
 					t.Fatal(err)
 				}
+				k.AppendLogs(t, pods[0].Namespace, pod, "gather", tt.logs)
 				return map[string]int{pod: tt.exitCode}
 			})
 			t.Logf("error: %v\nlog:\n%s", err, job.log)
@@ -326,6 +333,11 @@ func TestFailuresStillArchiveAndCleanUp(t *testing.T) {
 			for _, w := range tt.wantErr {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			for _, w := range tt.notInErr {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q says %q, not the last line only", err, w)
 				}
 			}
 			if strings.Contains(err.Error(), "\n") {

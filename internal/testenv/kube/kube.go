@@ -615,6 +615,38 @@ func (k *Cluster) PodDir(namespace, pod string) string {
 	return dir
 }
 
+// terminationMessage is the message the kubelet gives a container that
+// ended: with TerminationMessagePolicy FallbackToLogsOnError and an error,
+// the tail of its log (at most 80 lines and 2,048 bytes), as the gather
+// pod asks; else none (no container here writes a termination-log file).
+func (k *Cluster) terminationMessage(p *corev1.Pod, container string, exitCode int) string {
+	if exitCode == 0 {
+		return ""
+	}
+	for _, c := range p.Spec.Containers {
+		if c.Name != container || c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+			continue
+		}
+		b, err := os.ReadFile(k.logFile(p.Namespace, p.Name, container))
+		if err != nil {
+			return ""
+		}
+		var lines []string
+		for line := range strings.SplitSeq(strings.TrimSuffix(string(b), "\n"), "\n") {
+			// The CRI log format: time, stream, tag, then the line.
+			if f := strings.SplitN(line, " ", 4); len(f) == 4 {
+				lines = append(lines, f[3])
+			}
+		}
+		msg := strings.Join(lines[max(0, len(lines)-80):], "\n")
+		if len(msg) > 2048 {
+			msg = msg[len(msg)-2048:]
+		}
+		return msg
+	}
+	return ""
+}
+
 func (k *Cluster) logFile(namespace, pod, container string) string {
 	return filepath.Join(k.dir, "pods", namespace, pod, "logs", container+".log")
 }
@@ -685,6 +717,7 @@ func (k *Cluster) FinishGather(t testing.TB, namespace, pod string, exitCode int
 			cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 				ExitCode:   int32(exitCode),
 				Reason:     reason,
+				Message:    k.terminationMessage(p, "gather", exitCode),
 				StartedAt:  cs.State.Running.StartedAt,
 				FinishedAt: now,
 			}}
