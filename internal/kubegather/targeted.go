@@ -109,6 +109,11 @@ func (p *podRun) checkTargeted(gatherErr error) error {
 	case gatherErr == nil:
 		return fmt.Errorf("pod %s: %s", p.name, why)
 	case strings.HasPrefix(why, "the targeted gathering stopped: "):
+		if strings.Contains(gatherErr.Error(), strings.TrimPrefix(why, "the targeted gathering stopped: ")) {
+			// The kubelet made the script's last words the container's
+			// termination message, which the error already quotes.
+			return gatherErr
+		}
 		return fmt.Errorf("%w: %s", gatherErr, why)
 	}
 	return gatherErr

@@ -120,7 +120,9 @@ func TestATargetedGatheringThatFindsNothingSaysSo(t *testing.T) {
 		command:  `NS='gone' /usr/bin/targeted`,
 		log:      targetedNSMissing,
 		exitCode: 1,
-		wantErr:  "exited with code 1: the targeted gathering stopped: ERROR: Specified NS doesn't exist",
+		// The script's last line is the termination message, as the
+		// kubelet makes it, and the error quotes it once.
+		wantErr:  "exited with code 1 (ERROR: Specified NS doesn't exist, targeted gathering cannot continue. Set NS to an existing namespace.)",
 		wantLogs: []string{"Z ERROR: Specified NS doesn't exist, targeted gathering cannot continue."},
 	}}
 	for i, tt := range tests {
@@ -145,6 +147,8 @@ func TestATargetedGatheringThatFindsNothingSaysSo(t *testing.T) {
 				t.Fatalf("Gather: %v\n%s", err, job.log)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("Gather: %v, want an error with %q\n%s", err, tt.wantErr, job.log)
+			case err != nil && strings.Count(err.Error(), "ERROR:") > 1:
+				t.Errorf("Gather: %v: the script's error more than once", err)
 			}
 			for _, want := range tt.wantLogs {
 				if !strings.Contains(job.log.String(), want) {
