@@ -317,21 +317,30 @@ func attachment(name string) string {
 // or when there is no gathering with that id, ref is a custom-name and the
 // newest gathering with it is the one.
 func lookup(ctx context.Context, s mustgather.Store, ref string) (mustgather.Gathering, error) {
+	return resolve(ref,
+		func(id mustgather.ID) (mustgather.Gathering, error) { return s.Get(ctx, id) },
+		func(name string) (mustgather.Gathering, error) { return s.GetByName(ctx, name) })
+}
+
+// resolve finds what ref names, by id and then by custom-name, as the
+// routes that take either do: byID and byName answer mustgather.ErrNotFound
+// for nothing there. A name that no request could have given matches
+// nothing; byName never sees it.
+func resolve[T any](ref string, byID func(mustgather.ID) (T, error), byName func(string) (T, error)) (T, error) {
 	if id, ok := mustgather.ParseID(ref); ok {
-		g, err := s.Get(ctx, id)
+		v, err := byID(id)
 		if !errors.Is(err, mustgather.ErrNotFound) {
-			return g, err
+			return v, err
 		}
 	}
+	var none T
 	notFound := fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
-	// A name that no request could have given matches nothing; the store
-	// never sees it.
 	if !mustgather.IsCustomName(ref) {
-		return mustgather.Gathering{}, notFound
+		return none, notFound
 	}
-	g, err := s.GetByName(ctx, ref)
+	v, err := byName(ref)
 	if errors.Is(err, mustgather.ErrNotFound) {
-		return g, notFound
+		return none, notFound
 	}
-	return g, err
+	return v, err
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"sync"
 
@@ -54,17 +53,15 @@ func getFromView(w http.ResponseWriter, r *http.Request, d Deps) {
 // lookupView finds the record that ref names, as lookup finds the
 // gathering.
 func lookupView(v *view.View, ref string) (*view.Record, error) {
-	if id, ok := mustgather.ParseID(ref); ok {
-		if rec, ok := v.Get(id); ok {
-			return rec, nil
+	held := func(rec *view.Record, ok bool) (*view.Record, error) {
+		if !ok {
+			return nil, mustgather.ErrNotFound
 		}
+		return rec, nil
 	}
-	if mustgather.IsCustomName(ref) {
-		if rec, ok := v.GetByName(ref); ok {
-			return rec, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
+	return resolve(ref,
+		func(id mustgather.ID) (*view.Record, error) { return held(v.Get(id)) },
+		func(name string) (*view.Record, error) { return held(v.GetByName(name)) })
 }
 
 // listPage is how many records a streamed list takes from the view at a
