@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -113,8 +114,15 @@ type Redaction struct {
 type ListOptions struct {
 	CustomName string
 	Status     Status
-	// Limit, when above zero, keeps only the newest Limit gatherings.
+	// Limit, when above zero, keeps only the newest Limit gatherings, or
+	// in a page (see After) the Limit lowest.
 	Limit int
+	// After makes the list a page: only gatherings with an id above
+	// After, and with Limit the Limit lowest of them. Paged with After 0
+	// starts at the first gathering; After above 0 implies Paged. Pages
+	// walks every page.
+	After int64
+	Paged bool
 }
 
 // Link is a download link of an archive, good without credentials until
@@ -234,11 +242,35 @@ func (c *Client) List(ctx context.Context, o ListOptions) ([]Gathering, error) {
 	if o.Limit > 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}
+	if o.Paged || o.After > 0 {
+		q.Set("after", strconv.FormatInt(max(o.After, 0), 10))
+	}
 	gs := []Gathering{}
 	if err := c.do(ctx, http.MethodGet, "/must-gather", q, nil, http.StatusOK, &gs); err != nil {
 		return nil, err
 	}
 	return gs, nil
+}
+
+// Pages lists the gatherings that match o's filters a page of up to size
+// (at least 1) at a time, in order of id, from the first (or from
+// o.After) to the last, so that a client walks any number of gatherings
+// holding one page. It stops at the first error, which it yields.
+func (c *Client) Pages(ctx context.Context, o ListOptions, size int) iter.Seq2[[]Gathering, error] {
+	return func(yield func([]Gathering, error) bool) {
+		o.Paged, o.Limit = true, max(size, 1)
+		for {
+			gs, err := c.List(ctx, o)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if len(gs) == 0 || !yield(gs, nil) || len(gs) < o.Limit {
+				return
+			}
+			o.After = gs[len(gs)-1].ID
+		}
+	}
 }
 
 // URL returns a link that downloads the archive of a completed gathering

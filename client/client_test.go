@@ -191,3 +191,40 @@ func TestNewRefusesABaseURLWithoutSchemeOrHost(t *testing.T) {
 		}
 	}
 }
+
+func TestListSendsTheCursorAndPagesWalkIt(t *testing.T) {
+	var queries []string
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries = append(queries, r.URL.RawQuery)
+		// Ids 1 to 5, two a page, as the API pages them.
+		var page []string
+		after := r.URL.Query().Get("after")
+		for id := 1; id <= 5 && len(page) < 2; id++ {
+			if fmt.Sprint(id) > after {
+				page = append(page, fmt.Sprintf(`{"id":%d}`, id))
+			}
+		}
+		_, _ = io.WriteString(w, "["+strings.Join(page, ",")+"]")
+	}))
+	ctx := context.Background()
+	if _, err := c.List(ctx, ListOptions{Limit: 2, Paged: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.List(ctx, ListOptions{After: 3, Status: StatusNew}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for page, err := range c.Pages(ctx, ListOptions{CustomName: "p"}, 2) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range page {
+			ids = append(ids, g.ID)
+		}
+	}
+	want := []string{"after=0&limit=2", "after=3&status=new",
+		"after=0&custom-name=p&limit=2", "after=2&custom-name=p&limit=2", "after=4&custom-name=p&limit=2"}
+	if fmt.Sprint(queries) != fmt.Sprint(want) || fmt.Sprint(ids) != "[1 2 3 4 5]" {
+		t.Errorf("queries %q, ids %v; want %q and 1 to 5", queries, ids, want)
+	}
+}

@@ -60,6 +60,12 @@ func TestTheCLIGathersWaitsAndDownloads(t *testing.T) {
 	if code, stdout, stderr := s.cliRun(t, "list", "--status", "completed"); code != cli.ExitOK || !strings.Contains(stdout, "ID") || !strings.Contains(stdout, " cli\n") {
 		t.Errorf("list: exit %d\n%s%s", code, stdout, stderr)
 	}
+	if code, stdout, stderr := s.cliRun(t, "list", "--json", "--after", "0", "--limit", "1"); code != cli.ExitOK || !strings.Contains(stdout, `"id": `+id+",") {
+		t.Errorf("list --after 0 --limit 1: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := s.cliRun(t, "list", "--json", "--after", id); code != cli.ExitOK || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("list --after %s: exit %d\n%s%s", id, code, stdout, stderr)
+	}
 	second := filepath.Join(dir, "second.tar.gz")
 	if code, _, stderr := s.cliRun(t, "download", id, "-o", second); code != cli.ExitOK || !bytes.Equal(mustRead(t, second), mustRead(t, out)) {
 		t.Errorf("download: exit %d\n%s", code, stderr)

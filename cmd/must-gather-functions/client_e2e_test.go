@@ -200,6 +200,18 @@ func TestTheClientRunsAGatheringToItsArchive(t *testing.T) {
 			if files := archivetest.ReadTarGz(t, &partial); files["part.txt"] != "partial\n" {
 				t.Errorf("partial archive holds %v", files)
 			}
+
+			// Pages walks every gathering, a page at a time.
+			var paged []int64
+			for page, err := range c.Pages(ctx, client.ListOptions{}, 1) {
+				if err != nil || len(page) != 1 {
+					t.Fatalf("page %d of Pages: %+v, %v", len(paged), page, err)
+				}
+				paged = append(paged, page[0].ID)
+			}
+			if want := []int64{g.ID, running.ID, failed.ID}; !slices.Equal(paged, want) {
+				t.Errorf("Pages of 1 passed ids %v, want %v", paged, want)
+			}
 		})
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/kubev2v/must-gather-functions/internal/process"
 	"github.com/kubev2v/must-gather-functions/internal/redact"
 	"github.com/kubev2v/must-gather-functions/internal/s3store"
+	"github.com/kubev2v/must-gather-functions/internal/view"
 )
 
 // config is every setting, read once from the environment by loadConfig
@@ -71,6 +72,9 @@ type config struct {
 	// API holds the API's settings (Policy, BodyTimeout); its dependencies
 	// are added when it starts.
 	API api.Deps
+	// View is the API's view of the gatherings (its logger is added when
+	// the API starts).
+	View view.Config
 
 	auth string // AUTH as given
 	// redactRules is REDACT_RULES as given: rules added to the built-in
@@ -149,6 +153,7 @@ func defaultConfig() config {
 			PostRate:    api.DefaultPostRate,
 			PostBurst:   api.DefaultPostBurst,
 		},
+		View:              view.DefaultConfig(),
 		AuthReview:        auth.DefaultConfig(),
 		Notifier:          notifier.DefaultConfig(),
 		Runner:            runner.DefaultConfig(),
@@ -252,6 +257,8 @@ func (c *config) settings() []setting {
 		{Var: "API_BODY_TIMEOUT", Field: &c.API.BodyTimeout, Help: "how long the body of a `POST /must-gather` may take to arrive in full; a slower one is answered 408"},
 		{Var: "API_POST_RATE", Field: &c.API.PostRate, Help: "gatherings one user (the token's username; with `AUTH=off`, the client address) may start a minute once the burst is spent; more are answered 429 with `Retry-After`. `0`: no limit. Counted in each API replica on its own"},
 		{Var: "API_POST_BURST", Field: &c.API.PostBurst, Help: "gatherings one user may start at once before `API_POST_RATE` applies"},
+		{Var: "API_VIEW_OUTPUT_BYTES", Field: &c.View.OutputBytes, Help: "the longest `exec-output` a gathering is kept with in the API's memory (its view of the gatherings, see [Architecture](#architecture)); a gathering with a longer one is kept without its body, which each answer reads from the store"},
+		{Var: "API_VIEW_SYNC_WAIT", Field: &c.View.Wait, Help: "how long a read waits for the API's view to hold every write acknowledged before the read began; then it reads the store"},
 		{Var: "CORS_ORIGINS", Field: &c.API.CORSOrigins, Default: "empty: no CORS headers", Help: "comma-separated origins (`https://console.example.com`) whose pages may call the API from a browser, such as the Forklift console's; others get no CORS headers"},
 		{Var: "AUTH", Field: &c.auth, Default: "`on`; `off` with embedded NATS on loopback and `HTTP_ADDRESS` on loopback", Help: "`on` or `off`: the API admits only bearer tokens of a cluster-admin (TokenReview and SubjectAccessReview against the gathering's cluster), and `/metrics` only those allowed to get it. `off` is refused unless `HTTP_ADDRESS` is on loopback"},
 		{Var: "AUTH_CACHE_TTL", Field: &c.AuthReview.CacheTTL, Help: "how long a token's review is reused (kept under a SHA-256 of the token, never the token)"},
@@ -390,6 +397,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.API.PostRate < 0 || c.API.PostBurst < 1 {
 		errs = append(errs, fmt.Errorf("API_POST_RATE (%d) must be at least 0 and API_POST_BURST (%d) at least 1", c.API.PostRate, c.API.PostBurst))
+	}
+	if c.View.OutputBytes < 1 || c.View.Wait <= 0 {
+		errs = append(errs, fmt.Errorf("API_VIEW_OUTPUT_BYTES (%d) must be at least 1 and API_VIEW_SYNC_WAIT (%s) above 0", c.View.OutputBytes, c.View.Wait))
 	}
 	if err := api.CheckOrigins(c.API.CORSOrigins); err != nil {
 		errs = append(errs, fmt.Errorf("CORS_ORIGINS: %w", err))

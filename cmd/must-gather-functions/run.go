@@ -233,7 +233,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 		}
 		a.Web = page
 		a.Links = d.links
-		a.View = newView(d)
+		a.View = newView(d, cfg.View)
 		handler = api.NewServer(a)
 	} else {
 		handler = api.NewOpsHandler(a)

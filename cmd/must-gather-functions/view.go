@@ -9,9 +9,10 @@ import (
 )
 
 // newView builds the API's view of the gatherings on the store's feed of
-// writes; startView runs it.
-func newView(d *deps) *view.View {
-	d.view = view.New(d.store, api.EncodeGathering, view.Config{Logger: d.log.With("function", "api")})
+// writes, as cfg says; startView runs it.
+func newView(d *deps, cfg view.Config) *view.View {
+	cfg.Logger = d.log.With("function", "api")
+	d.view = view.New(d.store, api.EncodeGathering, cfg)
 	return d.view
 }
 

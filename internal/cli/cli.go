@@ -299,11 +299,13 @@ func list(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("list", "[flags]")
 	fs.StringVar(&o.CustomName, "name", "", "only gatherings with this custom-`name`")
 	fs.StringVar(&status, "status", "", "only gatherings in this `status` (new, inprogress, completed, error)")
-	fs.IntVar(&o.Limit, "limit", 0, "only the newest `n`")
+	fs.IntVar(&o.Limit, "limit", 0, "only the newest `n`, or with --after the n lowest ids above it")
+	fs.Int64Var(&o.After, "after", 0, "only ids above `id`, a cursor: --after 0 --limit 100, then --after <last id> --limit 100 pages through every gathering")
 	fs.BoolVar(&asJSON, "json", false, "print the gatherings as a JSON array")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) { o.Paged = o.Paged || f.Name == "after" })
 	o.Status = client.Status(status)
 	c, err := e.conn.client(e.getenv)
 	if err != nil {
