@@ -227,7 +227,7 @@ func startHTTP(cfg config, d *deps, stdout io.Writer) (*http.Server, net.Listene
 	if cfg.has("api") {
 		a.Logger = d.log.With("function", "api")
 		a.Store, a.Archives, a.Events = d.store, d.archives, d.events(eventing.SourceAPI)
-		page, err := web.New()
+		page, err := web.New(web.Config{Redact: cfg.API.Policy.Redact})
 		if err != nil {
 			return nil, nil, err
 		}

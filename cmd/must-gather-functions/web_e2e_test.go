@@ -423,7 +423,7 @@ func TestWithAuthOnThePageAsksForATokenAndUsesIt(t *testing.T) {
 // each kind of line ending: the events are the same however it arrives.
 func TestThePageReadsAnEventStreamCutAnywhere(t *testing.T) {
 	t.Parallel()
-	page, err := web.New()
+	page, err := web.New(web.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 func withWeb(t *testing.T) func(*env, *Deps) {
 	return func(_ *env, d *Deps) {
-		h, err := web.New()
+		h, err := web.New(web.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}

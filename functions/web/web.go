@@ -52,8 +52,19 @@ var contentTypes = map[string]string{
 	".svg":  "image/svg+xml",
 }
 
+// Config is what the page shows of the server's settings.
+type Config struct {
+	// Redact is the server's default for redaction (REDACT_DEFAULT): the
+	// form's "Redact secrets" box starts checked when it is set. The page
+	// always sends the box's state, so unchecked asks for no redaction.
+	Redact bool
+}
+
+// redactBox is the form's redaction checkbox as index.html holds it.
+const redactBox = `<input type="checkbox" id="f-redact" name="redact"`
+
 // New returns the page's handler.
-func New() (*Handler, error) {
+func New(cfg Config) (*Handler, error) {
 	h := &Handler{csp: contentSecurityPolicy, static: map[string]file{}}
 	entries, err := fs.ReadDir(files, "static")
 	if err != nil {
@@ -73,6 +84,12 @@ func New() (*Handler, error) {
 	page, err := files.ReadFile("index.html")
 	if err != nil {
 		return nil, err
+	}
+	if !bytes.Contains(page, []byte(redactBox)) {
+		return nil, fmt.Errorf("web: index.html has no redaction checkbox")
+	}
+	if cfg.Redact {
+		page = bytes.Replace(page, []byte(redactBox), []byte(redactBox+" checked"), 1)
 	}
 	// The page names each file with its version, so that a browser may
 	// keep the file for good and still never mixes an old script with a

@@ -14,7 +14,7 @@ import (
 
 func newHandler(t *testing.T) *Handler {
 	t.Helper()
-	h, err := New()
+	h, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,4 +203,48 @@ func TestStaticFilesAreServedWithTheirTypesAndCached(t *testing.T) {
 			t.Errorf("GET %s: %d %q %s, want a JSON 404", path, a.status, a.header.Get("Content-Type"), a.body)
 		}
 	}
+}
+
+func TestTheRedactBoxStartsAsTheServersDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		redact  bool
+		checked bool
+	}{
+		{"a server that redacts by default checks the box", true, true},
+		{"a server that does not leaves it unchecked", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := New(Config{Redact: tc.redact})
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := html.Parse(strings.NewReader(get(h, http.MethodGet, "/").body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, checked := false, false
+			for n := range doc.Descendants() {
+				if n.Type != html.ElementNode || n.Data != "input" || attr(n, "id") != "f-redact" {
+					continue
+				}
+				found = true
+				for _, a := range n.Attr {
+					checked = checked || a.Key == "checked"
+				}
+			}
+			if !found || checked != tc.checked {
+				t.Errorf("redact box found %v, checked %v; want checked %v", found, checked, tc.checked)
+			}
+		})
+	}
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
 }

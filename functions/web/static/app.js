@@ -340,6 +340,11 @@ async function start(ev) {
   for (const [name, value] of new FormData(form)) {
     if (name !== 'kind' && value.trim() !== '') body[name] = value.trim();
   }
+  // A checkbox says what it shows, checked or not: unchecked must be able
+  // to turn off what the server does by default (redact).
+  for (const box of form.querySelectorAll('input[type="checkbox"]')) {
+    if (!box.disabled) body[box.name] = box.checked;
+  }
   const submit = $('start');
   submit.disabled = true;
   try {
