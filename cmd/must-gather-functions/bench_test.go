@@ -35,17 +35,42 @@ func percentile(ds []time.Duration, p float64) float64 {
 }
 
 // BenchmarkEventPath measures, for MGF_BENCH_GATHERINGS (default 200)
-// gatherings of `true` posted one after another to the whole system in one
-// process (embedded NATS, process gatherer), the time from sending the POST
-// to its answer (post-), to an SSE client of GET /events seeing the
-// gathering inprogress (claim-) and completed (final-), p50 and p99. The
-// baseline (rtt-) is the round trip of GET /healthz to the same server.
+// gatherings of `true` posted one after another (process gatherer), the
+// time from sending the POST to its answer (post-), to an SSE client of GET
+// /events seeing the gathering inprogress (claim-) and completed (final-),
+// p50 and p99. The baseline (rtt-) is the round trip of GET /healthz to the
+// process that answers the POST. embedded is the whole system in one
+// process with embedded NATS; separate runs the api, runner, recorder and
+// notifier functions each in an OS process of its own on one NATS server,
+// the events read from the notifier's process, as they are deployed.
 func BenchmarkEventPath(b *testing.B) {
 	n := benchCount("MGF_BENCH_GATHERINGS", 200)
-	s := start(b, b.TempDir(), map[string]string{"API_POST_RATE": "0"})
+	b.Run("embedded", func(b *testing.B) {
+		s := start(b, b.TempDir(), map[string]string{"API_POST_RATE": "0"})
+		eventPath(b, n, s.base, s.base)
+	})
+	b.Run("separate", func(b *testing.B) {
+		nats := testenv.NATS(b)
+		dir := b.TempDir()
+		base := map[string]string{}
+		for _, fn := range []string{"recorder", "notifier", "runner", "api"} {
+			c := startChild(b, map[string]string{
+				"FUNCTIONS": fn, "NATS_URL": nats.ClientURL(), "AUTH": "off", "API_POST_RATE": "0",
+				"ARCHIVE_DIR": filepath.Join(dir, "archives"), "PROCESS_TEMP_DIR": b.TempDir(),
+			})
+			base[fn] = c.base
+		}
+		eventPath(b, n, base["api"], base["notifier"])
+	})
+}
+
+// eventPath posts n gatherings to the API at api one after another, each
+// once the one before has ended, and reports the times of BenchmarkEventPath,
+// read from the SSE stream GET /events of events.
+func eventPath(b *testing.B, n int, api, events string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/events", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, events+"/events", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +105,7 @@ func BenchmarkEventPath(b *testing.B) {
 	client := &http.Client{Timeout: time.Minute}
 	rtt := func() time.Duration {
 		t0 := time.Now()
-		resp, err := client.Get(s.base + "/healthz")
+		resp, err := client.Get(api + "/healthz")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -90,56 +115,54 @@ func BenchmarkEventPath(b *testing.B) {
 	}
 	rtt() // a connection to reuse
 
-	b.Run("embedded", func(b *testing.B) {
-		var posts, claims, finals, rtts []time.Duration
-		for b.Loop() {
-			posts, claims, finals, rtts = posts[:0], claims[:0], finals[:0], rtts[:0]
-			for range n {
-				rtts = append(rtts, rtt())
-				t0 := time.Now()
-				id, err := postCommand(client, s.base, "true")
-				if err != nil {
-					b.Fatal(err)
-				}
-				posts = append(posts, time.Since(t0))
-				var claimed time.Time
-				timeout := time.After(time.Minute)
-			wait:
-				for {
-					select {
-					case c, ok := <-changes:
-						if !ok {
-							b.Fatal("the event stream ended")
-						}
-						if c.id != id {
-							continue
-						}
-						switch c.status {
-						case "inprogress":
-							claimed = c.at
-						case "completed", "error":
-							if claimed.IsZero() {
-								claimed = c.at // the claim's event came after the final one, or not at all
-							}
-							claims = append(claims, claimed.Sub(t0))
-							finals = append(finals, c.at.Sub(t0))
-							break wait
-						}
-					case <-timeout:
-						b.Fatalf("gathering %d did not end within a minute", id)
+	var posts, claims, finals, rtts []time.Duration
+	for b.Loop() {
+		posts, claims, finals, rtts = posts[:0], claims[:0], finals[:0], rtts[:0]
+		for range n {
+			rtts = append(rtts, rtt())
+			t0 := time.Now()
+			id, err := postCommand(client, api, "true")
+			if err != nil {
+				b.Fatal(err)
+			}
+			posts = append(posts, time.Since(t0))
+			var claimed time.Time
+			timeout := time.After(time.Minute)
+		wait:
+			for {
+				select {
+				case c, ok := <-changes:
+					if !ok {
+						b.Fatal("the event stream ended")
 					}
+					if c.id != id {
+						continue
+					}
+					switch c.status {
+					case "inprogress":
+						claimed = c.at
+					case "completed", "error":
+						if claimed.IsZero() {
+							claimed = c.at // the claim's event came after the final one, or not at all
+						}
+						claims = append(claims, claimed.Sub(t0))
+						finals = append(finals, c.at.Sub(t0))
+						break wait
+					}
+				case <-timeout:
+					b.Fatalf("gathering %d did not end within a minute", id)
 				}
 			}
 		}
-		for _, m := range []struct {
-			name string
-			ds   []time.Duration
-		}{{"post", posts}, {"claim", claims}, {"final", finals}, {"rtt", rtts}} {
-			b.ReportMetric(percentile(m.ds, 50), m.name+"-p50-ms")
-			b.ReportMetric(percentile(m.ds, 99), m.name+"-p99-ms")
-		}
-		b.ReportMetric(0, "ns/op")
-	})
+	}
+	for _, m := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"post", posts}, {"claim", claims}, {"final", finals}, {"rtt", rtts}} {
+		b.ReportMetric(percentile(m.ds, 50), m.name+"-p50-ms")
+		b.ReportMetric(percentile(m.ds, 99), m.name+"-p99-ms")
+	}
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkColdStart builds the binary and measures, MGF_BENCH_STARTS

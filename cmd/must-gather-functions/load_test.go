@@ -47,7 +47,7 @@ type child struct {
 // startChild runs the system in a new process with env on top of test
 // defaults and waits until it serves HTTP. Its log is in the test log if
 // the test fails.
-func startChild(t *testing.T, env map[string]string) *child {
+func startChild(t testing.TB, env map[string]string) *child {
 	t.Helper()
 	vars := map[string]string{
 		childEnv: "1", "HTTP_ADDRESS": "127.0.0.1:0", "LOG_LEVEL": "warn", "RUNNER_FINISH_GRACE": "5s",

@@ -63,6 +63,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := runAll(ctx, plan(*quick), filter, abs, stdout); err != nil {
 			return err
 		}
+		// The quick run reads the sizes of the last `make images`: a
+		// build of both platforms takes minutes.
+		if filter.MatchString("images") {
+			if err := images(ctx, !*quick, abs, stdout); err != nil {
+				return err
+			}
+		}
 	}
 	results, env, series, err := ReadDir(abs)
 	if err != nil {
