@@ -102,26 +102,30 @@ func BenchmarkCopyFromExec(b *testing.B) {
 				uploaded <- err
 			}()
 			aw := archive.NewWriter(pw)
-			tr, tw := io.Pipe()
-			execDone := make(chan error, 1)
-			go func() {
-				err := exec.Exec(ctx, ns.Name, pod.Name, copyContainer, []string{"tar", "cf", "-", "-C", "/must-gather", "."}, tw, io.Discard)
-				tw.CloseWithError(err)
-				execDone <- err
-			}()
-			err := aw.AddTar(ctx, "quay-io-kubev2v-forklift-must-gather-latest", tr)
+			// The gatherer's copy stream, which could resume a broken exec.
+			tries := 1
+			s := &copyStream{
+				ctx: ctx,
+				exec: func(ctx context.Context, stdout io.Writer) error {
+					return exec.Exec(ctx, ns.Name, pod.Name, copyContainer, copyCommand("/must-gather"), stdout, io.Discard)
+				},
+				tries: &tries,
+				note:  func(format string, args ...any) { b.Logf(format, args...) },
+			}
+			err := aw.AddTar(ctx, "quay-io-kubev2v-forklift-must-gather-latest", s)
 			if err == nil {
 				// tar pads its stream past the end marker, as the gatherer knows.
-				_, err = io.Copy(io.Discard, tr)
+				_, err = io.Copy(io.Discard, s)
+			}
+			s.close()
+			if err == nil {
+				err = s.exitErr
 			}
 			if err == nil {
 				err = aw.Close()
 			}
 			pw.CloseWithError(err)
 			if err != nil {
-				b.Fatal(err)
-			}
-			if err := <-execDone; err != nil {
 				b.Fatal(err)
 			}
 			if err := <-uploaded; err != nil {
