@@ -56,13 +56,21 @@ func writeEncoded(w http.ResponseWriter, status int, b []byte) {
 	_, _ = w.Write(b)
 }
 
-// jsonHeaders sets the headers of every JSON answer but its length.
+// jsonHeaders sets the headers of every JSON answer but its length. The
+// values are shared, not copied per answer: net/http only reads them, and
+// Set and Add put new slices in their place.
 func jsonHeaders(h http.Header) {
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = headerJSON
 	// Clients poll gatherings for their status; a cached answer is a stale one.
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Cache-Control"] = headerNoStore
+	h["X-Content-Type-Options"] = headerNoSniff
 }
+
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+	headerNoSniff = []string{"nosniff"}
+)
 
 // The media types a request that starts a gathering may be sent as.
 const (
@@ -342,6 +350,9 @@ func decodeMultipart(body []byte, boundary string) (mustgather.Request, error) {
 // so that a misspelt filter is an error rather than silently ignored. An
 // empty value is the same as a missing one.
 func query(r *http.Request, known ...string) (map[string]string, error) {
+	if r.URL.RawQuery == "" {
+		return nil, nil // reading a nil map is reading an empty one
+	}
 	values, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, &mustgather.FieldError{Field: "query", Message: fmt.Sprintf("malformed query: %v", err)}

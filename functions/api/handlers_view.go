@@ -86,6 +86,12 @@ var listBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*listChunk); re
 // more in memory than one of 200. A record that the view keeps without its
 // exec-output is read from the store; one deleted meanwhile is left out.
 // An error once the answer has begun can only cut it off.
+//
+// A list of up to listBuffered keeps each record's element form with the
+// record (view.Record.Element): such lists ask for the newest records, or
+// page, again and again, and then cost a copy of each. A longer list makes
+// the form as it goes and keeps nothing, so that one list of every
+// gathering does not double the view's memory.
 func streamList(w http.ResponseWriter, r *http.Request, d Deps, f mustgather.Filter) {
 	after, left := f.After, f.Limit
 	if left <= 0 {
@@ -140,7 +146,11 @@ func streamList(w http.ResponseWriter, r *http.Request, d Deps, f mustgather.Fil
 			} else {
 				buf = append(buf, ",\n  "...)
 			}
-			buf = appendIndented(buf, b)
+			if whole && rec.Body != nil {
+				buf = append(buf, rec.Element(appendIndented)...)
+			} else {
+				buf = appendIndented(buf, b)
+			}
 			if left > 0 {
 				left--
 			}

@@ -3,9 +3,12 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // metrics counts and times requests by route pattern and status code. A nil
@@ -51,11 +54,87 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 
 // instrument wraps h so that its requests are counted and timed under route,
 // a fixed pattern and never the raw path, to keep the label set bounded.
+// Every request passes through it, so it allocates nothing once each
+// status code of the route has been seen: the counter and histogram of a
+// code are looked up once and kept.
 func (m *metrics) instrument(route string, h http.Handler) http.Handler {
 	if m == nil {
 		return h
 	}
-	labels := prometheus.Labels{"route": route}
-	return promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(labels),
-		promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(labels), h))
+	rm := &routeMetrics{m: m, route: route}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := statusWriters.Get().(*statusWriter)
+		*sw = statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		code := sw.status
+		*sw = statusWriter{}
+		statusWriters.Put(sw)
+		if code == 0 {
+			code = http.StatusOK // a handler that wrote nothing
+		}
+		cm := rm.of(code)
+		cm.requests.Inc()
+		cm.duration.Observe(time.Since(start).Seconds())
+	})
 }
+
+// routeMetrics are the metrics of one route, by status code.
+type routeMetrics struct {
+	m     *metrics
+	route string
+	codes [600]atomic.Pointer[codeMetrics] // by status code; out of range: 0
+}
+
+type codeMetrics struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (rm *routeMetrics) of(code int) *codeMetrics {
+	if code < 100 || code >= len(rm.codes) {
+		code = 0
+	}
+	if cm := rm.codes[code].Load(); cm != nil {
+		return cm
+	}
+	label := strconv.Itoa(code)
+	cm := &codeMetrics{
+		requests: rm.m.requests.WithLabelValues(rm.route, label),
+		duration: rm.m.duration.WithLabelValues(rm.route, label),
+	}
+	rm.codes[code].Store(cm)
+	return cm
+}
+
+// statusWriter keeps the status a handler answers with. Unwrap lets
+// http.ResponseController reach the connection through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Flush() {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	_ = http.NewResponseController(s.ResponseWriter).Flush()
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -109,8 +109,8 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// Store keeps gatherings and leases in JetStream KV buckets. It holds no
-// state of its own: any number of Stores, in any number of processes, may
+// Store keeps gatherings and leases in JetStream KV buckets. It keeps no
+// data of its own: any number of Stores, in any number of processes, may
 // share the same buckets. Its methods are safe for concurrent use.
 type Store struct {
 	js        jetstream.JetStream
@@ -118,6 +118,10 @@ type Store struct {
 	leases    jetstream.KeyValue
 	ids       jetstream.Stream
 	idSubject string
+	names     nameWrites
+	// records is the bucket's stream, read by WrittenAfter; nil when the
+	// bucket is replicated, where the read could be a lagging replica's.
+	records jetstream.Stream
 }
 
 var (
@@ -156,6 +160,11 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	s := &Store{js: js, kv: boundedKV{kv}, leases: boundedKV{leases}, idSubject: "_MUST_GATHER_IDS." + cfg.Bucket}
 	if s.ids, err = s.openIDs(ctx, cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Replicas <= 1 {
+		if s.records, err = js.Stream(ctx, "KV_"+cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("open the stream of bucket %s: %w", cfg.Bucket, err)
+		}
 	}
 	return s, nil
 }
@@ -321,6 +330,11 @@ func (s *Store) Create(ctx context.Context, g mustgather.Gathering) (mustgather.
 // Creates finish in. It runs after the record is written, so the index never
 // points at a missing record.
 func (s *Store) indexName(ctx context.Context, name string, id mustgather.ID) error {
+	return s.names.index(ctx, name, id, func(ctx context.Context, id mustgather.ID) error { return s.writeName(ctx, name, id) })
+}
+
+// writeName is one index write of indexName.
+func (s *Store) writeName(ctx context.Context, name string, id mustgather.ID) error {
 	key := nameKey(name)
 	val := []byte(id.String())
 	return retry(ctx, func() error {
@@ -863,6 +877,26 @@ func (s *Store) Revision(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("read the revision of bucket %s: status of type %T", s.kv.Bucket(), st)
 	}
 	return kvs.StreamInfo().State.LastSeq, nil
+}
+
+// WrittenAfter reports whether the bucket holds a write after revision
+// rev: one get of the first message after it, which the stream's server
+// answers directly, without the JSON of the stream info that Revision
+// reads. A replicated bucket's get may be answered by a replica that lags
+// the leader, so there it always says true, for the caller to read the
+// Revision.
+func (s *Store) WrittenAfter(ctx context.Context, rev uint64) (bool, error) {
+	if s.records == nil {
+		return true, nil
+	}
+	_, err := s.records.GetMsg(ctx, rev+1, jetstream.WithGetMsgSubject("$KV."+s.kv.Bucket()+".>"))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read bucket %s after revision %d: %w", s.kv.Bucket(), rev, err)
+	}
+	return true, nil
 }
 
 // Watch calls fn with each gathering whose record is written after

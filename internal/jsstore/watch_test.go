@@ -128,3 +128,36 @@ func TestRevisionIsTheLatestWritesRevision(t *testing.T) {
 		t.Errorf("after an update at %d: %d %v", g.Revision, rev, err)
 	}
 }
+
+func TestWrittenAfterTellsWhetherAWriteFollowsARevision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newStore(t, jetStream(t, testenv.NATS(t)), Config{})
+	writtenAfter := func(rev uint64) bool {
+		t.Helper()
+		newer, err := st.WrittenAfter(ctx, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newer
+	}
+	if writtenAfter(0) {
+		t.Error("an empty bucket has a write after revision 0")
+	}
+	g := mustCreate(t, st, gathering("a"))
+	last, err := st.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !writtenAfter(0) || !writtenAfter(g.Revision) || writtenAfter(last) {
+		t.Errorf("after a create at %d, the last write at %d: written after 0 %v, after %d %v, after %d %v; want true, true, false",
+			g.Revision, last, writtenAfter(0), g.Revision, writtenAfter(g.Revision), last, writtenAfter(last))
+	}
+	// The writes before the latest are gone from the bucket, the record's
+	// earlier revision among them (a bucket keeps one revision a key); a
+	// later write still follows them.
+	g = mustApply(t, st, mustgather.Update{ID: g.ID, Seq: 1, Status: mustgather.StatusInProgress, Time: time.Now()})
+	if !writtenAfter(last) || writtenAfter(g.Revision) {
+		t.Errorf("after an update at %d: written after %d %v, after %d %v; want true, false", g.Revision, last, writtenAfter(last), g.Revision, writtenAfter(g.Revision))
+	}
+}

@@ -173,6 +173,11 @@ type Changes interface {
 	// Revision returns the revision of the latest write, to records or
 	// not: no Change has a higher one yet.
 	Revision(ctx context.Context) (uint64, error)
+	// WrittenAfter reports whether the feed may hold a write after revision
+	// rev. false says it holds none: once Follow has passed rev, it has
+	// passed every write made before WrittenAfter was called. It costs less
+	// than Revision where it can, and may say true whenever it cannot tell.
+	WrittenAfter(ctx context.Context, rev uint64) (bool, error)
 }
 
 // Write is one write to a Store's keys as a Records feed passes it: a
@@ -204,4 +209,9 @@ type Records interface {
 	// passed a Write with it, or a later one, it has passed every write
 	// made before Revision was called.
 	Revision(ctx context.Context) (uint64, error)
+	// WrittenAfter reports whether the feed may hold a write after revision
+	// rev. false says it holds none: once Follow has passed rev, it has
+	// passed every write made before WrittenAfter was called. It costs less
+	// than Revision where it can, and may say true whenever it cannot tell.
+	WrittenAfter(ctx context.Context, rev uint64) (bool, error)
 }

@@ -40,6 +40,10 @@ func (r replay) Follow(ctx context.Context, fn func(mustgather.Write) error) err
 
 func (r replay) Revision(context.Context) (uint64, error) { return uint64(len(r)), nil }
 
+func (r replay) WrittenAfter(_ context.Context, rev uint64) (bool, error) {
+	return rev < uint64(len(r)), nil
+}
+
 // indented encodes g as the API answers it: indented, without HTML
 // escapes, ending with a newline.
 func indented(g mustgather.Gathering) []byte {

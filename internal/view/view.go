@@ -4,10 +4,16 @@
 // records grow.
 //
 // A View is a copy, and a copy lags. Sync closes the gap for a reader: it
-// asks the feed for the revision of the latest write (one call, shared by
-// every reader that arrives while it is under way) and waits until the view
-// has applied it. A read after Sync therefore sees every write acknowledged
-// before it began, whichever process made it, as a read of the Store would.
+// asks the feed for the revision of the latest write, in a call that began
+// after the reader arrived (one call shared by every reader that arrives
+// before it begins), and waits until the view has applied it. The call
+// first asks whether the feed holds any write after what the view has
+// applied, which costs less, and is the common answer of a view that keeps
+// up. A read after
+// Sync therefore sees every write acknowledged before it began, whichever
+// process made it, as a read of the Store would. No reader is answered on
+// the strength of a call that began before it arrived, however recent:
+// a write acknowledged in between would be missed.
 //
 // Each record is kept as the API answers it (Record.Body), built once per
 // write, with the few fields reads test beside it. A record whose
@@ -65,7 +71,21 @@ type Record struct {
 	// longer than Config.OutputBytes.
 	Body []byte
 
-	gen uint64 // the Follow that last passed it
+	gen  uint64                 // the Follow that last passed it
+	elem atomic.Pointer[[]byte] // Body as Element made it, once asked
+}
+
+// Element returns Body as form makes it (form appends it to dst), made by
+// the first call and kept with the record for the others: the form a list
+// writes a record in, so that a list of the same records again costs a
+// copy. form must be the same function for every call.
+func (r *Record) Element(form func(dst, body []byte) []byte) []byte {
+	if b := r.elem.Load(); b != nil {
+		return *b
+	}
+	b := form(make([]byte, 0, len(r.Body)+len(r.Body)/4), r.Body)
+	r.elem.Store(&b)
+	return b
 }
 
 // View is the gatherings of a store in memory. Its methods are safe for
@@ -111,7 +131,25 @@ func New(feed mustgather.Records, encode func(mustgather.Gathering) []byte, cfg 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &View{feed: feed, encode: encode, cfg: cfg, names: make(map[string]nameEntry), revs: revisions{kick: make(chan struct{}, 1)}}
+	v := &View{feed: feed, encode: encode, cfg: cfg, names: make(map[string]nameEntry),
+		revs: revisions{timeout: cfg.Wait, calls: make(chan struct{}, maxRevisionCalls)}}
+	v.revs.read = v.latest
+	return v
+}
+
+// latest returns the revision of the latest write, read after it was
+// called. When the feed holds no write after the revision the view has
+// applied, that is the one, and the feed's dearer Revision is not asked.
+func (v *View) latest(ctx context.Context) (uint64, error) {
+	applied := v.applied.Load()
+	newer, err := v.feed.WrittenAfter(ctx, applied)
+	if err != nil {
+		return 0, err
+	}
+	if !newer {
+		return applied, nil
+	}
+	return v.feed.Revision(ctx)
 }
 
 // Run follows the feed until ctx ends, following it again from the start
@@ -120,7 +158,6 @@ func (v *View) Run(ctx context.Context) error {
 	if v.running.Swap(true) {
 		return errors.New("view: Run called twice")
 	}
-	go v.revs.run(ctx, v.feed.Revision)
 	for gen := uint64(1); ; gen++ {
 		err := v.feed.Follow(ctx, func(w mustgather.Write) error { return v.apply(gen, w) })
 		if ctx.Err() != nil {
@@ -254,6 +291,9 @@ func (v *View) signal() {
 // than Config.Wait or the view does not run, and ctx's error when ctx ends
 // first.
 func (v *View) Sync(ctx context.Context) error {
+	if !v.running.Load() {
+		return fmt.Errorf("%w: it does not run", ErrBehind)
+	}
 	wctx, cancel := context.WithTimeout(ctx, v.cfg.Wait)
 	defer cancel()
 	rev, err := v.revs.latest(wctx)
@@ -366,35 +406,57 @@ func match(f mustgather.Filter, r *Record) bool {
 	return (f.CustomName == "" || r.CustomName == f.CustomName) && (f.Status == "" || r.Status == f.Status)
 }
 
+// maxRevisionCalls is how many calls for the latest revision may be under
+// way at once. A reader that arrives while one is under way needs another,
+// begun after it arrived; with a second one allowed, it starts at once
+// instead of after the first, so a reader waits about one call, not one and
+// a half, for twice the calls of a busy replica at most.
+const maxRevisionCalls = 2
+
 // revisions asks for the latest revision on behalf of every reader that
-// waits for it: one call at a time, each starting after the readers it
-// answers arrived, so that a reader never gets a revision read before it
-// asked.
+// waits for it. A reader joins the round whose call has not begun yet, or
+// opens one and makes its call itself once fewer than maxRevisionCalls are
+// under way, so that every reader that joined gets a revision read after
+// it asked.
 type revisions struct {
-	mu      sync.Mutex
-	waiting *round // the round the next reader joins; nil when none
-	kick    chan struct{}
+	read    func(context.Context) (uint64, error)
+	timeout time.Duration // bounds each call
+	calls   chan struct{} // holds a token for each call under way
+
+	mu   sync.Mutex
+	next *round // the round whose call has not begun; nil when none
 }
 
 type round struct {
-	done chan struct{}
+	done chan struct{} // closed when rev and err are set
 	rev  uint64
 	err  error
 }
 
-// latest returns the revision of the latest write, read after the call
-// began.
+// latest returns the revision of the latest write, read by a call that
+// began after latest was called.
 func (r *revisions) latest(ctx context.Context) (uint64, error) {
 	r.mu.Lock()
-	if r.waiting == nil {
-		r.waiting = &round{done: make(chan struct{})}
+	rd := r.next
+	lead := rd == nil
+	if lead {
+		rd = &round{done: make(chan struct{})}
+		r.next = rd
+	}
+	r.mu.Unlock()
+	if lead {
 		select {
-		case r.kick <- struct{}{}:
-		default:
+		case r.calls <- struct{}{}:
+			r.call(rd)
+		case <-ctx.Done():
+			// The readers that joined still wait for this round.
+			go func() {
+				r.calls <- struct{}{}
+				r.call(rd)
+			}()
+			return 0, ctx.Err()
 		}
 	}
-	rd := r.waiting
-	r.mu.Unlock()
 	select {
 	case <-rd.done:
 		return rd.rev, rd.err
@@ -403,24 +465,16 @@ func (r *revisions) latest(ctx context.Context) (uint64, error) {
 	}
 }
 
-// run answers rounds with read until ctx ends.
-func (r *revisions) run(ctx context.Context, read func(context.Context) (uint64, error)) {
-	for {
-		select {
-		case <-r.kick:
-		case <-ctx.Done():
-			return
-		}
-		r.mu.Lock()
-		rd := r.waiting
-		r.waiting = nil
-		r.mu.Unlock()
-		if rd == nil {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rd.rev, rd.err = read(rctx)
-		cancel()
-		close(rd.done)
-	}
+// call answers rd, holding a token of r.calls, which it gives back.
+func (r *revisions) call(rd *round) {
+	r.mu.Lock()
+	r.next = nil // begun: a reader from now on needs a round of its own
+	r.mu.Unlock()
+	// Not the leader's context: the readers that joined need the answer
+	// even when the leader's client has gone away.
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	rd.rev, rd.err = r.read(ctx)
+	cancel()
+	<-r.calls
+	close(rd.done)
 }

@@ -235,6 +235,30 @@ func TestTheViewHoldsWhatTheStoreHolds(t *testing.T) {
 			}
 		}
 	})
+	// Last, as it writes.
+	t.Run("a record's element form is made once and changes with the record", func(t *testing.T) {
+		made := 0
+		upper := func(dst, body []byte) []byte {
+			made++
+			return append(dst, strings.ToUpper(string(body))...)
+		}
+		g := mustCreate(t, st, gathering("element"))
+		if err := v.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := v.Get(g.ID)
+		if got, again := r.Element(upper), r.Element(upper); string(got) != strings.ToUpper(string(r.Body)) || string(again) != string(got) || made != 1 {
+			t.Errorf("Element = %s, then %s, made %d times; want the body in upper case, made once", got, again, made)
+		}
+		end(t, st, g.ID, "changed")
+		if err := v.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = v.Get(g.ID)
+		if got := r.Element(upper); !strings.Contains(string(got), "CHANGED") || made != 2 {
+			t.Errorf("Element after a write = %s, made %d times; want the new body's", got, made)
+		}
+	})
 }
 
 func TestSyncSaysTheViewIsBehindWhenItDoesNotRun(t *testing.T) {
