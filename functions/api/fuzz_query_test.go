@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -96,6 +97,23 @@ func FuzzLookupReference(f *testing.F) {
 		}
 		if u, err := url.Parse("/must-gather/" + url.PathEscape(ref)); err != nil || u.Path != "/must-gather/"+ref {
 			t.Fatalf("reference %q does not travel in a path: %v %v", ref, u, err)
+		}
+	})
+}
+
+// FuzzIsClean checks the fast test of a request's path against path.Clean:
+// a path it vouches for is one the mux matches as it is.
+func FuzzIsClean(f *testing.F) {
+	for _, p := range []string{"/", "/must-gather", "/must-gather/", "/must-gather/1", "//must-gather", "/must-gather/./1",
+		"/must-gather/x/../1", "/a/..", "/a/.", "must-gather", "", "/a//b", "/.hidden", "/..a", "/a.", "/%2e%2e/x"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if isClean(p) && path.Clean(p) != p {
+			t.Errorf("isClean(%q), but path.Clean gives %q", p, path.Clean(p))
+		}
+		if !isClean(p) && strings.HasPrefix(p, "/") && !strings.HasSuffix(p, "/") && path.Clean(p) == p {
+			t.Errorf("isClean(%q) is false for a clean path", p)
 		}
 	})
 }

@@ -168,7 +168,7 @@ func jsonFallback(mux *http.ServeMux, m *metrics) http.Handler {
 // that already. CONNECT paths are not paths and always ok.
 func cleanPath(r *http.Request) (clean string, ok bool) {
 	p := r.URL.EscapedPath()
-	if r.Method == http.MethodConnect {
+	if r.Method == http.MethodConnect || isClean(p) {
 		return p, true
 	}
 	clean = path.Clean("/" + p)
@@ -176,6 +176,22 @@ func cleanPath(r *http.Request) (clean string, ok bool) {
 		clean += "/"
 	}
 	return clean, clean == p
+}
+
+// isClean reports, without allocating, whether path.Clean keeps p as it is
+// (but for a trailing slash, which cleanPath keeps): p starts with a slash
+// and has no empty, "." or ".." segment. Every request passes here; only
+// the few it cannot vouch for go through path.Clean.
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // statusRecorder keeps the status a handler writes and drops its body.

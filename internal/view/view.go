@@ -287,18 +287,22 @@ func (v *View) signal() {
 }
 
 // Sync waits until the view holds every write acknowledged before Sync was
-// called. It returns an error wrapping ErrBehind when that takes longer
-// than Config.Wait or the view does not run, and ctx's error when ctx ends
-// first.
+// called. It returns an error wrapping ErrBehind when the view does not
+// run, when the call for the latest revision fails or takes longer than
+// Config.Wait (Sync may wait for the call under way before its own, so up
+// to twice that), or when the view does not apply it within Config.Wait
+// more; and ctx's error when ctx ends first.
 func (v *View) Sync(ctx context.Context) error {
 	if !v.running.Load() {
 		return fmt.Errorf("%w: it does not run", ErrBehind)
 	}
-	wctx, cancel := context.WithTimeout(ctx, v.cfg.Wait)
-	defer cancel()
-	rev, err := v.revs.latest(wctx)
-	if err == nil {
+	// The call is bounded by its own timeout; a timer of this reader's own
+	// is made only when the view has yet to catch up, which is seldom.
+	rev, err := v.revs.latest(ctx)
+	if err == nil && v.applied.Load() < rev {
+		wctx, cancel := context.WithTimeout(ctx, v.cfg.Wait)
 		err = v.reach(wctx, rev)
+		cancel()
 	}
 	if err == nil {
 		return nil
