@@ -53,13 +53,18 @@ type engine struct {
 	hi      int
 	pos     int
 	indexed bool
-	spans   []span
-	queue   []heldLine
-	queued  int
-	pem     bool
-	pemN    int // lines of the PEM block so far
-	y       yamlState
-	j       jsonState
+	// src is the document fed, where it is one (indexed): a line that
+	// stays as it is is not copied on its own but with the lines around
+	// it, from src[copied:] up to the next line that changes.
+	src    []byte
+	copied int
+	spans  []span
+	queue  []heldLine
+	queued int
+	pem    bool
+	pemN   int // lines of the PEM block so far
+	y      yamlState
+	j      jsonState
 }
 
 func (r *Redactor) newEngine(name string, m mode, out *bytes.Buffer, limit int) *engine {
@@ -112,9 +117,14 @@ func (e *engine) feed(line []byte, nl, cont bool) {
 		}
 	}
 	if len(e.queue) == 0 && e.decided(e.spans) {
+		if e.src != nil && len(e.spans) == 0 {
+			return // copied later, with the lines around it
+		}
+		e.flushSource(line, nl)
 		e.write(line, nl, e.spans)
 		return
 	}
+	e.flushSource(line, nl)
 	h := heldLine{nl: nl, spans: slices.Clone(e.spans)}
 	if e.copyHeld {
 		h.line = slices.Clone(line) // the caller's buffer is reused
@@ -175,6 +185,23 @@ func (e *engine) decideAll(state int8) {
 func (e *engine) finish() {
 	e.decideAll(-1)
 	e.release()
+	if e.src != nil {
+		e.out.Write(e.src[e.copied:])
+		e.copied = len(e.src)
+	}
+}
+
+// flushSource writes the lines of the document that stayed as they were,
+// up to the current line, which the caller then writes or holds.
+func (e *engine) flushSource(line []byte, nl bool) {
+	if e.src == nil {
+		return
+	}
+	e.out.Write(e.src[e.copied:e.pos])
+	e.copied = e.pos + len(line)
+	if nl {
+		e.copied++
+	}
 }
 
 // write writes line with its spans redacted, and counts them.

@@ -200,6 +200,7 @@ func (r *Redactor) redactInto(out *bytes.Buffer, hits *[]hit, name string, b []b
 		return e.counts
 	}
 	e.detect(b)
+	e.src = b
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -34,34 +35,57 @@ var credentialEnds = []string{"password", "passwd", "secret", "token", "apikey",
 
 // isCredentialKey reports whether key names a credential, as
 // credentialKeyword says, without a regular expression: it is asked of
-// every key of every YAML file.
+// every key of every YAML file. Most keys are told apart by their last
+// letters, so the key is read from its end.
 func isCredentialKey(key []byte) bool {
 	if len(key) < 5 || len(key) > 128 {
 		return false
 	}
-	var buf [128]byte
-	n := 0
-	for _, c := range key {
-		switch {
-		case 'A' <= c && c <= 'Z':
-			buf[n] = c + 'a' - 'A'
-		case c == '_' || c == '-':
-			continue
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '.':
-			buf[n] = c
-		default:
-			return false
-		}
-		n++
+	last := len(key) - 1
+	for last >= 0 && (key[last] == '_' || key[last] == '-') {
+		last--
 	}
-	k := string(buf[:n])
+	if last < 0 || !credentialLast[lowerTable[key[last]]] {
+		return false // most keys: the last letter tells
+	}
 	for _, end := range credentialEnds {
-		if strings.HasSuffix(k, end) {
+		if endsWithKeyword(key[:last+1], end) {
+			// Every byte of a key of interest is a letter, a digit, '.',
+			// '_' or '-'.
+			for _, c := range key {
+				if !isKeyByte(lowerTable[c]) {
+					return false
+				}
+			}
 			return true
 		}
 	}
 	return false
 }
+
+// endsWithKeyword reports whether key, in lower case and without '_' and
+// '-', ends with end.
+func endsWithKeyword(key []byte, end string) bool {
+	i := len(key) - 1
+	for j := len(end) - 1; j >= 0; j-- {
+		for i >= 0 && (key[i] == '_' || key[i] == '-') {
+			i--
+		}
+		if i < 0 || lowerTable[key[i]] != end[j] {
+			return false
+		}
+		i--
+	}
+	return true
+}
+
+// credentialLast are the last letters of credentialEnds.
+var credentialLast = func() (t [256]bool) {
+	for _, end := range credentialEnds {
+		t[end[len(end)-1]] = true
+	}
+	return t
+}()
 
 // credentialNeedles are the lower-case stems of credential keys; a line
 // is matched against the credential rules only when one of them is
@@ -77,22 +101,34 @@ var credentialNeedles = func() []int {
 	return ids
 }()
 
-// needles are the lower-case strings that let a line be matched against
-// a rule; a rule's needles are ids into it.
-var needles [][]byte
+// needles are the strings that let a line be matched against a rule; a
+// rule's needles are ids into it. A needle is found in any case, unless
+// the rule it serves matches its letters in one case only.
+var needles []needle
 
-func needleID(s string) int {
+type needle struct {
+	s    []byte // lower case where fold
+	fold bool
+}
+
+// needleID returns the id of s, found in any case (s in lower case).
+func needleID(s string) int { return addNeedle(s, true) }
+
+// exactNeedleID returns the id of s, found in its case only.
+func exactNeedleID(s string) int { return addNeedle(s, false) }
+
+func addNeedle(s string, fold bool) int {
 	for i, n := range needles {
-		if string(n) == s {
+		if string(n.s) == s && n.fold == fold {
 			return i
 		}
 	}
-	needles = append(needles, []byte(s))
+	needles = append(needles, needle{s: []byte(s), fold: fold})
 	return len(needles) - 1
 }
 
 var (
-	pemNeedle    = needleID("-----begin ")
+	pemNeedle    = exactNeedleID(string(pemBegin))
 	secretNeedle = needleID("secret")
 )
 
@@ -100,58 +136,6 @@ var (
 type hit struct {
 	pos int
 	id  int
-}
-
-// pairs maps the first two bytes of needles, lower-cased, to the needles
-// that start with them (index+1 into pairNeedles; 0: none), so that one
-// pass over a document finds every needle: a gathering's files are
-// mostly free of them, and a search per needle would read each file dozens
-// of times.
-var (
-	pairs       [1 << 16]uint8
-	pairNeedles [][]int
-	lowerTable  [256]byte
-)
-
-func init() {
-	for c := range 256 {
-		lowerTable[c] = byte(c)
-		if 'A' <= c && c <= 'Z' {
-			lowerTable[c] = byte(c) + 'a' - 'A'
-		}
-	}
-	for id, n := range needles {
-		k := uint16(n[0])<<8 | uint16(n[1])
-		if pairs[k] == 0 {
-			pairNeedles = append(pairNeedles, nil)
-			pairs[k] = uint8(len(pairNeedles))
-		}
-		pairNeedles[pairs[k]-1] = append(pairNeedles[pairs[k]-1], id)
-	}
-}
-
-// findNeedles appends to hits every needle in b, in any case, in order.
-func findNeedles(hits []hit, b []byte) []hit {
-	for i := 0; i+1 < len(b); i++ {
-		p := pairs[uint16(lowerTable[b[i]])<<8|uint16(lowerTable[b[i+1]])]
-		if p == 0 {
-			continue
-		}
-	next:
-		for _, id := range pairNeedles[p-1] {
-			n := needles[id]
-			if i+len(n) > len(b) {
-				continue
-			}
-			for j := 2; j < len(n); j++ {
-				if lowerTable[b[i+j]] != n[j] {
-					continue next
-				}
-			}
-			hits = append(hits, hit{pos: i, id: id})
-		}
-	}
-	return hits
 }
 
 // has reports whether the current line, whose lower-case form is lower,
@@ -180,7 +164,7 @@ func (e *engine) credentialHint(lower []byte) bool {
 		if !e.has(id, lower) {
 			continue
 		}
-		n := needles[id]
+		n := needles[id].s
 		for at := 0; ; {
 			i := bytes.Index(lower[at:], n)
 			if i < 0 {
@@ -220,13 +204,72 @@ type lineRule struct {
 	re     *regexp.Regexp
 	groups []int                 // the groups named mask
 	check  func(val []byte) bool // optional: is this match a secret
+	// need are bytes that every match holds: a line without one of them
+	// is not matched, which is cheaper than the expression finding so.
+	need string
+	// back, when set, says that a match starts at one of the needles, or
+	// before it over bytes that back holds only: the expression is then
+	// run from there, not from the start of a long line. Unless the line
+	// holds one of whole, with which a match may start further back.
+	back  *[256]bool
+	whole []int
 }
 
+// startingAt returns r with the bytes over which a match may start
+// before its needle, and the needles (lower case, found in any case) with
+// which it may start further back.
+func (r lineRule) startingAt(back *[256]bool, whole ...string) lineRule {
+	r.back = back
+	for _, n := range whole {
+		r.whole = append(r.whole, needleID(n))
+	}
+	return r
+}
+
+// wordBytes are the bytes of a word (\w). A match that starts with \b
+// at its needle is found as well from the start of the needle's word,
+// where the byte before decides a \b as it does in the whole line.
+var wordBytes = byteSet("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+// schemeBytes are those of a URL's scheme, and of a word.
+var schemeBytes = byteSet("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+.-")
+
+func byteSet(s string) *[256]bool {
+	var t [256]bool
+	for i := range len(s) {
+		t[s[i]] = true
+	}
+	return &t
+}
+
+// needing returns r with the bytes that every match of it holds.
+func (r lineRule) needing(need string) lineRule {
+	r.need = need
+	return r
+}
+
+// holdsAll reports whether line holds each byte of need.
+func holdsAll(line []byte, need string) bool {
+	for i := range len(need) {
+		if bytes.IndexByte(line, need[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// newLineRule returns a rule whose regular expression expr matches only
+// lines that hold one of needles; they are found in any case where expr
+// starts with (?i), else in the case they are given in.
 func newLineRule(name string, needles []string, expr string, check func([]byte) bool) lineRule {
 	re := regexp.MustCompile(expr)
 	r := lineRule{name: name, re: re, check: check}
+	fold := strings.HasPrefix(expr, "(?i)")
 	for _, n := range needles { // nil needles: the credential hint decides
-		r.needles = append(r.needles, needleID(n))
+		if fold {
+			n = strings.ToLower(n)
+		}
+		r.needles = append(r.needles, addNeedle(n, fold))
 	}
 	for i, n := range re.SubexpNames() {
 		if n == "mask" {
@@ -245,25 +288,25 @@ const (
 
 var lineRules = []lineRule{
 	newLineRule(RuleCredentialKey, nil,
-		`(?i)`+q+`[\w.-]*`+credentialKeyword+q+`\s*:\s*`+q+`(?P<mask>`+qValue+`)`+q, nonTrivial),
+		`(?i)`+q+`[\w.-]*`+credentialKeyword+q+`\s*:\s*`+q+`(?P<mask>`+qValue+`)`+q, nonTrivial).needing(`":`),
 	newLineRule(RuleCredentialKey, nil,
-		`(?i)'[\w.-]*`+credentialKeyword+`'\s*:\s*'(?P<mask>[^']*)'`, nonTrivial),
+		`(?i)'[\w.-]*`+credentialKeyword+`'\s*:\s*'(?P<mask>[^']*)'`, nonTrivial).needing(`':`),
 	newLineRule(RuleCredentialKey, nil,
-		`(?i)(?:^|[^\w.-])[\w.-]*`+credentialKeyword+`\s*=\s*(?:"(?P<mask>[^"]*)"|'(?P<mask>[^']*)'|(?P<mask>[^\s"'&;,]+))`, nonTrivial),
+		`(?i)(?:^|[^\w.-])[\w.-]*`+credentialKeyword+`\s*=\s*(?:"(?P<mask>[^"]*)"|'(?P<mask>[^']*)'|(?P<mask>[^\s"'&;,]+))`, nonTrivial).needing(`=`),
 	newLineRule(RuleCredentialKey, nil,
-		`(?i)`+q+`name`+q+`\s*:\s*`+q+`[\w.-]*`+credentialKeyword+q+`\s*,\s*`+q+`value`+q+`\s*:\s*`+q+`(?P<mask>`+qValue+`)`+q, nonTrivial),
+		`(?i)`+q+`name`+q+`\s*:\s*`+q+`[\w.-]*`+credentialKeyword+q+`\s*,\s*`+q+`value`+q+`\s*:\s*`+q+`(?P<mask>`+qValue+`)`+q, nonTrivial).needing(`":,`),
 	newLineRule(RuleBearerToken, []string{"bearer", "basic"},
-		`(?i)(?:\bbearer|authorization`+q+`?\s*[:=]\s*`+q+`?basic)\s+(?P<mask>[A-Za-z0-9._~+/-]{16,}=*)`, nil),
-	newLineRule(RuleJWT, []string{"eyj"},
-		`\b(?P<mask>eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)`, nil),
+		`(?i)(?:\bbearer|authorization`+q+`?\s*[:=]\s*`+q+`?basic)\s+(?P<mask>[A-Za-z0-9._~+/-]{16,}=*)`, nil).startingAt(wordBytes, "basic"),
+	newLineRule(RuleJWT, []string{"eyJ"},
+		`\b(?P<mask>eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)`, nil).needing(`.`).startingAt(wordBytes),
 	newLineRule(RuleURLPassword, []string{"://"},
-		`\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@"'<>\\]+:(?P<mask>[^\s/@"'<>\\]+)@`, nil),
-	newLineRule(RuleCloudAccessKey, []string{"akia", "asia", "aida", "aroa", "agpa", "anpa", "anva", "aipa"},
-		`\b(?P<mask>(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA)[A-Z0-9]{16})\b`, nil),
-	newLineRule(RuleCloudAccessKey, []string{"aiza"},
-		`\b(?P<mask>AIza[0-9A-Za-z_-]{35})`, nil),
-	newLineRule(RulePrivateKey, []string{"ls0tls1crudjti"},
-		`(?P<mask>LS0tLS1CRUdJTi[A-Za-z0-9+/]{30,}={0,2})`, isBase64PrivateKey),
+		`\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@"'<>\\]+:(?P<mask>[^\s/@"'<>\\]+)@`, nil).needing(`@`).startingAt(schemeBytes),
+	newLineRule(RuleCloudAccessKey, []string{"AKIA", "ASIA", "AIDA", "AROA", "AGPA", "ANPA", "ANVA", "AIPA"},
+		`\b(?P<mask>(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA)[A-Z0-9]{16})\b`, nil).startingAt(wordBytes),
+	newLineRule(RuleCloudAccessKey, []string{"AIza"},
+		`\b(?P<mask>AIza[0-9A-Za-z_-]{35})`, nil).startingAt(wordBytes),
+	newLineRule(RulePrivateKey, []string{"LS0tLS1CRUdJTi"},
+		`(?P<mask>LS0tLS1CRUdJTi[A-Za-z0-9+/]{30,}={0,2})`, isBase64PrivateKey).startingAt(wordBytes),
 }
 
 // inlineSecret finds the data of a Secret written as JSON on one line,
@@ -293,17 +336,27 @@ func (e *engine) lineRules(line, lower []byte) {
 		} else if !e.hasAny(r.needles, lower) {
 			continue
 		}
-		for _, m := range r.re.FindAllSubmatchIndex(line, -1) {
+		if !holdsAll(line, r.need) {
+			continue
+		}
+		from := 0
+		if r.back != nil && !e.hasAny(r.whole, lower) {
+			from = e.firstHit(r.needles)
+			for from > 0 && r.back[line[from-1]] {
+				from--
+			}
+		}
+		for _, m := range r.re.FindAllSubmatchIndex(line[from:], -1) {
 			for _, g := range r.groups {
-				s, t := m[2*g], m[2*g+1]
-				if s < 0 || t <= s || r.check != nil && !r.check(line[s:t]) {
+				s, t := from+m[2*g], from+m[2*g+1]
+				if m[2*g] < 0 || t <= s || r.check != nil && !r.check(line[s:t]) {
 					continue
 				}
 				e.add(s, t, r.name, nil)
 			}
 		}
 	}
-	if e.has(secretNeedle, lower) && bytes.Contains(line, []byte("Secret")) && inlineSecretKind.Match(line) {
+	if e.has(secretNeedle, lower) && bytes.Contains(line, []byte("Secret")) && holdsAll(line, `"`) && inlineSecretKind.Match(line) {
 		for _, d := range inlineSecretData.FindAllSubmatchIndex(line, -1) {
 			body := line[d[2]:d[3]]
 			for _, p := range inlinePair.FindAllSubmatchIndex(body, -1) {
@@ -311,6 +364,17 @@ func (e *engine) lineRules(line, lower []byte) {
 			}
 		}
 	}
+}
+
+// firstHit returns where in the current line the first of needles ids
+// is; the line holds one.
+func (e *engine) firstHit(ids []int) int {
+	for k := e.hi; k < len(e.hits); k++ {
+		if slices.Contains(ids, e.hits[k].id) {
+			return e.hits[k].pos - e.pos
+		}
+	}
+	return 0
 }
 
 func (e *engine) hasAny(ids []int, lower []byte) bool {
