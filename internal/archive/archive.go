@@ -54,7 +54,11 @@ import (
 // Filter sees every regular file before the Writer stores it, so that it
 // can change the content or leave the file out: AddFile, AddBytes, the
 // files of AddTree and those of AddTar, those of nested tarballs included
-// (each file of an unpacked tarball, not the tarball).
+// (each file of an unpacked tarball, not the tarball). While a filter is
+// set, which could not look into a tarball, the tarballs of AddTree and
+// uncompressed tars inside AddTar's stream are unpacked too; a tarball
+// of AddTree that cannot be unpacked whole keeps what was unpacked of it
+// and then goes to the filter as it is.
 type Filter interface {
 	// File is called with the entry's name and size and a reader of
 	// exactly its content, before the entry's header is written. It returns
@@ -168,7 +172,9 @@ func (w *Writer) AddDir(name string, modTime time.Time) error {
 // never followed, and files are opened through an os.Root, so nothing
 // outside root is read. Sockets, devices and named pipes are skipped. A file
 // that shrinks while it is read fails the call; one that grows is cut at
-// the size it had when opened. ctx is checked before each entry.
+// the size it had when opened. ctx is checked before each entry. While a
+// filter is set, a file that is a tarball (tar.gz or uncompressed tar) is
+// unpacked beside itself, as AddTar does, rather than stored.
 func (w *Writer) AddTree(ctx context.Context, root, prefix string) error {
 	pfx, err := entryName("", prefix)
 	if err != nil {
@@ -208,7 +214,7 @@ func (w *Writer) AddTree(ctx context.Context, root, prefix string) error {
 			}
 			return w.addSymlink(name, target, info.ModTime())
 		case t.IsRegular():
-			return w.addTreeFile(r, p, name)
+			return w.addTreeFile(ctx, r, p, name)
 		default:
 			return nil
 		}
@@ -219,7 +225,7 @@ func (w *Writer) AddTree(ctx context.Context, root, prefix string) error {
 	return nil
 }
 
-func (w *Writer) addTreeFile(r *os.Root, p, name string) error {
+func (w *Writer) addTreeFile(ctx context.Context, r *os.Root, p, name string) error {
 	f, err := r.Open(p)
 	if err != nil {
 		return err
@@ -232,7 +238,44 @@ func (w *Writer) addTreeFile(r *os.Root, p, name string) error {
 	if !info.Mode().IsRegular() {
 		return nil // replaced since the directory was read
 	}
-	return w.addFile(name, int64(info.Mode().Perm()), info.ModTime(), info.Size(), f)
+	mode, size := int64(info.Mode().Perm()), info.Size()
+	if w.filter == nil || size < 2 {
+		return w.addFile(name, mode, info.ModTime(), size, f)
+	}
+	// A filter cannot look into a tarball: unpack it beside itself, as
+	// AddTar does, so that the filter sees its files.
+	br := w.peekReader(0, io.LimitReader(f, size))
+	head, _ := br.Peek(int(min(size, peekSize)))
+	kind := tarballKind(head, true)
+	if kind == notTarball {
+		return w.addFile(name, mode, info.ModTime(), size, br)
+	}
+	err = w.unpack(ctx, name, br, kind, 0, &mustgather.TarOptions{})
+	switch {
+	case err == nil:
+		return nil
+	case w.err != nil:
+		return w.err
+	case ctx.Err() != nil:
+		return fmt.Errorf("unpack %s: %w", name, err)
+	}
+	// Damaged: what was unpacked stays, and the tarball goes to the
+	// filter as it is, which sees no text in it.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return w.addFile(name, mode, info.ModTime(), size, f)
+}
+
+// peekReader returns the reader that looks at the start of a file at
+// nesting level depth, reading from r.
+func (w *Writer) peekReader(depth int, r io.Reader) *bufio.Reader {
+	for len(w.peek) <= depth {
+		w.peek = append(w.peek, bufio.NewReaderSize(nil, peekSize))
+	}
+	br := w.peek[depth]
+	br.Reset(r)
+	return br
 }
 
 // AddTar copies the entries of the uncompressed tar stream r under prefix
@@ -324,19 +367,18 @@ func (w *Writer) addTarFile(ctx context.Context, hdr *tar.Header, name string, t
 	if depth >= maxNesting || hdr.Size < 2 || opts.NoUnpack {
 		return true, w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, tr)
 	}
-	for len(w.peek) <= depth {
-		w.peek = append(w.peek, bufio.NewReaderSize(nil, peekSize))
-	}
 	// src tells a failure of the stream the tarball comes in from damage
 	// of the tarball itself.
 	src := &errReader{r: tr}
-	br := w.peek[depth]
-	br.Reset(src) // tr reads end at the entry's end, so br never takes bytes of the next entry
+	br := w.peekReader(depth, src) // tr reads end at the entry's end, so br never takes bytes of the next entry
 	head, _ := br.Peek(int(min(hdr.Size, peekSize)))
-	if !isTarGz(head) {
+	// An uncompressed tar is unpacked only for a filter, which could not
+	// look into it; without one it is stored as it is.
+	kind := tarballKind(head, w.filter != nil)
+	if kind == notTarball {
 		return true, w.addFile(name, hdr.Mode, hdr.ModTime, hdr.Size, br)
 	}
-	err := w.unpack(ctx, name, br, depth, opts)
+	err := w.unpack(ctx, name, br, kind, depth, opts)
 	switch {
 	case err == nil:
 		return false, nil
@@ -349,8 +391,32 @@ func (w *Writer) addTarFile(ctx context.Context, hdr *tar.Header, name string, t
 	return false, nil
 }
 
-// unpack adds the entries of the tar.gz r, a file named name, beside it.
-func (w *Writer) unpack(ctx context.Context, name string, r io.Reader, depth int, opts *mustgather.TarOptions) error {
+// tarball is what tarballKind tells a file's start to be.
+type tarball int
+
+const (
+	notTarball tarball = iota
+	tarGz
+	plainTar
+)
+
+// tarballKind tells from head, the start of a file, whether it is a
+// tar.gz, or, when plain is set, an uncompressed tar.
+func tarballKind(head []byte, plain bool) tarball {
+	switch {
+	case isTarGz(head):
+		return tarGz
+	case plain && len(head) >= 512 && isTarHeader(head[:512]):
+		return plainTar
+	}
+	return notTarball
+}
+
+// unpack adds the entries of the tarball r, a file named name, beside it.
+func (w *Writer) unpack(ctx context.Context, name string, r io.Reader, kind tarball, depth int, opts *mustgather.TarOptions) error {
+	if kind == plainTar {
+		return w.addTar(ctx, path.Dir(name), tar.NewReader(r), depth+1, opts)
+	}
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return err
