@@ -111,6 +111,9 @@ BenchmarkColdStart/baseline-2 	 1	 58 binary-MiB	 4 median-ms
 BenchmarkColdStart/FUNCTIONS=api-2 	 1	 90 median-ms
 BenchmarkColdStart/FUNCTIONS=all-2 	 1	 170 median-ms
 BenchmarkStore/Get-2 	 1000	 5000 ns/op
+pkg: github.com/kubev2v/must-gather-functions/internal/redact
+BenchmarkRedactStream/content=text/size=256MiB/off-2 	 2	 1400000000 ns/op	 191.7 MB/s	 4.4 cpu-s/GiB	 36 peak-RSS-MiB
+BenchmarkRedactStream/content=text/size=256MiB/on-2 	 2	 1800000000 ns/op	 149.1 MB/s	 5.5 cpu-s/GiB	 16277 matches	 38 peak-RSS-MiB
 `
 
 func TestTheReportHasATableOfEachBenchmarkAndValidCharts(t *testing.T) {
@@ -142,6 +145,8 @@ func TestTheReportHasATableOfEachBenchmarkAndValidCharts(t *testing.T) {
 		"| separate | 1.40 / 3.50 | 4.30 / 10.0 | 20.0 / 150 | 0.30 / 9.00 | 14.3 |",
 		"Image (the tarball of `make images`: compressed layers, manifest and config): linux/amd64 31.0 MiB, linux/arm64 27.9 MiB; built by `make images` in this run.",
 		"| Exec copy, as measured | 0.47 | ≥ 0.70 | **no** |",
+		"Ratio by CPU, off over on: text, 256MiB: 0.80.", "| Redaction by CPU, text, 256MiB | 0.80 | ≥ 0.80 | yes |",
+		"| Redaction, text, 256MiB | 0.78 | ≥ 0.80 | **no** |",
 		"Memory the API's in-memory view holds per record: 700 B at 1,000 records, 700 B at 100,000 records.",
 		"| content, size | self | etcd | kube-apiserver | kwok | minio | all |",
 		"| as measured | 3.53 / 1.13 | 0.055 / 0.03 | 1.19 / 0.07 | 1.22 / 0.00 | 3.48 / 3.61 | 9.47 / 4.85 |", "| Store/Get | 5,000 ns/op |",
