@@ -45,10 +45,11 @@ func isCredentialKey(key []byte) bool {
 	for last >= 0 && (key[last] == '_' || key[last] == '-') {
 		last--
 	}
-	if last < 0 || !credentialLast[lowerTable[key[last]]] {
-		return false // most keys: the last letter tells
+	if last < 0 {
+		return false
 	}
-	for _, end := range credentialEnds {
+	// Most keys: the last letter tells.
+	for _, end := range credentialEndsBy[lowerTable[key[last]]] {
 		if endsWithKeyword(key[:last+1], end) {
 			// Every byte of a key of interest is a letter, a digit, '.',
 			// '_' or '-'.
@@ -79,10 +80,10 @@ func endsWithKeyword(key []byte, end string) bool {
 	return true
 }
 
-// credentialLast are the last letters of credentialEnds.
-var credentialLast = func() (t [256]bool) {
+// credentialEndsBy are credentialEnds by their last letter.
+var credentialEndsBy = func() (t [256][]string) {
 	for _, end := range credentialEnds {
-		t[end[len(end)-1]] = true
+		t[end[len(end)-1]] = append(t[end[len(end)-1]], end)
 	}
 	return t
 }()

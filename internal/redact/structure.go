@@ -216,17 +216,12 @@ func yamlKeyValue(line []byte, at int) (key []byte, vs, ve int) {
 	}
 	ve = len(line)
 	if vs < ve && line[vs] != '"' && line[vs] != '\'' {
-		// A comment starts at " #".
-		for j := vs + 1; ; {
-			c := bytes.IndexByte(line[j:], '#')
-			if c < 0 {
-				break
-			}
-			if j += c; line[j-1] == ' ' {
+		// A comment starts at " #"; values are short.
+		for j := vs + 1; j < len(line); j++ {
+			if line[j] == '#' && line[j-1] == ' ' {
 				ve = j - 1
 				break
 			}
-			j++
 		}
 	}
 	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t' || line[ve-1] == '\r') {
