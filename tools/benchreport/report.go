@@ -383,7 +383,7 @@ func (r *report) download() string {
 
 func (r *report) execCopy() string {
 	return r.streaming("Exec copy", "The gathering's output copied from a pod of a real kube-apiserver (kwok runs `tar` locally) "+
-		"by `tar` over exec, re-packed by `archive.Writer.AddTar` and uploaded to MinIO, against raw `PutObject` of the same files.",
+		"by `tar` over exec, read through the gatherer's copy stream (which hashes every byte so that a broken stream can resume), re-packed by `archive.Writer.AddTar` and uploaded to MinIO, against raw `PutObject` of the same files.",
 		"BenchmarkCopyFromExec", "exec-pipeline", "raw-putobject", 0.7, false)
 }
 
