@@ -24,7 +24,9 @@ import (
 // (text that compresses as must-gather output does, and random bytes) for
 // each size of MGF_BENCH_ARCHIVE_MIB (256 MiB unless set). Throughput is
 // of the archive's bytes. Run each sub-benchmark in its own process for
-// clean peak-RSS figures (make bench does).
+// clean peak-RSS figures (make bench does). peak-RSS-MiB is the peak of
+// this process's samples while it downloads: making and uploading the
+// archive first, in the same process, takes more.
 func BenchmarkDownload(b *testing.B) {
 	if testing.Short() {
 		b.Skip("uploads and downloads hundreds of MiB")
@@ -49,7 +51,7 @@ func BenchmarkDownload(b *testing.B) {
 				g := e.create(`{}`)
 				key, size := uploadTree(b, e, s3, g, archivetest.TreeRoot(archivetest.Tree(b, content, mib<<20)))
 				download := func(b *testing.B, get func() (io.ReadCloser, error)) {
-					rss := archivetest.RecordRSS(b, minioPid)
+					rss := archivetest.RecordRSSAfterSetup(b, minioPid)
 					b.SetBytes(size)
 					for b.Loop() {
 						body, err := get()
