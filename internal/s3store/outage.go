@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -77,11 +78,75 @@ func (o *outage) seen(resp *http.Response, err error) {
 type outageTransport struct{ next http.RoundTripper }
 
 func (t outageTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body *trackedBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &trackedBody{ReadCloser: r.Body, closed: make(chan struct{})}
+		tracked := *r
+		tracked.Body = body
+		tracked.GetBody = nil
+		r = &tracked
+	}
 	resp, err := t.next.RoundTrip(r)
 	if o, ok := r.Context().Value(outageKey{}).(*outage); ok && !errors.Is(err, context.Canceled) {
 		o.seen(resp, err)
 	}
+	// minio-go retries a request by seeking its body back to the start,
+	// and net/http may still be reading the body of a request that failed
+	// (or was answered early) in its write loop (golang.org/issue/51907):
+	// a retry raced that loop when S3 went away in the middle of a part.
+	// The write loop closes the body once it is done with it; the retry
+	// waits for that.
+	switch {
+	case body == nil:
+	case err != nil:
+		body.wait()
+	case resp.StatusCode >= http.StatusMultipleChoices:
+		// The write ends once the answer is read: net/http then finishes
+		// or breaks off the write.
+		resp.Body = &waitOnClose{ReadCloser: resp.Body, body: body}
+	}
 	return resp, err
+}
+
+// trackedBody tells when net/http has closed a request's body, which it
+// does when it is done reading it.
+type trackedBody struct {
+	io.ReadCloser
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { close(b.closed) })
+	return err
+}
+
+// bodyWaitLimit bounds the wait for net/http to close a request's body,
+// which it does as soon as the connection is broken off; the bound only
+// guards against a transport that never does.
+const bodyWaitLimit = time.Minute
+
+func (b *trackedBody) wait() {
+	t := time.NewTimer(bodyWaitLimit)
+	defer t.Stop()
+	select {
+	case <-b.closed:
+	case <-t.C:
+	}
+}
+
+// waitOnClose is the body of an answer that minio-go may retry after: its
+// Close waits until the request's body is no longer read.
+type waitOnClose struct {
+	io.ReadCloser
+	body *trackedBody
+}
+
+func (w *waitOnClose) Close() error {
+	err := w.ReadCloser.Close()
+	w.body.wait()
+	return err
 }
 
 // uploadRetries is how many times minio-go may retry one request of an
