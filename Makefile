@@ -106,13 +106,13 @@ test: tools ## Run every test with -race against real NATS and MinIO, and the Go
 
 .PHONY: e2e
 e2e: tools ## The whole system (api, runner with the Kubernetes gatherer, recorder, MinIO) against a real kube-apiserver with kwok.
-	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner|TestKube' ./cmd/... ./internal/testenv/kube
+	$(GO) test $(TEST_FLAGS) -run 'TestTheWholeSystemGathersFromARealAPIServer|TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner|TestARunnerKilledAtRandomPointsOfKubernetes|TestKube' ./cmd/... ./internal/testenv/kube
 
 .PHONY: soak
-soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner processes, 100 kills of a runner, S3 away for 30 s during an upload, and NATS restarted ten times mid-flow (5 runs).
+soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner processes, 100 kills of a runner (process and Kubernetes gatherers), S3 away for 2 minutes during an upload, and NATS restarted ten times mid-flow (5 runs).
 	MGF_SOAK=$(or $(SOAK_GATHERINGS),10000) MGF_SOAK_KILLS=$(or $(SOAK_KILLS),100) \
 	  $(GO) test -race -count=1 -timeout 90m -v -run 'TestSoak' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
-	MGF_S3_OUTAGE=30s $(GO) test -race -count=1 -timeout 20m -v -run 'TestAnUploadRidesOutAnS3Outage' ./internal/s3store
+	MGF_S3_OUTAGE=2m $(GO) test -race -count=1 -timeout 20m -v -run 'TestAnUploadRidesOutAnS3Outage' ./internal/s3store
 	MGF_NATS_RESTARTS=1 $(GO) test -race -count=5 -timeout 30m -v -run 'TestNATSRestartedTenTimesMidFlow' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
 
 .PHONY: fuzz

@@ -49,6 +49,28 @@ type child struct {
 // the test fails.
 func startChild(t testing.TB, env map[string]string) *child {
 	t.Helper()
+	c := launchChild(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := c.WaitReady(ctx, func() error {
+		for _, line := range strings.Split(c.Tail(1000), "\n") {
+			if u, ok := strings.CutPrefix(line, "must-gather-functions: listening on "); ok {
+				c.base = u
+				return nil
+			}
+		}
+		return errors.New("not listening yet")
+	})
+	if err != nil {
+		t.Fatalf("child did not start: %v\n%s", err, c.Tail(20))
+	}
+	return c
+}
+
+// launchChild runs the system in a new process, as startChild does, but
+// does not wait for it to start: a test may kill it while it starts.
+func launchChild(t testing.TB, env map[string]string) *child {
+	t.Helper()
 	vars := map[string]string{
 		childEnv: "1", "HTTP_ADDRESS": "127.0.0.1:0", "LOG_LEVEL": "warn", "RUNNER_FINISH_GRACE": "5s",
 		"SHUTDOWN_TIMEOUT": "30s", "MINIO_BIN": os.Getenv("MINIO_BIN"), "PATH": os.Getenv("PATH"),
@@ -71,20 +93,6 @@ func startChild(t testing.TB, env map[string]string) *child {
 			t.Logf("log of a child process, last lines:\n%s", c.Tail(40))
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	err = p.WaitReady(ctx, func() error {
-		for _, line := range strings.Split(p.Tail(1000), "\n") {
-			if u, ok := strings.CutPrefix(line, "must-gather-functions: listening on "); ok {
-				c.base = u
-				return nil
-			}
-		}
-		return errors.New("not listening yet")
-	})
-	if err != nil {
-		t.Fatalf("child did not start: %v\n%s", err, p.Tail(20))
-	}
 	return c
 }
 
@@ -468,9 +476,15 @@ func TestARunnerKilledAtRandomPointsLosesNoGatheringRunsNoneTwiceAndLeavesNoComm
 // TestSoakKills is the long crash run of `make soak`; MGF_SOAK_KILLS sets
 // how many kills.
 func TestSoakKills(t *testing.T) {
+	crashRun(t, soakKills(t))
+}
+
+// soakKills returns the number of kills of a long crash run, MGF_SOAK_KILLS
+// (`make soak`), or skips the test without it.
+func soakKills(t *testing.T) int {
 	n, _ := strconv.Atoi(os.Getenv("MGF_SOAK_KILLS"))
 	if n <= 0 {
 		t.Skip("set MGF_SOAK_KILLS to the number of kills (make soak)")
 	}
-	crashRun(t, n)
+	return n
 }
