@@ -333,8 +333,13 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 	// a handler is free: with a larger batch, or a threshold that asks for
 	// more before the events in hand are handled, the events it prefetched
 	// would stay unacknowledged until AckWait if the process died, and hold
-	// up the processes that share the consumer.
-	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(1), jetstream.PullThresholdMessages(1)}
+	// up the processes that share the consumer. The server sends a
+	// heartbeat every pullHeartbeat while a request waits; when two are
+	// missed, Next takes the request for lost and asks again itself (told
+	// to report the missed heartbeats instead, nats.go v1.55 asked no more).
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(1), jetstream.PullThresholdMessages(1),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false)}
 	slots := make(chan struct{}, c.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -356,18 +361,12 @@ func (b *Bus) Consume(ctx context.Context, c ConsumerConfig, h Handler) error {
 		}
 		var msg jetstream.Msg
 		if err == nil {
-			msg, err = next(ctx, msgs, func() bool { return stalled(ctx, cons) })
+			msg, err = next(ctx, msgs)
 		}
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
 				return nil
-			}
-			if errors.Is(err, errStalled) {
-				// Ask again from scratch: a pull request the cluster
-				// dropped while its leaders changed is never answered.
-				handBack(msgs)
-				msgs = nil
 			}
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				msgs = nil
@@ -410,54 +409,41 @@ func handBack(msgs jetstream.MessagesContext) {
 // subscription to drain.
 const handBackWait = 5 * time.Second
 
-// next waits for the iterator's next message until ctx ends, in turns of
-// nextTurn. Each turn asks the server for a message unless a request is
-// outstanding; nats.go skips asking while it is still sending the previous
-// request, which with a batch of one can leave no request outstanding until
-// the next turn.
+// Pull requests of a consumer: each waits up to pullExpiry for an event,
+// with a heartbeat from the server every pullHeartbeat.
 //
-// Every stallCheck without a message, it asks isStalled, and returns
-// errStalled if it says so.
-func next(ctx context.Context, msgs jetstream.MessagesContext, isStalled func() bool) (jetstream.Msg, error) {
-	idleSince := time.Now()
-	for {
-		turn, cancel := context.WithTimeout(ctx, nextTurn)
-		msg, err := msgs.Next(jetstream.NextContext(turn))
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			if time.Since(idleSince) >= stallCheck {
-				if isStalled() {
-					return nil, errStalled
-				}
-				idleSince = time.Now()
-			}
-			continue
-		}
-		return msg, err
+// A request is lost when the node that leads the consumer goes away before
+// the other nodes know of the request (the leader hands its waiting requests
+// on through the consumer's Raft group, and a new leader tells those it
+// knows of that it leads now), while this process stays connected to a node
+// that remains: no answer and no heartbeat ever come, and with a batch of
+// one the consumer would receive nothing more. nats.go watches for the
+// heartbeats while Next waits, and after two missed ones asks anew.
+const (
+	pullExpiry    = 30 * time.Second
+	pullHeartbeat = 2 * time.Second
+)
+
+// next waits for the iterator's next message until ctx ends. Its first
+// turn is short: nats.go skips asking the server for a message while it is
+// still sending the previous request, which with a batch of one can leave no
+// request outstanding right after a message; a new turn asks again. Later
+// turns wait as long as ctx, so that nats.go's watch of the heartbeats,
+// which each call of Next starts anew and which takes two heartbeats to
+// tell a lost request, can fire.
+func next(ctx context.Context, msgs jetstream.MessagesContext) (jetstream.Msg, error) {
+	turn, cancel := context.WithTimeout(ctx, firstTurn)
+	msg, err := msgs.Next(jetstream.NextContext(turn))
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return msgs.Next(jetstream.NextContext(ctx))
 	}
+	return msg, err
 }
 
-// stallCheck is how long a consumer with a free handler waits for an
-// event before it asks the server whether events are waiting for it.
-const stallCheck = 15 * time.Second
-
-// errStalled is a consumer that receives nothing while the server holds
-// events for it: its pull request was lost, as when a node of a cluster
-// that led the consumer went away, or a leader was elected meanwhile.
-var errStalled = errors.New("events are waiting but none arrives; asking again")
-
-// stalled reports whether the server holds events for cons that no one
-// has been sent.
-func stalled(ctx context.Context, cons jetstream.Consumer) bool {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := cons.Info(ctx)
-	return err == nil && info.NumPending > 0
-}
-
-// nextTurn bounds how long a message can wait for a request that nats.go
+// firstTurn bounds how long a message can wait for a request that nats.go
 // skipped; a turn costs no round trip.
-const nextTurn = 250 * time.Millisecond
+const firstTurn = 250 * time.Millisecond
 
 func handle(ctx context.Context, msg jetstream.Msg, c ConsumerConfig, h Handler, log *slog.Logger) {
 	meta, _ := msg.Metadata()
