@@ -334,13 +334,17 @@ func resolve[T any](ref string, byID func(mustgather.ID) (T, error), byName func
 		}
 	}
 	var none T
-	notFound := fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
+	// Made only when needed: a lookup by custom-name that finds its
+	// gathering should not format an error.
+	notFound := func() error {
+		return fmt.Errorf("%w: no gathering has id or custom-name %q", mustgather.ErrNotFound, clip(ref))
+	}
 	if !mustgather.IsCustomName(ref) {
-		return none, notFound
+		return none, notFound()
 	}
 	v, err := byName(ref)
 	if errors.Is(err, mustgather.ErrNotFound) {
-		return none, notFound
+		return none, notFound()
 	}
 	return v, err
 }

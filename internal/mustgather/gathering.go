@@ -16,8 +16,15 @@ func (id ID) String() string { return strconv.FormatUint(uint64(id), 10) }
 
 // ParseID parses the decimal form of an ID. Zero is not a valid id.
 func ParseID(s string) (ID, bool) {
-	if s == "" || len(s) > 20 || s[0] == '+' || s[0] == '-' {
+	if s == "" || len(s) > 20 {
 		return 0, false
+	}
+	// Digits only, checked first: most refs that are no id are
+	// custom-names, and strconv's error for them allocates.
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n == 0 {
