@@ -54,9 +54,15 @@ func (n *natsNode) start() {
 	n.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	tries := 0
 	err := testenv.Poll(ctx, 100*time.Millisecond, func() error {
 		s, err := natsserver.Start(ctx, n.opts)
 		n.srv = s
+		if err != nil {
+			if tries++; tries == 1 || tries%10 == 0 {
+				n.t.Logf("start nats-server %s on port %d, try %d: %v", n.opts.Name, n.opts.Port, tries, err)
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -196,7 +202,7 @@ func checkNothingLost(t *testing.T, s *system, natsURL, runs string, created []u
 		switch {
 		case !ok:
 			f.lost++
-			t.Errorf("gathering %d was created and is not listed", id)
+			t.Errorf("gathering %d was created and is not listed; %s", id, whereIs(natsURL, s.base, id))
 		case g.Status == "completed":
 			f.completed++
 		case g.Status == "error":
@@ -234,6 +240,41 @@ func checkNothingLost(t *testing.T, s *system, natsURL, runs string, created []u
 		}
 	}
 	return f
+}
+
+// whereIs says where a gathering missing from the list is found: in the
+// gatherings bucket, and by id through the API.
+func whereIs(natsURL, base string, id uint64) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(ctx, "must-gather")
+	if err == nil {
+		var e jetstream.KeyValueEntry
+		if e, err = kv.Get(ctx, fmt.Sprintf("g.%d", id)); err == nil {
+			fmt.Fprintf(&b, "in the bucket at revision %d (%s)", e.Revision(), e.Value())
+		}
+		if st, serr := kv.Status(ctx); serr == nil {
+			fmt.Fprintf(&b, "; bucket last revision %d", st.(*jetstream.KeyValueBucketStatus).StreamInfo().State.LastSeq)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(&b, "not in the bucket: %v", err)
+	}
+	resp, err := http.Get(fmt.Sprintf("%s/must-gather/%d", base, id))
+	if err != nil {
+		fmt.Fprintf(&b, "; GET: %v", err)
+		return b.String()
+	}
+	defer resp.Body.Close()
+	fmt.Fprintf(&b, "; GET by id: %s", resp.Status)
+	return b.String()
 }
 
 // streamEvents reads every event of the events stream and counts, per
@@ -307,12 +348,6 @@ func streamEvents(t *testing.T, natsURL string) (map[mustgather.ID]int, map[must
 }
 
 func TestNATSRestartedTenTimesMidFlowLosesNoGatheringEventOrStatus(t *testing.T) {
-	// Not in make test until a defect it finds is fixed: in about one run
-	// of three, the last gatherings POSTed (201) are missing from the list
-	// once the others have ended. make soak runs it.
-	if os.Getenv("MGF_NATS_RESTARTS") == "" {
-		t.Skip("set MGF_NATS_RESTARTS (make soak): the last gatherings POSTed are sometimes missing from the list after NATS restarts, an open defect")
-	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))

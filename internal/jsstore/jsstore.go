@@ -44,6 +44,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
@@ -956,15 +957,43 @@ func (s *Store) Watch(ctx context.Context, after uint64, fn func(mustgather.Chan
 
 var _ mustgather.Records = (*Store)(nil)
 
+// errConnectionLost is returned by Follow when the connection to NATS drops.
+var errConnectionLost = errors.New("the connection to NATS dropped")
+
 // Follow passes every write to the gatherings bucket, as mustgather.Records
 // says: records stored and deleted, the custom-name index, and, as bare
-// revisions, the other keys. Like Watch it runs on one ordered consumer.
+// revisions, the other keys. Like Watch it runs on one ordered consumer,
+// but only while the connection stays up: a restarted server has lost the
+// consumer, which NATS makes again only at its next heartbeat check, ten
+// seconds or more later, and then resumes past writes it finds replaced.
+// Follow instead ends when the connection drops, for its caller to follow
+// again, from the latest write of every key, as soon as the server is
+// back.
+//
+// The CaughtUp Write is passed only once the watcher has delivered the
+// latest write of every key and a write at least as recent as the latest
+// one there was when Follow began, so that a caller that drops what it
+// has not been passed by then drops nothing that exists.
 func (s *Store) Follow(ctx context.Context, fn func(mustgather.Write) error) error {
+	nc := s.js.Conn()
+	lost := nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	defer nc.RemoveStatusListener(lost)
+	if !nc.IsConnected() {
+		return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), errConnectionLost)
+	}
+	rctx, cancel := bound(ctx)
+	last, err := s.Revision(rctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), err)
+	}
 	w, err := s.kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), err)
 	}
 	defer stopWatcher(w)
+	var seen uint64 // the latest revision passed
+	marked, caughtUp := false, false
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -974,15 +1003,26 @@ func (s *Store) Follow(ctx context.Context, fn func(mustgather.Write) error) err
 				}
 				return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), errWatcherClosed)
 			}
-			wr := mustgather.Write{CaughtUp: e == nil}
-			if e != nil {
-				if wr, err = written(e); err != nil {
+			if e == nil {
+				marked = true
+			} else {
+				wr, err := written(e)
+				if err != nil {
 					return fmt.Errorf("follow bucket %s: %s at revision %d: %w", s.kv.Bucket(), e.Key(), e.Revision(), err)
 				}
+				if err := fn(wr); err != nil {
+					return err
+				}
+				seen = max(seen, e.Revision())
 			}
-			if err := fn(wr); err != nil {
-				return err
+			if marked && !caughtUp && seen >= last {
+				caughtUp = true
+				if err := fn(mustgather.Write{CaughtUp: true}); err != nil {
+					return err
+				}
 			}
+		case <-lost:
+			return fmt.Errorf("follow bucket %s: %w", s.kv.Bucket(), errConnectionLost)
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -3,12 +3,15 @@ package jsstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/natsserver"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -159,5 +162,109 @@ func TestWrittenAfterTellsWhetherAWriteFollowsARevision(t *testing.T) {
 	g = mustApply(t, st, mustgather.Update{ID: g.ID, Seq: 1, Status: mustgather.StatusInProgress, Time: time.Now()})
 	if !writtenAfter(last) || writtenAfter(g.Revision) {
 		t.Errorf("after an update at %d: written after %d %v, after %d %v; want true, false", g.Revision, last, writtenAfter(last), g.Revision, writtenAfter(g.Revision))
+	}
+}
+
+// following is a Follow running in the background.
+type following struct {
+	ids    []mustgather.ID // the records passed before CaughtUp; read once caught is closed
+	caught chan struct{}
+	ended  chan error
+}
+
+func follow(ctx context.Context, st *Store) *following {
+	f := &following{caught: make(chan struct{}), ended: make(chan error, 1)}
+	go func() {
+		done := false
+		f.ended <- st.Follow(ctx, func(w mustgather.Write) error {
+			switch {
+			case done:
+			case w.CaughtUp:
+				done = true
+				close(f.caught)
+			case w.Gathering != nil:
+				f.ids = append(f.ids, w.Gathering.ID)
+			}
+			return nil
+		})
+	}()
+	return f
+}
+
+// caughtUp waits until f has caught up, and returns the records it passed
+// before, or the error it ended with first.
+func (f *following) caughtUp(t *testing.T) ([]mustgather.ID, error) {
+	t.Helper()
+	select {
+	case <-f.caught:
+		return f.ids, nil
+	case err := <-f.ended:
+		return nil, err
+	case <-time.After(30 * time.Second):
+		t.Fatal("Follow has neither caught up nor ended in 30 s")
+		return nil, nil
+	}
+}
+
+func TestFollowEndsWhenTheConnectionDropsAndPassesEveryKeyWhenFollowedAgain(t *testing.T) {
+	t.Parallel()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := natsserver.Options{Port: port, StoreDir: t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := natsserver.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	js, err := jetstream.New(testenv.Conn(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t, js, Config{})
+	g, err := st.Create(ctx, gathering("before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := follow(ctx, st)
+	if got, err := f.caughtUp(t); err != nil || !slices.Equal(got, []mustgather.ID{g.ID}) {
+		t.Fatalf("Follow passed %v before it caught up (%v), want [%d]", got, err, g.ID)
+	}
+	srv.Stop()
+	select {
+	case err := <-f.ended:
+		if !errors.Is(err, errConnectionLost) {
+			t.Errorf("Follow ended with %v, want errConnectionLost", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Follow goes on 30 s after its server stopped")
+	}
+
+	if srv, err = natsserver.Start(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	var h mustgather.Gathering
+	err = testenv.Poll(ctx, 20*time.Millisecond, func() error {
+		var err error
+		h, err = st.Create(ctx, gathering("after"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []mustgather.ID
+	err = testenv.Poll(ctx, 50*time.Millisecond, func() error {
+		var err error
+		got, err = follow(ctx, st).caughtUp(t)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []mustgather.ID{g.ID, h.ID}; !slices.Equal(got, want) {
+		t.Errorf("followed again, Follow passed %v before it caught up, want %v", got, want)
 	}
 }

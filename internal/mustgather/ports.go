@@ -200,14 +200,19 @@ type Write struct {
 // in memory (a view) follows to stay current.
 type Records interface {
 	// Follow calls fn with the latest write of every key there is, then a
-	// CaughtUp Write, then each write from then on in order, until ctx ends
-	// or fn returns an error, and returns that error (or the feed's). Of a
-	// key written more than once while Follow catches up, only the latest
-	// write may be passed.
+	// CaughtUp Write, then each write from then on in order, until ctx ends,
+	// fn returns an error or the feed breaks off (as when its connection
+	// drops), and returns that error (or the feed's). Of a key written more
+	// than once while Follow lags (as while it catches up), only the latest
+	// write may be passed: Follow then passes over the revisions of the
+	// others.
 	Follow(ctx context.Context, fn func(Write) error) error
 	// Revision returns the revision of the latest write: once Follow has
 	// passed a Write with it, or a later one, it has passed every write
-	// made before Revision was called.
+	// made before Revision was called, or a later write of the same key.
+	// That later write may lie past the revision if Follow passed over a
+	// revision (a Write more than one past the one before) on its way: a
+	// Revision called after that pass is past it.
 	Revision(ctx context.Context) (uint64, error)
 	// WrittenAfter reports whether the feed may hold a write after revision
 	// rev. false says it holds none: once Follow has passed rev, it has

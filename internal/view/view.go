@@ -99,8 +99,12 @@ type View struct {
 	recs  []*Record // by id
 	names map[string]nameEntry
 
-	applied  atomic.Uint64 // revision of the latest write applied
-	caughtUp atomic.Bool   // the first Follow has caught up
+	applied atomic.Uint64 // revision of the latest write applied
+	// skips counts the writes passed with a revision more than one past
+	// applied: the feed passed over revisions, writes that a later write
+	// of the same key replaced before the feed read them (see catchUp).
+	skips    atomic.Uint64
+	caughtUp atomic.Bool // the first Follow has caught up
 	running  atomic.Bool
 
 	wakeMu  sync.Mutex
@@ -158,12 +162,21 @@ func (v *View) Run(ctx context.Context) error {
 	if v.running.Swap(true) {
 		return errors.New("view: Run called twice")
 	}
+	var said string // the failure last logged: said once until a Follow catches up
 	for gen := uint64(1); ; gen++ {
-		err := v.feed.Follow(ctx, func(w mustgather.Write) error { return v.apply(gen, w) })
+		err := v.feed.Follow(ctx, func(w mustgather.Write) error {
+			if w.CaughtUp {
+				said = ""
+			}
+			return v.apply(gen, w)
+		})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		v.cfg.Logger.WarnContext(ctx, "following the store's writes failed; following them again", "err", err, "in", v.cfg.Retry)
+		if msg := err.Error(); msg != said {
+			said = msg
+			v.cfg.Logger.WarnContext(ctx, "following the store's writes failed; following them again", "err", err, "in", v.cfg.Retry)
+		}
 		select {
 		case <-time.After(v.cfg.Retry):
 		case <-ctx.Done():
@@ -202,7 +215,10 @@ func (v *View) apply(gen uint64, w mustgather.Write) error {
 	}
 	// A Follow that starts again passes writes the view has applied
 	// already; the revision never goes back.
-	if w.Revision > v.applied.Load() {
+	if a := v.applied.Load(); w.Revision > a {
+		if w.Revision > a+1 {
+			v.skips.Add(1)
+		}
 		v.applied.Store(w.Revision)
 		v.signal()
 	}
@@ -296,12 +312,17 @@ func (v *View) Sync(ctx context.Context) error {
 	if !v.running.Load() {
 		return fmt.Errorf("%w: it does not run", ErrBehind)
 	}
-	// The call is bounded by its own timeout; a timer of this reader's own
-	// is made only when the view has yet to catch up, which is seldom.
+	// The revision call is bounded by its own timeout; a timer of this
+	// reader's own is made only when the view has yet to catch up, which
+	// is seldom.
+	skips := v.skips.Load()
 	rev, err := v.revs.latest(ctx)
-	if err == nil && v.applied.Load() < rev {
+	if err == nil && v.applied.Load() >= rev && v.skips.Load() == skips {
+		return nil
+	}
+	if err == nil {
 		wctx, cancel := context.WithTimeout(ctx, v.cfg.Wait)
-		err = v.reach(wctx, rev)
+		err = v.catchUp(wctx, rev, skips)
 		cancel()
 	}
 	if err == nil {
@@ -311,6 +332,34 @@ func (v *View) Sync(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return fmt.Errorf("%w: %w", ErrBehind, err)
+}
+
+// catchUp waits until the view has applied rev, a revision read after
+// the feed had passed over skips revisions, and until it has done so
+// without passing over any more.
+//
+// The bucket keeps only the latest write of a key, so a feed that lags
+// (as after a reconnect, or while it catches up from the start) finds an
+// earlier write of a key gone, replaced by a later one, and passes over
+// its revision. The later write may lie past rev: a key written before
+// the reader arrived is in the view only once that write is. A revision
+// read after the feed passed over another is past the write that replaced
+// it, so after each pass the latest revision is read again and waited for.
+func (v *View) catchUp(ctx context.Context, rev, skips uint64) error {
+	for {
+		if err := v.reach(ctx, rev); err != nil {
+			return err
+		}
+		now := v.skips.Load()
+		if now == skips {
+			return nil
+		}
+		skips = now
+		var err error
+		if rev, err = v.revs.latest(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // reach waits until the view has applied revision rev.

@@ -294,3 +294,110 @@ func end(t testing.TB, st *jsstore.Store, id mustgather.ID, output string) {
 		t.Fatal(err)
 	}
 }
+
+// restartable is a nats-server that a test stops and starts again on the
+// same port and store, as a restarted pod with a persistent volume.
+type restartable struct {
+	t    *testing.T
+	opts natsserver.Options
+	srv  *natsserver.Server
+}
+
+func startRestartable(t *testing.T) *restartable {
+	t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restartable{t: t, opts: natsserver.Options{Port: port, StoreDir: t.TempDir()}}
+	r.start()
+	t.Cleanup(func() {
+		if r.srv != nil {
+			r.srv.Stop()
+		}
+	})
+	return r
+}
+
+// start starts the server again; the port the stopped one held may take a
+// moment to be free.
+func (r *restartable) start() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := testenv.Poll(ctx, 50*time.Millisecond, func() error {
+		s, err := natsserver.Start(ctx, r.opts)
+		r.srv = s
+		return err
+	})
+	if err != nil {
+		r.t.Fatalf("start nats-server: %v", err)
+	}
+}
+
+func (r *restartable) stop() {
+	r.srv.Stop()
+	r.srv = nil
+}
+
+func TestAfterNATSRestartsAReadAfterSyncSeesEveryWriteAcknowledgedBeforeIt(t *testing.T) {
+	t.Parallel()
+	ns := startRestartable(t)
+	bucket := testenv.Name("gatherings")
+	writer, reader := replica(t, ns.srv, bucket), replica(t, ns.srv, bucket)
+	// Time enough for a loaded machine: what is tested is what a Sync that
+	// succeeds guarantees, and that it does succeed.
+	v := running(t, reader, view.Config{Wait: 30 * time.Second, Retry: 50 * time.Millisecond})
+	ctx := context.Background()
+	var earlier []mustgather.Gathering
+	for i := range 40 {
+		g, err := writer.Create(ctx, gathering(fmt.Sprintf("before-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err = writer.Claim(ctx, g.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		earlier = append(earlier, g)
+	}
+	for restart := range 4 {
+		ns.stop()
+		ns.start()
+		// Written as the server comes back, while the view's feed is away:
+		// each gathering is changed again before the view can read its
+		// first write, so that what comes back has passed over revisions.
+		var written []mustgather.Gathering
+		for i := range 10 {
+			var g mustgather.Gathering
+			err := testenv.Poll(ctx, 20*time.Millisecond, func() error {
+				var err error
+				g, err = writer.Create(ctx, gathering(fmt.Sprintf("after-%d-%d", restart, i)))
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, err = writer.Claim(ctx, g.ID, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			written = append(written, g)
+			// An earlier gathering changes too, after the new ones.
+			e := &earlier[(restart*10+i)%len(earlier)]
+			if *e, err = writer.Apply(ctx, mustgather.Update{ID: e.ID, Seq: e.Seq + 1, Status: e.Status, ExecOutput: fmt.Sprintf("line %d-%d\n", restart, i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := v.Sync(ctx); err != nil {
+			t.Fatalf("restart %d: Sync: %v", restart+1, err)
+		}
+		for _, g := range append(written, earlier...) {
+			r, ok := v.Get(g.ID)
+			switch {
+			case !ok:
+				t.Errorf("restart %d: gathering %d (%s), written before Sync, is not in the view", restart+1, g.ID, g.CustomName)
+			case body(t, r).ExecOutput != g.ExecOutput || r.Status != g.Status:
+				t.Errorf("restart %d: gathering %d in the view with output %q, %s; written with %q, %s", restart+1, g.ID, body(t, r).ExecOutput, r.Status, g.ExecOutput, g.Status)
+			}
+		}
+	}
+}
