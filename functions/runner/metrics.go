@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 		reaperActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mustgather_reaper_actions_total",
-			Help: "What the reaper did to unfinished gatherings, by action: requeued (a new requested event published), failed, reattached (a gathering whose runner died carried on by this runner), or announced (a recorded final status published again).",
+			Help: "What the reaper did to unfinished gatherings, by action: requeued (a new requested event published), failed, reattached (a gathering whose runner died carried on by this runner), restarted (one whose runner died before it started any of it, started by this runner), or announced (a recorded final status published again).",
 		}, []string{"action"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mustgather_runner_requested_dropped_total",

@@ -75,6 +75,18 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 		return true, err
 	}
 	found, err := ra.Reattach(ctx, cur, holder)
+	if errors.Is(err, mustgather.ErrNotStarted) {
+		// Nothing ran: the gathering starts now, as a run of this
+		// runner's own, with its whole timeout.
+		out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
+		_, _ = out.WriteString(withNewline(cur.ExecOutput) + fmt.Sprintf("runner %s took the gathering over and starts it: %v\n", holder, err))
+		log.Info("gathering taken over before it started; starting it", "err", err)
+		r.m.reaperActions.WithLabelValues("restarted").Inc()
+		r.takeovers.Go(func() {
+			r.runAs(ctx, cur, holder, log, attempt{gatherer: r.d.Gatherer, out: out, seq: cur.Seq + takeoverSeqGap, timeout: timeout})
+		})
+		return true, nil
+	}
 	if errors.Is(err, mustgather.ErrGone) {
 		err = r.fail(ctx, cur, fmt.Sprintf("the runner stopped before the gathering finished: %v", err))
 		release()
@@ -87,11 +99,7 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 	// The run's output goes on from the output so far, which is all the
 	// stopped run left of it.
 	out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
-	so := cur.ExecOutput
-	if so != "" && !strings.HasSuffix(so, "\n") {
-		so += "\n"
-	}
-	_, _ = out.WriteString(so + found.Line + "\n")
+	_, _ = out.WriteString(withNewline(cur.ExecOutput) + found.Line + "\n")
 	log.Info("gathering taken over", "reattached", found.Line)
 	// The gathering keeps its deadline.
 	started := found.Started
@@ -109,4 +117,12 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 		r.runAs(ctx, cur, holder, log, attempt{gatherer: found.Gatherer, out: out, seq: cur.Seq + takeoverSeqGap, timeout: left})
 	})
 	return true, nil
+}
+
+// withNewline returns s, ended by a newline unless it is empty.
+func withNewline(s string) string {
+	if s != "" && !strings.HasSuffix(s, "\n") {
+		return s + "\n"
+	}
+	return s
 }

@@ -20,13 +20,17 @@ import (
 // Reattach finds that work, started at started, when gone is false.
 type reattachGatherer struct {
 	gone       bool
+	notStarted bool // Reattach finds the work not started: Gather starts it
 	started    time.Time
 	reattached atomic.Int32
 	gathered   atomic.Int32
 }
 
-func (g *reattachGatherer) Gather(_ context.Context, job mustgather.Job) error {
+func (g *reattachGatherer) Gather(ctx context.Context, job mustgather.Job) error {
 	g.gathered.Add(1)
+	if g.notStarted {
+		return resumed{}.Gather(ctx, job)
+	}
 	return fmt.Errorf("gathering %d started anew", job.Gathering.ID)
 }
 
@@ -34,6 +38,9 @@ func (g *reattachGatherer) Reattach(_ context.Context, mg mustgather.Gathering, 
 	g.reattached.Add(1)
 	if g.gone {
 		return mustgather.Reattached{}, fmt.Errorf("its pod is gone: %w", mustgather.ErrGone)
+	}
+	if g.notStarted {
+		return mustgather.Reattached{}, fmt.Errorf("namespace ns holds no pod: %w", mustgather.ErrNotStarted)
 	}
 	return mustgather.Reattached{Gatherer: resumed{}, Line: "runner " + runner + " re-attached to pod ns/pod after runner dead stopped",
 		Started: g.started}, nil
@@ -57,28 +64,31 @@ func (resumed) Gather(ctx context.Context, job mustgather.Job) error {
 func TestTwoReapersTakeOverAGatheringWhoseRunnerDiedOnce(t *testing.T) {
 	const timeout = time.Minute
 	for _, tt := range []struct {
-		name string
-		gone bool
+		name       string
+		gone       bool
+		notStarted bool
 		// created and started are how long before the take-over the
 		// gathering was created and its work started (0: unknown).
 		created, started time.Duration
 		status           mustgather.Status
 		output           []string
 	}{
-		{"its work is there: it is carried on to completion", false, 0, 0, mustgather.StatusCompleted,
+		{"its work is there: it is carried on to completion", false, false, 0, 0, mustgather.StatusCompleted,
 			[]string{"before the runner died", "re-attached to pod ns/pod after runner dead stopped", "after the take-over"}},
-		{"its work started within its timeout, after a longer wait: it is carried on to completion", false, 2 * timeout, timeout / 2, mustgather.StatusCompleted,
+		{"its work started within its timeout, after a longer wait: it is carried on to completion", false, false, 2 * timeout, timeout / 2, mustgather.StatusCompleted,
 			[]string{"after the take-over"}},
-		{"its work started longer ago than its timeout: it is stopped at once, timed out", false, 3 * timeout, 2 * timeout, mustgather.StatusError,
+		{"its work started longer ago than its timeout: it is stopped at once, timed out", false, false, 3 * timeout, 2 * timeout, mustgather.StatusError,
 			[]string{"after the take-over", "timed out after 1m"}},
-		{"its work is gone: it fails", true, 0, 0, mustgather.StatusError,
+		{"its work is gone: it fails", true, false, 0, 0, mustgather.StatusError,
 			[]string{"before the runner died", "error: the runner stopped before the gathering finished: its pod is gone"}},
+		{"its work had not started: it is started and completes", false, true, 0, 0, mustgather.StatusCompleted,
+			[]string{"before the runner died", "took the gathering over and starts it: namespace ns holds no pod", "after the take-over"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			e := newEnv(t, func(c *runner.Config) { c.RequeueAfter = time.Hour; c.PendingTimeout = 2 * time.Hour })
 			now := time.Now()
-			gatherer := &reattachGatherer{gone: tt.gone}
+			gatherer := &reattachGatherer{gone: tt.gone, notStarted: tt.notStarted}
 			if tt.started > 0 {
 				gatherer.started = now.Add(-tt.started)
 			}
@@ -127,8 +137,8 @@ func TestTwoReapersTakeOverAGatheringWhoseRunnerDiedOnce(t *testing.T) {
 			if n := gatherer.reattached.Load(); n != 1 {
 				t.Errorf("re-attached %d times, want once", n)
 			}
-			if n := gatherer.gathered.Load(); n != 0 {
-				t.Errorf("gathered anew %d times", n)
+			if n, want := gatherer.gathered.Load(), map[bool]int32{false: 0, true: 1}[tt.notStarted]; n != want {
+				t.Errorf("gathered anew %d times, want %d", n, want)
 			}
 			if tt.gone {
 				return

@@ -32,8 +32,9 @@ var _ mustgather.Reattacher = (*Gatherer)(nil)
 // Gatherer it returns follows the rest of each pod's log, waits for its
 // gather to end and copies its output, as Gather would have, and then
 // deletes the namespace and the binding; it creates no pod. With the
-// namespace or every pod gone (deleted, failed, or never created) the
-// error wraps mustgather.ErrGone, and what is left is deleted.
+// namespace or every pod gone (deleted or failed) the error wraps
+// mustgather.ErrGone; with a namespace that no pod was created in yet, it
+// wraps mustgather.ErrNotStarted. Either way what is left is deleted.
 func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner string) (mustgather.Reattached, error) {
 	var none mustgather.Reattached
 	sel := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy, LabelOwner: g.cfg.Owner, LabelGathering: mg.ID.String()}).String()
@@ -73,6 +74,12 @@ func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner
 		}
 	}
 	r := a.newRun(mustgather.Job{Gathering: mg, Log: discardLines{}})
+	if len(pods.Items) == 0 {
+		// The namespace is made first and deleted last: a live one with no
+		// pod at all is one the stopped runner had made no pod in yet.
+		r.cleanup(ctx)
+		return none, fmt.Errorf("namespace %s holds no pod: %w", ns.Name, mustgather.ErrNotStarted)
+	}
 	if len(a.pods) == 0 {
 		r.cleanup(ctx)
 		return none, fmt.Errorf("its pod in namespace %s is gone: %w", ns.Name, mustgather.ErrGone)

@@ -13,7 +13,9 @@ import (
 type Reattacher interface {
 	// Reattach finds the work of g that a stopped run left going and makes
 	// it runner's. It returns an error wrapping ErrGone when nothing of
-	// the work is left to re-attach to.
+	// the work is left to re-attach to, and one wrapping ErrNotStarted
+	// when the stopped run had not started any of it (what it had
+	// prepared, Reattach removes).
 	Reattach(ctx context.Context, g Gathering, runner string) (Reattached, error)
 }
 
@@ -35,3 +37,8 @@ type Reattached struct {
 // ErrGone says that the work of a gathering whose runner stopped is no
 // longer there: the gathering cannot be carried on and fails.
 var ErrGone = errors.New("nothing of the gathering is left to re-attach to")
+
+// ErrNotStarted says that the work of a gathering whose runner stopped had
+// not started: nothing of it ran, so the runner that takes it over starts
+// it as a run of its own would.
+var ErrNotStarted = errors.New("the stopped run had not started the gathering")
