@@ -113,7 +113,7 @@ soak: tools ## Long runs: SOAK_GATHERINGS (10000) gatherings on three runner pro
 	MGF_SOAK=$(or $(SOAK_GATHERINGS),10000) MGF_SOAK_KILLS=$(or $(SOAK_KILLS),100) \
 	  $(GO) test -race -count=1 -timeout 90m -v -run 'TestSoak' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
 	MGF_S3_OUTAGE=2m $(GO) test -race -count=1 -timeout 20m -v -run 'TestAnUploadRidesOutAnS3Outage' ./internal/s3store
-	$(GO) test -race -count=5 -timeout 30m -v -run 'TestNATSRestartedTenTimesMidFlow' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
+	MGF_NATS_RESTARTS=1 $(GO) test -race -count=5 -timeout 45m -v -run 'TestNATSRestartedTenTimesMidFlow' ./cmd/must-gather-functions 2>&1 | grep -v 'child: '
 
 .PHONY: fuzz
 fuzz: ## Fuzz every decoder and validator: each Fuzz target for FUZZTIME (default 30s). Their seeds run in `make test`.

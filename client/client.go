@@ -6,7 +6,8 @@
 //
 // Errors that the API answers are *APIError values, which errors.Is matches
 // against ErrNotFound, ErrConflict, ErrUnauthorized, ErrForbidden,
-// ErrInvalid, ErrRateLimited and ErrUnavailable.
+// ErrInvalid, ErrRateLimited, ErrChanged and ErrUnavailable, and Delete
+// returns ErrNotEnded for a gathering that has not ended.
 package client
 
 import (
@@ -70,7 +71,13 @@ type Gathering struct {
 	// Cause says why a gathering started when no user asked for it, such
 	// as "migration ns/name failed".
 	Cause string `json:"cause,omitempty"`
+	// Reason says why a gathering in StatusError failed: ReasonCanceled
+	// for one that was canceled.
+	Reason string `json:"reason,omitempty"`
 }
+
+// ReasonCanceled is the Reason of a gathering that was canceled.
+const ReasonCanceled = "canceled"
 
 // Request asks for a gathering. Every field is optional; the API document
 // (GET /openapi.yaml) tells the rules of each.
@@ -282,6 +289,79 @@ func (c *Client) URL(ctx context.Context, ref string) (*Link, error) {
 		return nil, err
 	}
 	return &l, nil
+}
+
+// Cancel cancels a gathering that has not ended. One that is new ends at
+// once (the answer is final, Reason ReasonCanceled); one in progress is
+// stopped by its runner, which archives what it gathered and ends it so
+// (the answer is still in progress: Wait for the end). A gathering that
+// has ended, as one that completed before the cancel reached it, is left
+// as it is: the error matches ErrConflict, and its Status tells how it
+// ended.
+func (c *Client) Cancel(ctx context.Context, ref string) (*Gathering, error) {
+	req, err := c.newRequest(ctx, http.MethodDelete, refPath(ref), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusAccepted:
+	case http.StatusNoContent:
+		// Only a request that asked for a deletion is answered so.
+		return nil, fmt.Errorf("DELETE %s: 204: the gathering was deleted", req.URL.Path)
+	default:
+		return nil, readError(req, resp)
+	}
+	var g Gathering
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&g); err != nil {
+		return nil, fmt.Errorf("DELETE %s: decode answer: %w", req.URL.Path, err)
+	}
+	return &g, nil
+}
+
+// Delete deletes a gathering that has ended, and its archive. It reads the
+// gathering first and deletes it only as it read it (If-Match its ETag),
+// so it never cancels anything: for a gathering that has not ended it
+// returns ErrNotEnded, and for one that changed in between an error that
+// matches ErrChanged.
+func (c *Client) Delete(ctx context.Context, ref string) error {
+	req, err := c.newRequest(ctx, http.MethodGet, refPath(ref), nil, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(req, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	var g Gathering
+	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&g)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("GET %s: decode answer: %w", req.URL.Path, err)
+	}
+	if !g.Status.Final() {
+		return fmt.Errorf("gathering %d is %s: %w", g.ID, g.Status, ErrNotEnded)
+	}
+	etag := resp.Header.Get("ETag")
+	if etag == "" {
+		return fmt.Errorf("GET %s: the answer has no ETag to delete by", req.URL.Path)
+	}
+	// By id: the name may stand for a newer gathering by now.
+	del, err := c.newRequest(ctx, http.MethodDelete, refPath(strconv.FormatInt(g.ID, 10)), nil, nil)
+	if err != nil {
+		return err
+	}
+	del.Header.Set("If-Match", etag)
+	resp, err = c.send(del, http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
 }
 
 func refPath(ref string) string { return "/must-gather/" + url.PathEscape(ref) }

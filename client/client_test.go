@@ -44,8 +44,9 @@ func TestErrorAnswersMapToTypedErrors(t *testing.T) {
 		{"429 is ErrRateLimited with Retry-After", 429, `{"error":"too many"}`, map[string]string{"Retry-After": "7"}, ErrRateLimited, "", "", 7 * time.Second},
 		{"503 is ErrUnavailable", 503, `{"error":"authorization is unavailable"}`, map[string]string{"Retry-After": "3"}, ErrUnavailable, "", "", 3 * time.Second},
 		{"a proxy's 502 in plain text is ErrUnavailable", 502, "bad gateway\n", nil, ErrUnavailable, "", "", 0},
+		{"412 is ErrChanged", 412, `{"error":"If-Match \"3\" is not the gathering's revision","field":"If-Match","status":"completed"}`, nil, ErrChanged, "If-Match", StatusCompleted, 0},
 	}
-	kinds := []error{ErrNotFound, ErrConflict, ErrUnauthorized, ErrForbidden, ErrInvalid, ErrRateLimited, ErrUnavailable}
+	kinds := []error{ErrNotFound, ErrConflict, ErrUnauthorized, ErrForbidden, ErrInvalid, ErrRateLimited, ErrUnavailable, ErrChanged}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -31,6 +31,12 @@ var (
 	// ErrRateLimited: too many gatherings started by this user lately
 	// (429); APIError.RetryAfter says when to try again.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrChanged: the gathering changed since the caller read it, so an
+	// If-Match failed (412).
+	ErrChanged = errors.New("changed since it was read")
+	// ErrNotEnded is returned by Delete for a gathering that has not
+	// ended; Cancel it first.
+	ErrNotEnded = errors.New("gathering has not ended")
 	// ErrUnavailable: the service, or the cluster it asks about
 	// authorization, cannot answer now (502, 503, 504); try again later.
 	ErrUnavailable = errors.New("unavailable")
@@ -77,6 +83,8 @@ func (e *APIError) Is(target error) bool {
 		}
 	case ErrRateLimited:
 		return e.StatusCode == http.StatusTooManyRequests
+	case ErrChanged:
+		return e.StatusCode == http.StatusPreconditionFailed
 	case ErrUnavailable:
 		switch e.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

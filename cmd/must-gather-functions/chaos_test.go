@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -141,30 +143,152 @@ func (p *poster) waitPosted(t *testing.T, n int, within time.Duration) {
 	testenv.Eventually(t, within, fmt.Sprintf("%d gatherings to be created", want), func() bool { return p.count() >= want })
 }
 
+// canceler cancels every n-th gathering a poster created with DELETE,
+// retrying a DELETE that is not answered 200, 202 or 409 (the API answers
+// 503 while NATS is away), and keeps the answers.
+type canceler struct {
+	mu      sync.Mutex
+	answers map[uint64]int // by gathering id: 200, 202, or 409 (it had ended)
+	failed  []string       // DELETEs not answered so within a minute
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// startCanceler starts cancelling every n-th gathering p creates; with
+// n 0 it cancels none.
+func startCanceler(t *testing.T, base string, p *poster, n int) *canceler {
+	t.Helper()
+	c := &canceler{answers: map[uint64]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if n == 0 {
+		close(c.done)
+		return c
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	cancelOne := func(id uint64) (int, error) {
+		req, err := http.NewRequest(http.MethodDelete, fmt.Sprintf("%s/must-gather/%d", base, id), nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		switch resp.StatusCode {
+		case http.StatusOK, http.StatusAccepted, http.StatusConflict:
+			return resp.StatusCode, nil
+		}
+		return 0, fmt.Errorf("DELETE %d: %s", id, resp.Status)
+	}
+	go func() {
+		defer close(c.done)
+		pace := time.NewTicker(100 * time.Millisecond)
+		defer pace.Stop()
+		next := n - 1 // index in p.ids of the next to cancel
+		stopping := false
+		var since time.Time // of the first DELETE of the next to cancel
+		for {
+			p.mu.Lock()
+			var id uint64
+			if next < len(p.ids) {
+				id = p.ids[next]
+			}
+			p.mu.Unlock()
+			if id == 0 && stopping {
+				return
+			}
+			if id != 0 {
+				if since.IsZero() {
+					since = time.Now()
+				}
+				code, err := cancelOne(id)
+				if err == nil || time.Since(since) > time.Minute {
+					c.mu.Lock()
+					if err == nil {
+						c.answers[id] = code
+					} else {
+						c.failed = append(c.failed, err.Error())
+					}
+					c.mu.Unlock()
+					next += n
+					since = time.Time{}
+					continue
+				}
+			}
+			select {
+			case <-c.stop:
+				stopping = true
+			case <-pace.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { c.end(t) })
+	return c
+}
+
+// end cancels the rest of the gatherings the poster, stopped before, created
+// that are to be canceled, and returns the answers by gathering id.
+func (c *canceler) end(t *testing.T) map[uint64]int {
+	t.Helper()
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.failed {
+		t.Errorf("not answered within a minute: %s", f)
+	}
+	c.failed = nil
+	return maps.Clone(c.answers)
+}
+
+// answerCounts says how many of answers were which HTTP status.
+func answerCounts(answers map[uint64]int) string {
+	n := map[int]int{}
+	for _, code := range answers {
+		n[code]++
+	}
+	var parts []string
+	for _, code := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%d: %d", code, n[code]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // countingCommand is a gathering's command that adds a line to a file named
 // after the gathering in dir each time it runs, so that a test counts runs.
-func countingCommand(dir string) string {
-	return fmt.Sprintf(`echo run >> %s/$MUST_GATHER_ID; echo gathered; sleep 0.2`, dir)
+// It runs for seconds after that.
+func countingCommand(dir, seconds string) string {
+	return fmt.Sprintf(`echo run >> %s/$MUST_GATHER_ID; echo gathered; sleep %s`, dir, seconds)
 }
 
 // chaosFigures is what a run with outages measured.
 type chaosFigures struct {
 	gatherings, completed, failed int
+	canceled                      int // ended in error with reason canceled, as asked
 	lost, stuck, ranTwice         int
 	duplicateEvents               int // status events of one gathering and type stored more than once
 	missingEvents                 int
 }
 
 func (f chaosFigures) String() string {
-	return fmt.Sprintf("%d gatherings: %d completed, %d error; lost %d, stuck %d, ran twice %d; events missing %d, duplicate %d",
-		f.gatherings, f.completed, f.failed, f.lost, f.stuck, f.ranTwice, f.missingEvents, f.duplicateEvents)
+	return fmt.Sprintf("%d gatherings: %d completed, %d canceled, %d error; lost %d, stuck %d, ran twice %d; events missing %d, duplicate %d",
+		f.gatherings, f.completed, f.canceled, f.failed, f.lost, f.stuck, f.ranTwice, f.missingEvents, f.duplicateEvents)
 }
 
 // checkNothingLost waits until every gathering the system lists has ended
 // and checks that none of those created is lost, none ran twice (runs in
 // dir), each completed, and the events stream holds the requested event
-// of each and its started and final status events.
-func checkNothingLost(t *testing.T, s *system, natsURL, runs string, created []uint64, within time.Duration) chaosFigures {
+// of each and its started and final status events. A gathering in
+// canceled, by the answer to its DELETE, ended canceled instead: at once
+// when the answer was 200 (and then perhaps without a requested event),
+// or, for 202, when its runner stopped it (or it completed, when its
+// gatherer finished first).
+func checkNothingLost(t *testing.T, s *system, natsURL, runs string, created []uint64, canceled map[uint64]int, within time.Duration) chaosFigures {
 	t.Helper()
 	var f chaosFigures
 	ctx, cancel := context.WithTimeout(context.Background(), within)
@@ -203,6 +327,11 @@ func checkNothingLost(t *testing.T, s *system, natsURL, runs string, created []u
 		case !ok:
 			f.lost++
 			t.Errorf("gathering %d was created and is not listed; %s", id, whereIs(natsURL, s.base, id))
+		case canceled[id] != 0 && g.Status == "error" && g.Reason == "canceled":
+			f.canceled++
+		case canceled[id] == http.StatusOK:
+			f.failed++
+			t.Errorf("gathering %d, canceled while new, is %s (reason %q):\n%s", id, g.Status, g.Reason, g.ExecOutput)
 		case g.Status == "completed":
 			f.completed++
 		case g.Status == "error":
@@ -225,7 +354,10 @@ func checkNothingLost(t *testing.T, s *system, natsURL, runs string, created []u
 		if g.Status == "error" {
 			final = eventing.TypeFailed
 		}
-		if requested[id] == 0 {
+		// A POST that stored its gathering while NATS was away leaves its
+		// requested event to the reaper, which announces no gathering that
+		// was canceled while it was new.
+		if requested[id] == 0 && canceled[g.ID] != http.StatusOK {
 			f.missingEvents++
 			t.Errorf("gathering %d: no requested event in the stream", id)
 		}
@@ -348,6 +480,38 @@ func streamEvents(t *testing.T, natsURL string) (map[mustgather.ID]int, map[must
 }
 
 func TestNATSRestartedTenTimesMidFlowLosesNoGatheringEventOrStatus(t *testing.T) {
+	for _, c := range []restartCase{
+		{name: "under the default cap"},
+		// Most gatherings wait for the one slot through the restarts.
+		{name: "with one gathering running at a time and the others waiting for a slot", maxRunning: "1", soak: true},
+		// Gatherings of two seconds, a third of them canceled as they wait
+		// for a slot or run.
+		{name: "with a third of the gatherings canceled", cancelEvery: 3, soak: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.soak && os.Getenv("MGF_NATS_RESTARTS") == "" {
+				t.Skip("set MGF_NATS_RESTARTS (make soak): this case runs only there, to keep make test short")
+			}
+			natsRestartedTenTimes(t, c)
+		})
+	}
+}
+
+// restartCase is one way to run natsRestartedTenTimes.
+type restartCase struct {
+	name string
+	// maxRunning is RUNNER_MAX_RUNNING, if not empty.
+	maxRunning string
+	// cancelEvery > 0 cancels every cancelEvery-th gathering created.
+	cancelEvery int
+	// soak runs the case only in make soak (MGF_NATS_RESTARTS set).
+	soak bool
+}
+
+// natsRestartedTenTimes restarts NATS ten times while gatherings are
+// posted (and some canceled), and checks that nothing was lost and
+// nothing stuck.
+func natsRestartedTenTimes(t *testing.T, c restartCase) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
@@ -357,11 +521,20 @@ func TestNATSRestartedTenTimesMidFlowLosesNoGatheringEventOrStatus(t *testing.T)
 	}
 	node := startNATSNode(t, natsserver.Options{Port: port, StoreDir: t.TempDir()})
 	runs := t.TempDir()
-	s := start(t, t.TempDir(), map[string]string{
+	env := map[string]string{
 		"NATS_URL": node.url(), "AUTH": "off", "HTTP_ADDRESS": "127.0.0.1:0", "API_POST_RATE": "0",
 		"RUNNER_REAP_INTERVAL": minReapInterval.String(), "RUNNER_FINISH_GRACE": "1m",
-	})
-	p := startPoster(t, s.base, countingCommand(runs))
+	}
+	if c.maxRunning != "" {
+		env["RUNNER_MAX_RUNNING"] = c.maxRunning
+	}
+	s := start(t, t.TempDir(), env)
+	seconds := "0.2"
+	if c.cancelEvery > 0 {
+		seconds = "2"
+	}
+	p := startPoster(t, s.base, countingCommand(runs, seconds))
+	cn := startCanceler(t, s.base, p, c.cancelEvery)
 	const restarts = 10
 	var down time.Duration
 	for i := range restarts {
@@ -376,8 +549,13 @@ func TestNATSRestartedTenTimesMidFlowLosesNoGatheringEventOrStatus(t *testing.T)
 	}
 	p.waitPosted(t, 3, time.Minute)
 	created := p.end()
-	f := checkNothingLost(t, s, node.url(), runs, created, 3*time.Minute)
-	t.Logf("%d NATS restarts (away %s in all), %d POSTs refused meanwhile; %s", restarts, down.Round(time.Millisecond), p.refused, f)
+	canceled := cn.end(t)
+	f := checkNothingLost(t, s, node.url(), runs, created, canceled, 3*time.Minute)
+	asked := ""
+	if len(canceled) > 0 {
+		asked = fmt.Sprintf(", %d cancels answered (%s)", len(canceled), answerCounts(canceled))
+	}
+	t.Logf("%d NATS restarts (away %s in all), %d POSTs refused meanwhile%s; %s", restarts, down.Round(time.Millisecond), p.refused, asked, f)
 	if f.lost+f.stuck+f.ranTwice+f.missingEvents+f.failed > 0 {
 		t.Errorf("figures: %s", f)
 	}
@@ -494,7 +672,7 @@ func TestAThreeNodeNATSClusterLosingOneNodeAtATimeLosesNoGatheringEventOrStatus(
 		// cluster elects new leaders.
 		"RUNNER_REAP_INTERVAL": minReapInterval.String(), "RUNNER_FINISH_GRACE": "1m",
 	})
-	p := startPoster(t, s.base, countingCommand(runs))
+	p := startPoster(t, s.base, countingCommand(runs, "0.2"))
 	p.waitPosted(t, 5, time.Minute)
 	// One node away, back, and then another.
 	for _, i := range []int{0, 2} {
@@ -507,7 +685,7 @@ func TestAThreeNodeNATSClusterLosingOneNodeAtATimeLosesNoGatheringEventOrStatus(
 		p.waitPosted(t, 3, time.Minute)
 	}
 	created := p.end()
-	f := checkNothingLost(t, s, url, runs, created, 3*time.Minute)
+	f := checkNothingLost(t, s, url, runs, created, nil, 3*time.Minute)
 	t.Logf("3 nodes, 2 stopped one at a time, %d POSTs refused meanwhile; %s", p.refused, f)
 	if f.lost+f.stuck+f.ranTwice+f.missingEvents+f.failed > 0 {
 		t.Errorf("figures: %s", f)

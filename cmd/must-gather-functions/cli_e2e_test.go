@@ -54,6 +54,9 @@ func TestTheCLIGathersWaitsAndDownloads(t *testing.T) {
 		t.Errorf("the saved archive differs from /data")
 	}
 
+	if code, _, stderr := s.cliRun(t, "cancel", "cli"); code != cli.ExitNotReady {
+		t.Errorf("cancel of a completed gathering: exit %d, want %d\n%s", code, cli.ExitNotReady, stderr)
+	}
 	if code, stdout, stderr := s.cliRun(t, "get", "cli"); code != cli.ExitOK || !strings.Contains(stdout, `"id": `+id) || !strings.Contains(stdout, `"status": "completed"`) {
 		t.Errorf("get cli: exit %d\n%s%s", code, stdout, stderr)
 	}

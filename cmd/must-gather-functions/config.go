@@ -199,6 +199,7 @@ func (c *config) settings() []setting {
 		{Var: "NATS_REPLICAS", Field: &c.Store.Replicas, Also: []any{&c.Bus.Replicas, &c.Sinks.Replicas}, Help: "copies of the events stream and of every KV bucket and stream the functions make (records, leases, ids, the trigger's marks, the subscribers' deliveries and dead letters), from `1` to `5`: on a JetStream cluster of three nodes, `3` keeps every gathering, event and status through the loss of any one node (see [On a NATS cluster](#on-a-nats-cluster)). `1` with the embedded server"},
 		{Var: "KV_BUCKET", Field: &c.Store.Bucket, Help: "KV bucket of gathering records"},
 		{Var: "LEASE_BUCKET", Field: &c.Store.LeaseBucket, Help: "KV bucket of runner leases"},
+		{Var: "SLOT_BUCKET", Field: &c.Store.SlotBucket, Help: "KV bucket of the run slots of `RUNNER_MAX_RUNNING` and the gatherings waiting for one"},
 		{Var: "LEASE_TTL", Field: &c.Store.LeaseTTL, Help: "a runner's lease lapses this long after its last renewal (renewed every third of it); at least `3s`"},
 		{Var: "EVENTS_STREAM", Field: &c.Bus.Stream, Help: "JetStream stream of the events"},
 		{Var: "EVENTS_SUBJECT", Field: &c.Bus.SubjectPrefix, Help: "subject prefix of the events"},
@@ -228,6 +229,7 @@ func (c *config) settings() []setting {
 		{Var: "DEFAULT_TIMEOUT", Field: &c.API.Policy.DefaultTimeout, Also: []any{&c.Runner.DefaultTimeout, &c.Kube.DefaultTimeout}, Help: "timeout of a gathering that gives none (as `oc adm must-gather`)"},
 		{Var: "MAX_TIMEOUT", Field: &c.API.Policy.MaxTimeout, Help: "the largest timeout a request may ask for"},
 		{Var: "RUNNER_CONCURRENCY", Field: &c.RunnerConcurrency, Help: "gatherings one runner process runs at once"},
+		{Var: "RUNNER_MAX_RUNNING", Field: &c.Runner.MaxRunning, Help: "gatherings that run at once in the whole deployment, however many runner processes there are (slots in JetStream KV, freed by `LEASE_TTL` when a runner dies); the others wait as `new`, in id order, saying so in `exec-output`. `0`: no cap"},
 		{Var: "RUNNER_FINISH_GRACE", Field: &c.Runner.FinishGrace, Help: "on shutdown, how long archiving and reporting what was gathered may take"},
 		{Var: "RUNNER_COPY_TIMEOUT", Field: &c.Runner.CopyTimeout, Help: "beyond a gathering's timeout, how long copying, archiving and cleanup may take: the hard end of a gathering"},
 		{Var: "RUNNER_REQUEUE_AFTER", Field: &c.Runner.RequeueAfter, Help: "a gathering still `new` this long gets its requested event again"},
@@ -418,6 +420,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if c.RunnerConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("RUNNER_CONCURRENCY: must be at least 1"))
+	}
+	if c.Runner.MaxRunning < 0 {
+		errs = append(errs, fmt.Errorf("RUNNER_MAX_RUNNING: must not be negative"))
 	}
 	if entries, err := kubegather.ParseContexts(c.KubeContexts); err != nil {
 		errs = append(errs, fmt.Errorf("KUBE_CONTEXTS: %w", err))

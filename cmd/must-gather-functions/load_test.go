@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/testenv"
 )
 
@@ -345,6 +349,13 @@ func crashRun(t *testing.T, kills int) {
 		"NATS_URL": nats.ClientURL(), "ARCHIVE_DIR": filepath.Join(dir, "archives"), "LEASE_TTL": leaseTTL.String(),
 		"RUNNER_REAP_INTERVAL": minReapInterval.String(), "PROCESS_TEMP_DIR": procTmp,
 		"AUTH": "off", "HTTP_ADDRESS": "127.0.0.1:0", "API_POST_RATE": "0",
+		// The cap is on, above what the kills leave taken: the slots of a
+		// killed runner lapse only LEASE_TTL after its last renewal, and
+		// the kills come faster than that, each leaving up to four taken
+		// (the default of 4 would make new gatherings wait for those, and
+		// this test counts on them starting at once after a restart). The
+		// end checks that every slot was freed or lapsed.
+		"RUNNER_MAX_RUNNING": "16",
 	}
 	with := func(fns string) map[string]string {
 		env := map[string]string{"FUNCTIONS": fns}
@@ -411,6 +422,7 @@ func crashRun(t *testing.T, kills int) {
 	runnerProc.stop(t)
 	t.Logf("%d kills, %d gatherings; the slowest end of a gathering under way at a kill came %s after it",
 		kills, len(ids), slowest.Round(time.Millisecond))
+	waitSlotsFree(t, nats.ClientURL(), leaseTTL+time.Second)
 
 	statuses := map[string]int{}
 	for _, id := range ids {
@@ -437,6 +449,41 @@ func crashRun(t *testing.T, kills int) {
 	t.Logf("statuses: %v", statuses)
 	if survivors := processesUnder(t, procTmp); len(survivors) > 0 {
 		t.Errorf("commands outlived their runners: pids %v", survivors)
+	}
+}
+
+// waitSlotsFree waits until no run slot of RUNNER_MAX_RUNNING is taken:
+// those of the runners that stopped were freed, those of the killed ones
+// lapsed.
+func waitSlotsFree(t *testing.T, natsURL string, within time.Duration) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	err = testenv.Poll(ctx, 100*time.Millisecond, func() error {
+		kv, err := js.KeyValue(ctx, jsstore.DefaultConfig().SlotBucket)
+		if err != nil {
+			return err
+		}
+		keys, err := kv.Keys(ctx)
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("taken: %v", keys)
+	})
+	if err != nil {
+		t.Errorf("every run slot to be free within %s: %v", within, err)
 	}
 }
 

@@ -313,8 +313,12 @@ func startRunner(cfg config, d *deps, g *group, errc chan<- error, getenv func(s
 	}
 	rcfg := cfg.Runner
 	rcfg.LeaseRenew = cfg.Store.LeaseTTL / 3
+	slots, err := openSlots(g.ctx, cfg, d)
+	if err != nil {
+		return err
+	}
 	r := runner.New(rcfg, runner.Deps{
-		Logger: log, Store: d.store, Leases: d.store, Archives: d.archives,
+		Logger: log, Store: d.store, Leases: d.store, Slots: slots, Archives: d.archives,
 		Events: d.events(eventing.SourceRunner), ReaperEvents: d.events(eventing.SourceReaper),
 		Gatherer: gatherer, Registry: d.reg,
 	})

@@ -119,6 +119,7 @@ type gathering struct {
 	ArchiveSize int64  `json:"archive-size"`
 	ExecOutput  string `json:"exec-output"`
 	Timeout     string `json:"timeout"`
+	Reason      string `json:"reason"`
 }
 
 func (s *system) post(t *testing.T, contentType string, body io.Reader) gathering {

@@ -12,8 +12,8 @@ import (
 // answer headers a page may read, and how long a browser may reuse a
 // preflight.
 const (
-	corsMethods       = "GET, HEAD, POST"
-	corsHeaders       = "Authorization, Content-Type, Last-Event-ID, X-Forwarded-Access-Token"
+	corsMethods       = "GET, HEAD, POST, DELETE"
+	corsHeaders       = "Authorization, Content-Type, If-Match, Last-Event-ID, X-Forwarded-Access-Token"
 	corsExposeHeaders = "Location, Retry-After, WWW-Authenticate, Content-Disposition"
 	corsMaxAge        = "600"
 )

@@ -115,6 +115,12 @@ func httpError(err error) (int, errorBody) {
 	if be, ok := errors.AsType[*BusyError](err); ok {
 		return http.StatusServiceUnavailable, errorBody{Error: be.Error()}
 	}
+	if ee, ok := errors.AsType[*endedError](err); ok {
+		return http.StatusConflict, errorBody{Error: ee.Error(), Status: ee.g.Status}
+	}
+	if pe, ok := errors.AsType[*preconditionError](err); ok {
+		return http.StatusPreconditionFailed, errorBody{Error: pe.Error(), Field: "If-Match", Status: pe.g.Status}
+	}
 	if nce, ok := errors.AsType[*notCompletedError](err); ok {
 		return http.StatusConflict, errorBody{Error: nce.Error(), Status: nce.g.Status}
 	}

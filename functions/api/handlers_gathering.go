@@ -153,6 +153,9 @@ func handleGet(d Deps) http.Handler {
 		if !ok {
 			return
 		}
+		// The revision, for a DELETE with If-Match that deletes only
+		// what the caller saw.
+		w.Header().Set("ETag", etag(g))
 		writeJSON(w, http.StatusOK, g)
 	})
 }

@@ -38,6 +38,7 @@ func getFromView(w http.ResponseWriter, r *http.Request, d Deps) {
 		return
 	}
 	if rec.Body != nil {
+		w.Header().Set("ETag", etag(mustgather.Gathering{Revision: rec.Revision}))
 		writeEncoded(w, http.StatusOK, rec.Body)
 		return
 	}
@@ -47,6 +48,7 @@ func getFromView(w http.ResponseWriter, r *http.Request, d Deps) {
 		respondErr(w, r, d.Logger, err)
 		return
 	}
+	w.Header().Set("ETag", etag(g))
 	writeJSON(w, http.StatusOK, g)
 }
 

@@ -71,7 +71,7 @@ func TestCORSIsOnlyForConfiguredOrigins(t *testing.T) {
 				"Access-Control-Expose-Headers": tt.exposeHeaders,
 			}
 			if tt.allowMethods != "" {
-				want["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID, X-Forwarded-Access-Token"
+				want["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match, Last-Event-ID, X-Forwarded-Access-Token"
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("CORS headers (-want +got):\n%s", diff)

@@ -16,6 +16,15 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	deletes  *prometheus.CounterVec
+}
+
+// cancels is the counter of DELETE /must-gather/{id} by result, or nil.
+func (m *metrics) cancels() *prometheus.CounterVec {
+	if m == nil {
+		return nil
+	}
+	return m.deletes
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -32,8 +41,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help:    "Time to serve a request of the must-gather API, by route pattern and status code.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "code"}),
+		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mustgather_api_deletes_total",
+			Help: "DELETE /must-gather/{id} by result: canceled (a new gathering ended), cancel_requested (one in progress marked for its runner to stop), deleted (an ended one removed with its archive), conflict (it had ended; nothing changed), precondition_failed.",
+		}, []string{"result"}),
 	}
 	m.requests = register(reg, m.requests)
+	m.deletes = register(reg, m.deletes)
 	m.duration = register(reg, m.duration)
 	return m
 }

@@ -60,7 +60,7 @@ func TestOpenAPIDocumentIsServedAndDescribesEveryRoute(t *testing.T) {
 		}
 	}
 	want := []string{
-		"GET /events", "GET /healthz", "GET /metrics", "GET /must-gather", "GET /must-gather/{id}", "GET /must-gather/{id}/data",
+		"DELETE /must-gather/{id}", "GET /events", "GET /healthz", "GET /metrics", "GET /must-gather", "GET /must-gather/{id}", "GET /must-gather/{id}/data",
 		"GET /must-gather/{id}/events", "GET /must-gather/{id}/url", "GET /openapi.yaml", "GET /readyz", "POST /must-gather",
 	}
 	slices.Sort(got)
@@ -75,6 +75,7 @@ func TestRealRequestsAndResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	e := newEnv(t)
 	e.create(`{"custom-name": "plan1"}`)                                                                                // 1 new
 	archive := e.finish(e.create(`{"custom-name": "vm1"}`).ID, mustgather.StatusCompleted, map[string]string{"f": "x"}) // 2
+	e.claim(e.create(`{"custom-name": "running"}`).ID)                                                                  // 3 inprogress
 	mpType, mpBody := multipartBody(t, "custom-name", "vm2", "timeout", "5m")
 
 	tests := []struct {
@@ -110,6 +111,13 @@ func TestRealRequestsAndResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{name: "archive not ready", method: "GET", path: "/must-gather/1/data", status: 409},
 		{name: "unsupported media type", method: "POST", path: "/must-gather", contentType: "text/plain", body: "hello", status: 415, specRejects: true},
 		{name: "body too large", method: "POST", path: "/must-gather", contentType: "application/json", body: `{"command": "` + strings.Repeat("x", MaxBodyBytes) + `"}`, status: 413, specRejects: true},
+		{name: "cancel a gathering in progress", method: "DELETE", path: "/must-gather/running", status: 202},
+		{name: "cancel a new gathering", method: "DELETE", path: "/must-gather/plan1", status: 200},
+		{name: "delete an ended gathering without purge", method: "DELETE", path: "/must-gather/2", status: 409},
+		{name: "delete with another revision", method: "DELETE", path: "/must-gather/2", header: []string{"If-Match", `"1"`}, status: 412},
+		{name: "delete with a bad purge", method: "DELETE", path: "/must-gather/2?purge=yes", status: 400, specRejects: true},
+		{name: "delete an unknown gathering", method: "DELETE", path: "/must-gather/999", status: 404},
+		{name: "purge an ended gathering", method: "DELETE", path: "/must-gather/2?purge=true", status: 204},
 		{name: "liveness", method: "GET", path: "/healthz", status: 200},
 		{name: "readiness", method: "GET", path: "/readyz", status: 200},
 		{name: "metrics", method: "GET", path: "/metrics", status: 200},

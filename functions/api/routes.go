@@ -18,6 +18,7 @@ func addRoutes(mux *http.ServeMux, d Deps, m *metrics, posts *limiter) {
 	handle("POST /must-gather", token(handleCreate(d, posts)))
 	handle("GET /must-gather", admin(handleList(d)))
 	handle("GET /must-gather/{id}", token(handleGet(d)))
+	handle("DELETE /must-gather/{id}", token(handleDelete(d, m.cancels())))
 	// A download with a signed link's parameters needs no token.
 	handle("GET /must-gather/{id}/data", signedOr(d, token(handleData(d))))
 	if d.Links != nil {

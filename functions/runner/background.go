@@ -62,8 +62,14 @@ func (b *Background) Handle(ctx context.Context, e cloudevents.Event) error {
 		<-b.slots
 		return ErrStopping
 	}
-	c, err := b.r.claim(ctx, *g, log)
+	holder := newHolder()
+	if err := b.r.takeSlot(ctx, *g, holder, log); err != nil {
+		<-b.slots
+		return err
+	}
+	c, err := b.r.claim(ctx, *g, holder, log)
 	if c == nil {
+		b.r.freeSlot(ctx, g.ID, holder, log)
 		<-b.slots
 		return err
 	}

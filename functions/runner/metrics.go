@@ -13,6 +13,8 @@ type metrics struct {
 	reaperActions *prometheus.CounterVec
 	dropped       *prometheus.CounterVec
 	expired       prometheus.Counter
+	canceled      prometheus.Counter
+	waiting       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -46,9 +48,17 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "mustgather_retention_deleted_total",
 			Help: "Ended gatherings this runner deleted, with their archives, after RETENTION.",
 		}),
+		canceled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mustgather_runner_gatherings_canceled_total",
+			Help: "Gatherings in progress that this runner stopped because they were canceled.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mustgather_runner_gatherings_waiting",
+			Help: "Gatherings this runner holds that wait for a slot under RUNNER_MAX_RUNNING.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions, m.dropped, m.expired)
+		reg.MustRegister(m.running, m.finished, m.duration, m.archiveBytes, m.reaperActions, m.dropped, m.expired, m.canceled, m.waiting)
 	}
 	return m
 }

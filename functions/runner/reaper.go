@@ -15,10 +15,13 @@ import (
 //     broker delivers each attempt once however many reapers send it, and
 //     the claim keeps the gathering from running twice;
 //   - new and older than PendingTimeout: it fails, as no runner took it;
+//   - but new and waiting for a slot under MaxRunning (in the queue of a
+//     live runner, or behind a full cap) is left alone: it waits its turn;
 //   - inprogress with no lease: its runner died. When the gatherer's work
 //     outlives its runner (a pod), the reaper takes the lease and carries
-//     the gathering on from there (see takeOver); otherwise, or when that
-//     work is gone, it fails;
+//     the gathering on from there (see takeOver; a cancel asked for is
+//     then done by that run); otherwise, or when that work is gone, it
+//     fails, as canceled if a cancel was asked for;
 //   - ended but not settled: whoever ended it died before announcing it, so
 //     its final status event is published again.
 //
@@ -31,15 +34,35 @@ func (r *Runner) Reap(ctx context.Context) error {
 		return fmt.Errorf("reap: %w", err)
 	}
 	var errs []error
+	q := &queue{slots: r.d.Slots}
 	for _, id := range ids {
-		if err := r.reapOne(ctx, id); err != nil {
+		if err := r.reapOne(ctx, id, q); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
+// queue reads the slots once per reaper pass, when a pass needs them.
+type queue struct {
+	slots   mustgather.Slots
+	read    bool
+	waiting map[mustgather.ID]bool
+	running int
+}
+
+func (q *queue) get(ctx context.Context) (map[mustgather.ID]bool, int, error) {
+	if !q.read {
+		var err error
+		if q.waiting, q.running, err = q.slots.Queue(ctx); err != nil {
+			return nil, 0, err
+		}
+		q.read = true
+	}
+	return q.waiting, q.running, nil
+}
+
+func (r *Runner) reapOne(ctx context.Context, id mustgather.ID, q *queue) error {
 	g, err := r.d.Store.Get(ctx, id)
 	if errors.Is(err, mustgather.ErrNotFound) {
 		return nil
@@ -51,6 +74,17 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 	switch g.Status {
 	case mustgather.StatusNew:
 		age := now.Sub(g.CreatedAt.Time)
+		if age > r.cfg.RequeueAfter && r.capped() {
+			// A gathering that waits for a slot in a live runner, or behind
+			// a full cap, is neither requeued nor failed: it waits its turn.
+			waiting, running, err := q.get(ctx)
+			if err != nil {
+				return err
+			}
+			if waiting[id] || running >= r.cfg.MaxRunning {
+				return nil
+			}
+		}
 		switch {
 		case age > r.cfg.PendingTimeout:
 			return r.fail(ctx, g, fmt.Sprintf("no runner took the gathering within %s", r.cfg.PendingTimeout))
@@ -81,7 +115,7 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 			if taken, err := r.takeOver(ctx, g); taken || err != nil {
 				return err
 			}
-			return r.fail(ctx, g, "the runner stopped before the gathering finished")
+			return r.failOrphan(ctx, g, "the runner stopped before the gathering finished")
 		}
 	default:
 		r.m.reaperActions.WithLabelValues("announced").Inc()
@@ -94,10 +128,25 @@ func (r *Runner) reapOne(ctx context.Context, id mustgather.ID) error {
 // then announces it. An archive a dead runner may have stored under the
 // gathering's name belongs to no record, so it is removed.
 func (r *Runner) fail(ctx context.Context, g mustgather.Gathering, why string) error {
+	return r.failAs(ctx, g, why, "error: "+why)
+}
+
+// failOrphan fails g, whose runner died, saying why; as canceled, with
+// nothing archived, if a cancel was asked for.
+func (r *Runner) failOrphan(ctx context.Context, g mustgather.Gathering, why string) error {
+	if g.CancelRequested {
+		return r.failAs(ctx, g, mustgather.ReasonCanceled, "canceled: "+why+"; nothing was archived")
+	}
+	return r.fail(ctx, g, why)
+}
+
+// failAs is fail with reason as the gathering's reason and line as the last
+// line of its output.
+func (r *Runner) failAs(ctx context.Context, g mustgather.Gathering, reason, line string) error {
 	u := mustgather.Update{
 		ID: g.ID, Seq: g.Seq + 1, Status: mustgather.StatusError, Time: r.d.Now(),
-		ExecOutput: appendLine(g.ExecOutput, "error: "+why, r.cfg.OutputTail),
-		Reason:     why,
+		ExecOutput: mustgather.AppendLine(g.ExecOutput, line, r.cfg.OutputTail),
+		Reason:     reason,
 	}
 	_, err := r.d.Store.ApplyAt(ctx, u, g.Revision)
 	if errors.Is(err, mustgather.ErrStale) {
@@ -107,7 +156,7 @@ func (r *Runner) fail(ctx context.Context, g mustgather.Gathering, why string) e
 	if err != nil {
 		return err
 	}
-	r.d.Logger.Warn("reaper failed gathering", "gathering", g.ID, "was", g.Status, "reason", why)
+	r.d.Logger.Warn("reaper failed gathering", "gathering", g.ID, "was", g.Status, "reason", reason)
 	r.m.reaperActions.WithLabelValues("failed").Inc()
 	if g.Status == mustgather.StatusInProgress {
 		key := mustgather.ArchiveKey(g.ID, mustgather.ArchiveName(g.ID, g.CustomName))

@@ -78,6 +78,9 @@ type Config struct {
 	RetentionInterval time.Duration
 	// Redact configures the redaction of the gatherings that ask for it.
 	Redact redact.Config
+	// MaxRunning caps the gatherings that run at once across every runner
+	// that shares Deps.Slots; 0 (or no Slots) means no cap.
+	MaxRunning int
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -97,14 +100,17 @@ func DefaultConfig() Config {
 		Retention:         7 * 24 * time.Hour,
 		RetentionInterval: time.Hour,
 		Redact:            redact.DefaultConfig(),
+		MaxRunning:        4,
 	}
 }
 
 // Deps are what the runner works with.
 type Deps struct {
-	Logger   *slog.Logger
-	Store    mustgather.Store
-	Leases   mustgather.Leases
+	Logger *slog.Logger
+	Store  mustgather.Store
+	Leases mustgather.Leases
+	// Slots holds the run slots under Config.MaxRunning; nil means no cap.
+	Slots    mustgather.Slots
 	Archives mustgather.ArchiveStore
 	// Events publishes the runner's status events.
 	Events mustgather.Events
@@ -154,8 +160,13 @@ func (r *Runner) Handle(ctx context.Context, e cloudevents.Event) error {
 	if g == nil {
 		return err
 	}
-	c, err := r.claim(ctx, *g, log)
+	holder := newHolder()
+	if ok, err := r.waitForSlot(ctx, *g, holder, log); !ok {
+		return err
+	}
+	c, err := r.claim(ctx, *g, holder, log)
 	if c == nil {
+		r.freeSlot(ctx, g.ID, holder, log)
 		return err
 	}
 	r.run(ctx, c.g, c.holder, c.log)
@@ -203,12 +214,11 @@ type claimed struct {
 // claim takes the lease of an admitted gathering and claims it. It returns
 // nil and a nil error when another delivery claimed it first; an error
 // asks for the event again.
-func (r *Runner) claim(ctx context.Context, g mustgather.Gathering, log *slog.Logger) (*claimed, error) {
+func (r *Runner) claim(ctx context.Context, g mustgather.Gathering, holder string, log *slog.Logger) (*claimed, error) {
 	// Hold the lease before claiming, so that the reaper never sees a
 	// claimed gathering without one. The lease names this run alone, so
 	// that a redelivery never renews or releases the lease of a run that is
 	// under way, or of one that died.
-	holder := newHolder()
 	switch err := r.d.Leases.Hold(ctx, g.ID, holder); {
 	case errors.Is(err, mustgather.ErrLeaseHeld):
 		return nil, r.leasedElsewhere(ctx, g.ID, log)
@@ -311,6 +321,7 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 		if err := r.d.Leases.Release(rctx, g.ID, holder); err != nil {
 			log.Warn("release lease", "err", err)
 		}
+		r.freeSlot(rctx, g.ID, holder, log)
 	}()
 
 	rep := &reporter{r: r, id: g.ID, seq: a.seq, first: a.seq + 1, log: log}
@@ -328,6 +339,9 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 	defer timer.Stop()
 	stopOnShutdown := context.AfterFunc(ctx, func() { cancelStop(mustgather.ErrShutdown) })
 	defer stopOnShutdown()
+
+	stopFollow := r.followRecord(work, g.ID, holder, cancelStop, log)
+	defer stopFollow()
 
 	progressDone := r.reportProgress(work, rep, out)
 
@@ -349,13 +363,17 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 	} else {
 		end.Status = mustgather.StatusError
 		end.Reason = reason(gerr, uerr)
-		if errors.Is(uerr, mustgather.ErrArchiveTooLarge) {
+		switch {
+		case errors.Is(uerr, mustgather.ErrArchiveTooLarge):
 			// The gatherer failed only because its archive was cut off.
 			end.Reason = uerr.Error()
+		case errors.Is(gerr, mustgather.ErrCanceled):
+			end.Reason = mustgather.ReasonCanceled
+			end.ExecOutput = mustgather.AppendLine(end.ExecOutput, canceledLine, r.cfg.OutputTail)
 		}
 		if uerr != nil {
 			// The gatherer's error is in the output already.
-			end.ExecOutput = appendLine(tail, "error: "+uerr.Error(), r.cfg.OutputTail)
+			end.ExecOutput = mustgather.AppendLine(end.ExecOutput, "error: "+uerr.Error(), r.cfg.OutputTail)
 		}
 	}
 	fctx, cancelFinal := afterWork()
@@ -367,6 +385,9 @@ func (r *Runner) runAs(ctx context.Context, g mustgather.Gathering, holder strin
 		log.Info("gathering completed", "archive", name, "size", size, "took", r.d.Now().Sub(started))
 	} else {
 		log.Warn("gathering failed", "reason", end.Reason, "archived", uerr == nil)
+	}
+	if end.Reason == mustgather.ReasonCanceled {
+		r.m.canceled.Inc()
 	}
 	r.m.finished.WithLabelValues(string(end.Status)).Inc()
 	r.m.duration.Observe(r.d.Now().Sub(started).Seconds())
@@ -515,17 +536,6 @@ func reason(gerr, uerr error) string {
 		return uerr.Error()
 	}
 	return ""
-}
-
-func appendLine(tail, line string, max int) string {
-	if tail != "" && tail[len(tail)-1] != '\n' {
-		tail += "\n"
-	}
-	tail += line + "\n"
-	if len(tail) > max {
-		tail = tail[len(tail)-max:]
-	}
-	return tail
 }
 
 // keepLease renews the gathering's lease until the returned func is

@@ -88,7 +88,7 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 		return true, nil
 	}
 	if errors.Is(err, mustgather.ErrGone) {
-		err = r.fail(ctx, cur, fmt.Sprintf("the runner stopped before the gathering finished: %v", err))
+		err = r.failOrphan(ctx, cur, fmt.Sprintf("the runner stopped before the gathering finished: %v", err))
 		release()
 		return true, err
 	}

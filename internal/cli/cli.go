@@ -28,7 +28,7 @@ const (
 	ExitNotFound    = 3 // no such gathering, or its archive is gone (404)
 	ExitDenied      = 4 // no or a bad token (401), or no rights (403)
 	ExitUnavailable = 5 // the service cannot be reached, is unavailable (502, 503, 504) or rate-limits (429)
-	ExitNotReady    = 6 // the gathering has no archive yet (409)
+	ExitNotReady    = 6 // the gathering is not in the state the command needs: no archive yet (409), ended (cancel), not ended or changed (delete)
 )
 
 // commands are the subcommands, each with its one-line help.
@@ -37,6 +37,8 @@ var commands = map[string]string{
 	"get":      "show a gathering, by id or custom-name, as JSON",
 	"list":     "list gatherings",
 	"download": "save the archive of a completed gathering",
+	"cancel":   "cancel a gathering that has not ended (what it gathered is kept)",
+	"delete":   "delete a gathering that has ended, with its archive",
 }
 
 // run runs the subcommand name.
@@ -48,6 +50,10 @@ func run(ctx context.Context, e *env, name string, args []string) error {
 		return get(ctx, e, args)
 	case "list":
 		return list(ctx, e, args)
+	case "cancel":
+		return cancel(ctx, e, args)
+	case "delete":
+		return deleteEnded(ctx, e, args)
 	}
 	return download(ctx, e, args)
 }
@@ -115,7 +121,7 @@ func exitCode(err error) int {
 		return ExitDenied
 	case errors.Is(err, client.ErrUnavailable), errors.Is(err, client.ErrRateLimited):
 		return ExitUnavailable
-	case errors.Is(err, client.ErrConflict):
+	case errors.Is(err, client.ErrConflict), errors.Is(err, client.ErrNotEnded), errors.Is(err, client.ErrChanged):
 		return ExitNotReady
 	}
 	if _, ok := errors.AsType[*net.OpError](err); ok {
@@ -127,7 +133,7 @@ func exitCode(err error) int {
 func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: must-gather-functions <command> [flags]\n\ncommands:\n")
-	for _, name := range []string{"gather", "get", "list", "download"} {
+	for _, name := range []string{"gather", "get", "list", "download", "cancel", "delete"} {
 		fmt.Fprintf(&b, "  %-9s %s\n", name, commands[name])
 	}
 	b.WriteString("\n`must-gather-functions <command> -h` lists a command's flags. Without a command, or with\n" +
@@ -137,7 +143,8 @@ func usage() string {
 
 const exitCodesHelp = `exit codes: 0 done; 1 the gathering ended in error, or another failure; 2 usage, or a request
 the API refused (400); 3 not found; 4 unauthorized or forbidden; 5 service unavailable,
-unreachable or rate-limiting; 6 the gathering has no archive yet
+unreachable or rate-limiting; 6 the gathering has no archive yet, has ended (cancel), or has not
+ended or changed meanwhile (delete)
 `
 
 // flags makes the flag set of a command, with the connection flags.
@@ -290,6 +297,38 @@ func (e *env) printJSON(v any) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// cancel cancels a gathering and prints it as the API answered: ended, if
+// it was new, or still in progress while its runner stops it.
+func cancel(ctx context.Context, e *env, args []string) error {
+	pos, err := parse(e.flags("cancel", "<id|custom-name> [flags]"), args, 1)
+	if err != nil {
+		return err
+	}
+	c, err := e.conn.client(e.getenv)
+	if err != nil {
+		return err
+	}
+	g, err := c.Cancel(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return e.printJSON(g)
+}
+
+// deleteEnded deletes a gathering that has ended, as the client's Delete
+// does: never one that has not ended.
+func deleteEnded(ctx context.Context, e *env, args []string) error {
+	pos, err := parse(e.flags("delete", "<id|custom-name> [flags]"), args, 1)
+	if err != nil {
+		return err
+	}
+	c, err := e.conn.client(e.getenv)
+	if err != nil {
+		return err
+	}
+	return c.Delete(ctx, pos[0])
 }
 
 func list(ctx context.Context, e *env, args []string) error {

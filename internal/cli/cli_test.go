@@ -51,6 +51,8 @@ func TestExitCodesTellWhatWentWrong(t *testing.T) {
 		{apiErr(503), ExitUnavailable},
 		{apiErr(429), ExitUnavailable},
 		{apiErr(409), ExitNotReady},
+		{apiErr(412), ExitNotReady},
+		{fmt.Errorf("gathering 3 is new: %w", client.ErrNotEnded), ExitNotReady},
 		{apiErr(500), ExitFailed},
 		{&net.OpError{Op: "dial", Err: errors.New("refused")}, ExitUnavailable},
 		{errors.New("disk full"), ExitFailed},

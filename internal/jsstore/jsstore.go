@@ -69,6 +69,9 @@ type Config struct {
 	// LeaseBucket is the KV bucket of runner leases. It must differ from
 	// Bucket.
 	LeaseBucket string
+	// SlotBucket is the KV bucket of run slots (see Slots). It must differ
+	// from Bucket and LeaseBucket.
+	SlotBucket string
 	// LeaseTTL is how long after its last Hold a lease lapses; at least
 	// 100ms (the smallest bucket TTL nats-server accepts).
 	LeaseTTL time.Duration
@@ -82,7 +85,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README, which
 // also stand in for the zero fields of a Config.
 func DefaultConfig() Config {
-	return Config{Bucket: "must-gather", LeaseBucket: "must-gather-leases", LeaseTTL: 30 * time.Second, Replicas: 1}
+	return Config{Bucket: "must-gather", LeaseBucket: "must-gather-leases", SlotBucket: "must-gather-slots", LeaseTTL: 30 * time.Second, Replicas: 1}
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -93,6 +96,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LeaseBucket == "" {
 		c.LeaseBucket = d.LeaseBucket
 	}
+	if c.SlotBucket == "" {
+		c.SlotBucket = d.SlotBucket
+	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = d.LeaseTTL
 	}
@@ -102,6 +108,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Bucket == c.LeaseBucket:
 		return c, fmt.Errorf("bucket and lease bucket are both %q", c.Bucket)
+	case c.SlotBucket == c.Bucket || c.SlotBucket == c.LeaseBucket:
+		return c, fmt.Errorf("slot bucket %q is also another bucket", c.SlotBucket)
 	case c.LeaseTTL < minLeaseTTL:
 		return c, fmt.Errorf("lease TTL %s is below the minimum of %s", c.LeaseTTL, minLeaseTTL)
 	case c.Replicas < 0:
@@ -236,10 +244,11 @@ type record struct {
 	Seq       uint64               `json:"seq"`
 	Reason    string               `json:"reason,omitempty"`
 	Preface   string               `json:"preface,omitempty"`
+	Cancel    bool                 `json:"cancel,omitempty"`
 }
 
 func encode(g mustgather.Gathering) ([]byte, error) {
-	return json.Marshal(record{Gathering: g, Seq: g.Seq, Reason: g.Reason, Preface: g.Preface})
+	return json.Marshal(record{Gathering: g, Seq: g.Seq, Reason: g.Reason, Preface: g.Preface, Cancel: g.CancelRequested})
 }
 
 // decode reads a record stored at revision rev.
@@ -249,6 +258,7 @@ func decode(data []byte, rev uint64) (mustgather.Gathering, error) {
 		return mustgather.Gathering{}, fmt.Errorf("decode record: %w", err)
 	}
 	r.Gathering.Seq, r.Gathering.Reason, r.Gathering.Preface, r.Gathering.Revision = r.Seq, r.Reason, r.Preface, rev
+	r.Gathering.CancelRequested = r.Cancel
 	return r.Gathering, nil
 }
 

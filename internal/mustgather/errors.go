@@ -31,6 +31,12 @@ var (
 	// ErrNotEnded is returned by Store.Delete for a gathering that is new
 	// or inprogress.
 	ErrNotEnded = errors.New("gathering has not ended")
+	// ErrEnded is returned when a gathering that has ended is asked to be
+	// canceled.
+	ErrEnded = errors.New("gathering has ended")
+	// ErrNoSlot is returned by Slots.Take when every slot is taken, or
+	// the free ones go to gatherings that waited longer.
+	ErrNoSlot = errors.New("no free slot")
 	// ErrArchiveTooLarge is returned when a gathering's archive grows past
 	// the configured maximum size; the upload is aborted and nothing of the
 	// archive is kept.

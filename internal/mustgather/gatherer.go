@@ -17,8 +17,8 @@ type Gatherer interface {
 type Job struct {
 	Gathering Gathering
 	// Stop is done when the gathering must stop: its timeout passed
-	// (context.Cause is ErrTimedOut) or the runner is shutting down
-	// (ErrShutdown). The gatherer then stops the work and still archives
+	// (context.Cause is ErrTimedOut), the runner is shutting down
+	// (ErrShutdown) or someone canceled it (ErrCanceled). The gatherer then stops the work and still archives
 	// what was gathered, under the Gather ctx, which lasts a little longer.
 	Stop context.Context
 	// Archive receives the archive's entries. The runner adds
@@ -80,4 +80,5 @@ var ErrEntryCut = errors.New("entry cut short")
 var (
 	ErrTimedOut = errors.New("timed out")
 	ErrShutdown = errors.New("the runner shut down before the gathering finished")
+	ErrCanceled = errors.New("canceled")
 )

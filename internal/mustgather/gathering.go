@@ -106,14 +106,18 @@ type Gathering struct {
 	// Seq is the sequence number of the last Update applied; it is stored
 	// with the gathering but not part of the API object.
 	Seq uint64 `json:"-"`
-	// Reason says why an ended gathering failed, as its last Update said;
-	// stored, not part of the API object.
-	Reason string `json:"-"`
+	// Reason says why an ended gathering failed, as its last Update said,
+	// such as ReasonCanceled; it appears only when set.
+	Reason string `json:"reason,omitempty"`
 	// Preface is text that exec-output always begins with, such as the
 	// failure that started the gathering, so that whoever reads the output
 	// sees it before the run's own output. It is set at creation, stored,
 	// and not part of the API object.
 	Preface string `json:"-"`
+	// CancelRequested is set on a gathering in progress that someone asked
+	// to cancel: the runner that holds it stops it and ends it with
+	// ReasonCanceled. Stored, not part of the API object.
+	CancelRequested bool `json:"-"`
 	// Revision is the store's version of the record when it was read, for
 	// compare-and-set (Store.ApplyAt); it is not stored.
 	Revision uint64 `json:"-"`
@@ -314,4 +318,51 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 	}
 	t.Time = v
 	return nil
+}
+
+// ReasonCanceled is the Reason of a gathering that ended because someone
+// canceled it.
+const ReasonCanceled = "canceled"
+
+// Cancel returns g canceled at now: a new gathering ends in error with
+// ReasonCanceled at once (ended reports true), and note as the last line
+// of its output; one in progress gets CancelRequested, for its runner to
+// stop it. It returns ErrEnded for a gathering that has ended.
+func (g Gathering) Cancel(now time.Time, note string) (out Gathering, ended bool, err error) {
+	switch g.Status {
+	case StatusNew:
+		g, err = g.Apply(Update{
+			ID: g.ID, Seq: g.Seq + 1, Status: StatusError, Time: now, Reason: ReasonCanceled,
+			ExecOutput: AppendLine(g.ExecOutput, note, 0),
+		})
+		return g, true, err
+	case StatusInProgress:
+		g.CancelRequested = true
+		return g, false, nil
+	}
+	return g, false, fmt.Errorf("gathering %d is %s: %w", g.ID, g.Status, ErrEnded)
+}
+
+// Note returns g, still new, with its exec-output replaced by note (after
+// its preface), such as to say why it waits. It returns ErrAlreadyClaimed
+// for a gathering that is no longer new.
+func (g Gathering) Note(note string) (Gathering, error) {
+	if g.Status != StatusNew {
+		return g, fmt.Errorf("gathering %d is %s: %w", g.ID, g.Status, ErrAlreadyClaimed)
+	}
+	g.ExecOutput = withPreface(g.Preface, note)
+	return g, nil
+}
+
+// AppendLine returns out with line added as a line of its own, keeping
+// only its last max bytes when max > 0.
+func AppendLine(out, line string, max int) string {
+	if out != "" && out[len(out)-1] != '\n' {
+		out += "\n"
+	}
+	out += line + "\n"
+	if max > 0 && len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out
 }

@@ -37,6 +37,15 @@ type Store interface {
 	// Settle drops an ended gathering from Unfinished. Whoever ends a
 	// gathering calls it once the final status event is published.
 	Settle(ctx context.Context, id ID) error
+	// Cancel cancels a gathering by compare-and-set (see Gathering.Cancel),
+	// so that it cannot race a claim or a final status: a new one ends at
+	// once (ended is true; the caller announces it), one in progress is
+	// marked for its runner to stop. It returns ErrEnded, with the
+	// gathering, for one that has ended.
+	Cancel(ctx context.Context, id ID, now time.Time, note string) (g Gathering, ended bool, err error)
+	// Note sets the exec-output of a gathering that is still new (see
+	// Gathering.Note); ErrAlreadyClaimed when it is not.
+	Note(ctx context.Context, id ID, note string) error
 	// Delete removes an ended gathering's record, and its custom-name from
 	// the name index if the name still stands for it, so that GetByName no
 	// longer finds it. With rev > 0 it deletes only if the record is still
@@ -78,6 +87,26 @@ type Leases interface {
 	Release(ctx context.Context, id ID, holder string) error
 	// Held reports whether a lease on id is in force.
 	Held(ctx context.Context, id ID) (bool, error)
+}
+
+// Slots caps how many gatherings run at once across every runner process.
+// A slot, and a place in the queue of gatherings waiting for one, lapse
+// like a lease when their holder stops renewing them, so that a dead
+// runner's slot frees itself.
+type Slots interface {
+	// Take takes a slot for gathering id on behalf of holder, or renews
+	// it if holder has it, when fewer than max are taken and no gathering
+	// with a lower id waits for the free ones. Otherwise it returns an error
+	// wrapping ErrNoSlot, and how many slots are taken.
+	Take(ctx context.Context, id ID, holder string, max int) (running int, err error)
+	// Wait enters id in the queue of gatherings waiting for a slot, or
+	// renews its place; ErrLeaseHeld when another holder has it there.
+	Wait(ctx context.Context, id ID, holder string) error
+	// Free gives up holder's slot and place in the queue of id, if any.
+	Free(ctx context.Context, id ID, holder string) error
+	// Queue returns the gatherings that live runners hold waiting for a
+	// slot, and how many slots are taken.
+	Queue(ctx context.Context) (waiting map[ID]bool, running int, err error)
 }
 
 // Events publishes what happens to gatherings.

@@ -17,7 +17,8 @@ func TestSameRequestComparesEveryFieldARequestSets(t *testing.T) {
 		"UpdatedAt": true, "Status": true, "ArchiveSize": true, "ArchiveName": true, "ExecOutput": true,
 		"Seq": true, "Reason": true, "Revision": true, "Redaction": true,
 		// Preface is stored but not carried by a requested event.
-		"Preface": true,
+		"Preface":         true,
+		"CancelRequested": true,
 	}
 	g := mustgather.Gathering{ID: 4, CreatedAt: mustgather.Timestamp{Time: time.Now()}, Status: mustgather.StatusNew, Command: "true", Timeout: "1m"}
 	if !g.SameRequest(g) {

@@ -67,6 +67,8 @@ type Record struct {
 	CustomName string
 	Status     mustgather.Status
 	Server     string
+	// Revision is the store's revision of the record, its ETag.
+	Revision uint64
 	// Body is the gathering as Encode made it; nil when its exec-output is
 	// longer than Config.OutputBytes.
 	Body []byte
@@ -226,7 +228,7 @@ func (v *View) apply(gen uint64, w mustgather.Write) error {
 }
 
 func (v *View) record(gen uint64, g mustgather.Gathering) *Record {
-	r := &Record{ID: g.ID, CustomName: g.CustomName, Status: g.Status, Server: g.Server, gen: gen}
+	r := &Record{ID: g.ID, CustomName: g.CustomName, Status: g.Status, Server: g.Server, Revision: g.Revision, gen: gen}
 	if len(g.ExecOutput) <= v.cfg.OutputBytes {
 		r.Body = v.encode(g)
 		if cap(r.Body) > len(r.Body)+len(r.Body)/8 {
