@@ -452,12 +452,12 @@ func kubeCrashRun(t *testing.T, kills int) kubeChaosFigures {
 			if aimed {
 				f.failedAt[p]++
 			}
-			// Only a runner killed while the gather's pod ran leaves a
-			// pod to re-attach to: after the gather the gatherer has
-			// deleted it, and before it there may be none yet. A
+			// A runner killed from the gather to the final status leaves
+			// the pod to re-attach to (its namespace goes once the archive
+			// is stored); before the claim there may be nothing yet. A
 			// gathering whose runner was killed again later, at a point
-			// of another gathering, may have been past its gather then.
-			if (aimed && p == duringGather && lived[id] == 1) || !strings.Contains(g.ExecOutput, "the runner stopped before the gathering finished") {
+			// of another gathering, may have been past its upload then.
+			if (aimed && p != beforeClaim && lived[id] == 1) || !strings.Contains(g.ExecOutput, "the runner stopped before the gathering finished") {
 				t.Errorf("gathering %d (killed %s: %v; %d kills of its runner) ended in error:\n%s", id, p, aimed, lived[id], lastLines(g.ExecOutput, 4))
 			} else {
 				t.Logf("gathering %d (killed %s: %v; %d kills of its runner) ended in error, archive %q:\n%s", id, p, aimed, lived[id], g.ArchiveName, lastLines(g.ExecOutput, 2))

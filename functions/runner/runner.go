@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -482,6 +483,24 @@ func (r *Runner) gatherAndUpload(work context.Context, halt context.CancelCauseF
 	job.Archive = aw
 	red, log := r.startRedaction(g, aw, out)
 	job.Log = log
+	// What the gatherer leaves for a runner that takes over to re-attach
+	// to stays until the archive is stored.
+	var (
+		cleanupsMu sync.Mutex
+		cleanups   []func(context.Context, io.Writer)
+	)
+	job.Defer = func(f func(context.Context, io.Writer)) {
+		cleanupsMu.Lock()
+		defer cleanupsMu.Unlock()
+		cleanups = append(cleanups, f)
+	}
+	defer func() {
+		cleanupsMu.Lock()
+		defer cleanupsMu.Unlock()
+		for _, f := range slices.Backward(cleanups) {
+			f(work, out)
+		}
+	}()
 	gerr = gatherer.Gather(work, job)
 	if gerr != nil {
 		fmt.Fprintf(log, "error: %s\n", reason(gerr, nil))

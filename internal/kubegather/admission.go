@@ -72,12 +72,14 @@ func (r *run) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, erro
 				if attempt > 1 {
 					r.out.printf(gatheringPrefix, "pod for plug-in image %s admitted after %d attempts", image, attempt)
 				}
+				r.markPodCreated(ctx)
 				return created, nil
 			}
 			if time.Now().Add(wait).After(deadline) {
 				r.out.printf(gatheringPrefix, "pod %s for plug-in image %s runs under SCC %s, not the privileged one its cluster-admin binding allows, after %d attempts in %s: "+
 					"the ClusterRoleBinding %s has not reached admission; the gather runs as an arbitrary user and may miss what needs root",
 					created.Name, image, scc, attempt, cfg.AdmissionRetry, r.binding)
+				r.markPodCreated(ctx)
 				return created, nil
 			}
 			why = fmt.Sprintf("admitted under SCC %s (the binding has not propagated yet); deleting pod %s", scc, created.Name)

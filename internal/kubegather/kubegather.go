@@ -264,6 +264,8 @@ type run struct {
 
 	interruptedMu sync.Mutex
 	interrupted   bool // Stop cut a gather short or kept one from starting
+
+	podCreated sync.Once // see markPodCreated
 }
 
 func (r *run) gather(ctx context.Context) error {
@@ -310,7 +312,13 @@ func (r *run) gather(ctx context.Context) error {
 		}
 	}
 
-	defer r.cleanup(ctx)
+	if d := r.job.Defer; d != nil {
+		// Deleted once the archive is stored: until then a runner that
+		// takes over finds the pods to re-attach to.
+		d(r.deferredCleanup)
+	} else {
+		defer r.cleanup(ctx)
+	}
 	if err := r.setup(work); err != nil {
 		return r.stopped(work, err)
 	}

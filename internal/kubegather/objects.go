@@ -3,6 +3,7 @@ package kubegather
 import (
 	"context"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"strings"
@@ -109,6 +110,14 @@ func (r *run) newClusterRoleBinding(ns *corev1.Namespace) *rbacv1.ClusterRoleBin
 
 // cleanup deletes the binding and the namespace (and so the pods) whatever
 // happened, with a context that outlives the gathering's.
+// deferredCleanup is cleanup as the runner calls it once the archive is
+// stored (Job.Defer), after Gather returned: it reports to log, the job's
+// own being closed by then.
+func (r *run) deferredCleanup(ctx context.Context, log io.Writer) {
+	r.out = &lineWriter{w: log, now: r.g.now}
+	r.cleanup(ctx)
+}
+
 func (r *run) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.g.cfg.CleanupTimeout)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,29 @@ import (
 // the gathering (mustgather.Job.Runner), so that a runner that re-attaches
 // can say whom it took over from.
 const AnnotationRunner = "must-gather-functions.kubev2v.io/runner"
+
+// AnnotationPodCreated on a gathering's namespace says that a gather pod
+// was created in it (set once the first one is), so that a runner that
+// takes over tells a namespace whose pods were deleted (the gathering
+// fails) from one its predecessor had created none in yet (it starts the
+// gathering).
+const AnnotationPodCreated = "must-gather-functions.kubev2v.io/pod-created"
+
+// markPodCreated sets AnnotationPodCreated on the run's namespace, once.
+func (r *run) markPodCreated(ctx context.Context) {
+	r.podCreated.Do(func() {
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+			AnnotationPodCreated: r.g.now().UTC().Format(time.RFC3339)}}})
+		if err == nil {
+			_, err = r.g.kube.CoreV1().Namespaces().Patch(ctx, r.ns, types.MergePatchType, patch, metav1.PatchOptions{})
+		}
+		if err != nil {
+			// Without it, a runner that takes over after the pods were
+			// deleted would start the gathering again instead of failing it.
+			r.log.Warn("mark the namespace as holding a pod", "namespace", r.ns, "err", err)
+		}
+	})
+}
 
 var _ mustgather.Reattacher = (*Gatherer)(nil)
 
@@ -74,9 +98,9 @@ func (g *Gatherer) Reattach(ctx context.Context, mg mustgather.Gathering, runner
 		}
 	}
 	r := a.newRun(mustgather.Job{Gathering: mg, Log: discardLines{}})
-	if len(pods.Items) == 0 {
-		// The namespace is made first and deleted last: a live one with no
-		// pod at all is one the stopped runner had made no pod in yet.
+	if len(pods.Items) == 0 && ns.Annotations[AnnotationPodCreated] == "" {
+		// The namespace is made first and deleted last, and marked once a
+		// pod is made in it: this one the stopped runner made no pod in.
 		r.cleanup(ctx)
 		return none, fmt.Errorf("namespace %s holds no pod: %w", ns.Name, mustgather.ErrNotStarted)
 	}
@@ -161,7 +185,11 @@ func (a *reattached) Gather(ctx context.Context, job mustgather.Job) error {
 	r := a.newRun(job)
 	work, stopped := r.workUntilStop(ctx)
 	defer stopped()
-	defer r.cleanup(ctx)
+	if d := job.Defer; d != nil {
+		d(r.deferredCleanup)
+	} else {
+		defer r.cleanup(ctx)
+	}
 	stopEvents := r.watchEvents(work)
 	errs := make([]error, len(a.pods))
 	var wg sync.WaitGroup

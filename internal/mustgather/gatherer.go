@@ -31,6 +31,13 @@ type Job struct {
 	// runner that re-attaches (see Reattacher) can say whom it took over
 	// from.
 	Runner string
+	// Defer, when set, takes what removes the work's leftovers (a
+	// Reattacher's work, which a runner that takes over re-attaches to),
+	// for the runner to call once the archive is stored, with a context
+	// and the log to report to, instead of Gather doing it before it
+	// returns: a runner that dies while it uploads the archive then leaves
+	// the work for the next one to re-attach to and archive again.
+	Defer func(cleanup func(ctx context.Context, log io.Writer))
 }
 
 // ArchiveWriter receives the entries of a gathering's archive as a stream.
