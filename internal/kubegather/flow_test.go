@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
+	"github.com/kubev2v/must-gather-functions/internal/testenv"
 	"github.com/kubev2v/must-gather-functions/internal/testenv/kube"
 )
 
@@ -159,8 +160,17 @@ func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
 	var pod *corev1.Pod
 	runOnTestCluster(t, ctx, k, g, mustgather.Gathering{ID: 42, Image: forkliftImage, Timeout: "20m", Command: "PLAN=mig-plan-cold /usr/bin/targeted"}, 1, func(pods []*corev1.Pod) {
 		pod = pods[0]
-		var err error
-		if ns, err = admin.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{}); err != nil {
+		// The namespace is marked just after the pod is made.
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		err := testenv.Poll(pctx, 20*time.Millisecond, func() error {
+			var err error
+			if ns, err = admin.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{}); err == nil && ns.Annotations[AnnotationPodCreated] == "" {
+				err = errors.New("not marked as holding a pod yet")
+			}
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		crbs, err := admin.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: LabelGathering + "=42"})
@@ -189,7 +199,8 @@ func TestTheGatheringsObjectsAreLabelledForSweeping(t *testing.T) {
 	}{
 		{"the namespace has a generated name with the prefix", ns.GenerateName, "openshift-must-gather-"},
 		{"the namespace is privileged and labelled", ns.Labels, nsLabels},
-		{"the namespace says when it is a leftover", ns.Annotations, map[string]string{AnnotationLeftoverAfter: "2026-01-02T03:39:05Z", "openshift.io/node-selector": ""}},
+		{"the namespace says when it is a leftover, and that a pod was made in it", ns.Annotations, map[string]string{AnnotationLeftoverAfter: "2026-01-02T03:39:05Z", "openshift.io/node-selector": "",
+			AnnotationPodCreated: testNow.UTC().Format(time.RFC3339)}},
 		{"the binding is labelled", crb.Labels, labels},
 		{"the binding says when it is a leftover", crb.Annotations, leftover},
 		{"the binding is owned by the namespace", crb.OwnerReferences, []metav1.OwnerReference{{APIVersion: "v1", Kind: "Namespace", Name: ns.Name, UID: ns.UID}}},
