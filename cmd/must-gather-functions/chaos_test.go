@@ -415,22 +415,14 @@ func streamEvents(t *testing.T, natsURL string) (map[mustgather.ID]int, map[must
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, natsURL)
 	// A cluster that just had a node back may still be electing the
 	// stream's leader: ask until it answers.
 	var (
 		info *jetstream.StreamInfo
 		cons jetstream.Consumer
 	)
-	err = testenv.Poll(ctx, 200*time.Millisecond, func() error {
+	err := testenv.Poll(ctx, 200*time.Millisecond, func() error {
 		stream, err := js.Stream(ctx, natsbus.DefaultConfig().Stream)
 		if err != nil {
 			return err
@@ -592,15 +584,7 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 	if t.Failed() {
 		t.FailNow()
 	}
-	nc, err := nats.Connect(clusterURL(nodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, clusterURL(nodes))
 	testenv.Eventually(t, time.Minute, "the cluster's JetStream to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -623,18 +607,10 @@ func clusterURL(nodes []*natsNode) string {
 // step with its leader, so that a node that came back holds all again.
 func waitReplicasCurrent(t *testing.T, natsURL string, within time.Duration) {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	err = testenv.Poll(ctx, 100*time.Millisecond, func() error {
+	err := testenv.Poll(ctx, 100*time.Millisecond, func() error {
 		// A request the cluster drops while it elects a leader is asked
 		// again on the next turn.
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -691,12 +667,7 @@ func TestAThreeNodeNATSClusterLosingOneNodeAtATimeLosesNoGatheringEventOrStatus(
 		t.Errorf("figures: %s", f)
 	}
 	// Every stream and bucket has three copies.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStreamAt(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	infos := js.ListStreams(ctx)

@@ -225,13 +225,7 @@ func kubeCrashRun(t *testing.T, kills int) kubeChaosFigures {
 		// The test ends the gathers of earlier kills late.
 		"RUNNER_CONCURRENCY": "64",
 	}
-	with := func(fns string) map[string]string {
-		env := map[string]string{"FUNCTIONS": fns}
-		for k, v := range shared {
-			env[k] = v
-		}
-		return env
-	}
+	with := func(fns string) map[string]string { return functionsEnv(shared, fns) }
 	api := start(t, t.TempDir(), with("api,recorder"))
 	// Two runners, as Knative may run: one is killed while the other
 	// takes over what the dead one held once its lease lapses.

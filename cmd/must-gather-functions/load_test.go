@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/internal/jsstore"
@@ -308,10 +307,8 @@ func TestSoak(t *testing.T) {
 		"AUTH": "off", "HTTP_ADDRESS": "127.0.0.1:0", "API_POST_RATE": "0",
 	}
 	with := func(fns string) map[string]string {
-		env := map[string]string{"FUNCTIONS": fns, "PROCESS_TEMP_DIR": t.TempDir()}
-		for k, v := range shared {
-			env[k] = v
-		}
+		env := functionsEnv(shared, fns)
+		env["PROCESS_TEMP_DIR"] = t.TempDir()
 		return env
 	}
 	api := start(t, t.TempDir(), with("api,recorder"))
@@ -357,13 +354,7 @@ func crashRun(t *testing.T, kills int) {
 		// end checks that every slot was freed or lapsed.
 		"RUNNER_MAX_RUNNING": "16",
 	}
-	with := func(fns string) map[string]string {
-		env := map[string]string{"FUNCTIONS": fns}
-		for k, v := range shared {
-			env[k] = v
-		}
-		return env
-	}
+	with := func(fns string) map[string]string { return functionsEnv(shared, fns) }
 	api := start(t, t.TempDir(), with("api,recorder"))
 	runnerProc := startChild(t, with("runner"))
 	client := &http.Client{Timeout: time.Minute}
@@ -457,18 +448,10 @@ func crashRun(t *testing.T, kills int) {
 // lapsed.
 func waitSlotsFree(t *testing.T, natsURL string, within time.Duration) {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	err = testenv.Poll(ctx, 100*time.Millisecond, func() error {
+	err := testenv.Poll(ctx, 100*time.Millisecond, func() error {
 		kv, err := js.KeyValue(ctx, jsstore.DefaultConfig().SlotBucket)
 		if err != nil {
 			return err

@@ -78,13 +78,7 @@ func TestAGatheringWhoseRunnerIsKilledIsCarriedOnByAnotherRunner(t *testing.T) {
 		"S3_SECRET_KEY": m.SecretKey, "S3_BUCKET": testenv.Name("reattach"), "S3_USE_TLS": "false",
 		"LEASE_TTL": leaseTTL.String(), "RUNNER_REAP_INTERVAL": minReapInterval.String(),
 	}
-	with := func(fns string) map[string]string {
-		env := map[string]string{"FUNCTIONS": fns}
-		for k, v := range shared {
-			env[k] = v
-		}
-		return env
-	}
+	with := func(fns string) map[string]string { return functionsEnv(shared, fns) }
 	api := start(t, t.TempDir(), with("api,recorder"))
 	e := &kubeEnv{system: api, kube: k, client: client}
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/internal/archivetest"
@@ -352,13 +353,7 @@ func TestTheFunctionsRunAsSeparateProcessesOnExternalNATSAndS3(t *testing.T) {
 		"S3_SECRET_KEY": m.SecretKey, "S3_BUCKET": testenv.Name("split"), "S3_USE_TLS": "false", "HTTP_ADDRESS": "127.0.0.1:0",
 		"AUTH": "off",
 	}
-	with := func(fns string) map[string]string {
-		env := map[string]string{"FUNCTIONS": fns}
-		for k, v := range shared {
-			env[k] = v
-		}
-		return env
-	}
+	with := func(fns string) map[string]string { return functionsEnv(shared, fns) }
 	apiProc := start(t, t.TempDir(), with("api"))
 	workers := start(t, t.TempDir(), with("runner,recorder"))
 
@@ -405,4 +400,30 @@ func TestServerNamesComeFromKUBE_CONTEXTS(t *testing.T) {
 	}); err == nil || !strings.Contains(err.Error(), "KUBE_CONTEXTS") {
 		t.Errorf("a malformed entry: %v", err)
 	}
+}
+
+// functionsEnv is shared with FUNCTIONS set to fns: the settings of one
+// process of a system whose functions run in several.
+func functionsEnv(shared map[string]string, fns string) map[string]string {
+	env := map[string]string{"FUNCTIONS": fns}
+	for k, v := range shared {
+		env[k] = v
+	}
+	return env
+}
+
+// jetStreamAt connects to the NATS at url for the test, and closes the
+// connection when the test ends.
+func jetStreamAt(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
