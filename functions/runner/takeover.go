@@ -78,8 +78,7 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 	if errors.Is(err, mustgather.ErrNotStarted) {
 		// Nothing ran: the gathering starts now, as a run of this
 		// runner's own, with its whole timeout.
-		out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
-		_, _ = out.WriteString(withNewline(cur.ExecOutput) + fmt.Sprintf("runner %s took the gathering over and starts it: %v\n", holder, err))
+		out := r.outputGoingOn(cur.ExecOutput, fmt.Sprintf("runner %s took the gathering over and starts it: %v", holder, err))
 		log.Info("gathering taken over before it started; starting it", "err", err)
 		r.m.reaperActions.WithLabelValues("restarted").Inc()
 		r.takeovers.Go(func() {
@@ -96,10 +95,7 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 		release()
 		return false, fmt.Errorf("re-attach to gathering %d: %w", g.ID, err)
 	}
-	// The run's output goes on from the output so far, which is all the
-	// stopped run left of it.
-	out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
-	_, _ = out.WriteString(withNewline(cur.ExecOutput) + found.Line + "\n")
+	out := r.outputGoingOn(cur.ExecOutput, found.Line)
 	log.Info("gathering taken over", "reattached", found.Line)
 	// The gathering keeps its deadline.
 	started := found.Started
@@ -119,10 +115,13 @@ func (r *Runner) takeOver(ctx context.Context, g mustgather.Gathering) (bool, er
 	return true, nil
 }
 
-// withNewline returns s, ended by a newline unless it is empty.
-func withNewline(s string) string {
-	if s != "" && !strings.HasSuffix(s, "\n") {
-		return s + "\n"
+// outputGoingOn returns the output of a run that takes a gathering over:
+// the output so far, which is all the stopped run left of it, and line.
+func (r *Runner) outputGoingOn(sofar, line string) *outputLog {
+	out := newOutputLog(r.cfg.OutputTail, r.cfg.LogLimit)
+	if sofar != "" && !strings.HasSuffix(sofar, "\n") {
+		sofar += "\n"
 	}
-	return s
+	_, _ = out.WriteString(sofar + line + "\n")
+	return out
 }

@@ -312,13 +312,7 @@ func (r *run) gather(ctx context.Context) error {
 		}
 	}
 
-	if d := r.job.Defer; d != nil {
-		// Deleted once the archive is stored: until then a runner that
-		// takes over finds the pods to re-attach to.
-		d(r.deferredCleanup)
-	} else {
-		defer r.cleanup(ctx)
-	}
+	defer r.cleanupAtEnd(ctx)()
 	if err := r.setup(work); err != nil {
 		return r.stopped(work, err)
 	}

@@ -110,12 +110,21 @@ func (r *run) newClusterRoleBinding(ns *corev1.Namespace) *rbacv1.ClusterRoleBin
 
 // cleanup deletes the binding and the namespace (and so the pods) whatever
 // happened, with a context that outlives the gathering's.
-// deferredCleanup is cleanup as the runner calls it once the archive is
-// stored (Job.Defer), after Gather returned: it reports to log, the job's
-// own being closed by then.
-func (r *run) deferredCleanup(ctx context.Context, log io.Writer) {
-	r.out = &lineWriter{w: log, now: r.g.now}
-	r.cleanup(ctx)
+// cleanupAtEnd returns what the gathering defers to delete its namespace
+// and binding. When the runner takes that over (Job.Defer), they are
+// deleted once the archive is stored, so that until then a runner that
+// takes over finds the pods to re-attach to, and it returns a no-op.
+func (r *run) cleanupAtEnd(ctx context.Context) func() {
+	d := r.job.Defer
+	if d == nil {
+		return func() { r.cleanup(ctx) }
+	}
+	d(func(ctx context.Context, log io.Writer) {
+		// After Gather returned: the job's own log is closed by then.
+		r.out = &lineWriter{w: log, now: r.g.now}
+		r.cleanup(ctx)
+	})
+	return func() {}
 }
 
 func (r *run) cleanup(ctx context.Context) {

@@ -185,11 +185,7 @@ func (a *reattached) Gather(ctx context.Context, job mustgather.Job) error {
 	r := a.newRun(job)
 	work, stopped := r.workUntilStop(ctx)
 	defer stopped()
-	if d := job.Defer; d != nil {
-		d(r.deferredCleanup)
-	} else {
-		defer r.cleanup(ctx)
-	}
+	defer r.cleanupAtEnd(ctx)()
 	stopEvents := r.watchEvents(work)
 	errs := make([]error, len(a.pods))
 	var wg sync.WaitGroup
