@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
+	"github.com/kubev2v/must-gather-functions/internal/jsstore"
 	"github.com/kubev2v/must-gather-functions/internal/mustgather"
 	"github.com/kubev2v/must-gather-functions/internal/natsbus"
 	"github.com/kubev2v/must-gather-functions/internal/natsserver"
@@ -386,7 +387,7 @@ func whereIs(natsURL, base string, id uint64) string {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, "must-gather")
+	kv, err := js.KeyValue(ctx, jsstore.DefaultConfig().Bucket)
 	if err == nil {
 		var e jetstream.KeyValueEntry
 		if e, err = kv.Get(ctx, fmt.Sprintf("g.%d", id)); err == nil {
@@ -415,7 +416,7 @@ func streamEvents(t *testing.T, natsURL string) (map[mustgather.ID]int, map[must
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	js := jetStreamAt(t, natsURL)
+	js := jetStream(t, natsURL)
 	// A cluster that just had a node back may still be electing the
 	// stream's leader: ask until it answers.
 	var (
@@ -584,7 +585,7 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 	if t.Failed() {
 		t.FailNow()
 	}
-	js := jetStreamAt(t, clusterURL(nodes))
+	js := jetStream(t, clusterURL(nodes))
 	testenv.Eventually(t, time.Minute, "the cluster's JetStream to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -607,7 +608,7 @@ func clusterURL(nodes []*natsNode) string {
 // step with its leader, so that a node that came back holds all again.
 func waitReplicasCurrent(t *testing.T, natsURL string, within time.Duration) {
 	t.Helper()
-	js := jetStreamAt(t, natsURL)
+	js := jetStream(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	err := testenv.Poll(ctx, 100*time.Millisecond, func() error {
@@ -667,7 +668,7 @@ func TestAThreeNodeNATSClusterLosingOneNodeAtATimeLosesNoGatheringEventOrStatus(
 		t.Errorf("figures: %s", f)
 	}
 	// Every stream and bucket has three copies.
-	js := jetStreamAt(t, url)
+	js := jetStream(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	infos := js.ListStreams(ctx)

@@ -448,7 +448,7 @@ func crashRun(t *testing.T, kills int) {
 // lapsed.
 func waitSlotsFree(t *testing.T, natsURL string, within time.Duration) {
 	t.Helper()
-	js := jetStreamAt(t, natsURL)
+	js := jetStream(t, natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	err := testenv.Poll(ctx, 100*time.Millisecond, func() error {

@@ -17,7 +17,10 @@ import (
 // provider secrets, logs with tokens, keys, and harmless look-alikes.
 const redactCorpus = "../../internal/redact/testdata"
 
-func TestARedactedGatheringStoresNoSecretInMinIOAndSaysHowMuchWasRedacted(t *testing.T) {
+// redactionCorpus returns the corpus folder and the secret strings in it,
+// none of which may be left in a redacted archive.
+func redactionCorpus(t *testing.T) (string, []string) {
+	t.Helper()
 	corpus, err := filepath.Abs(filepath.Join(redactCorpus, "corpus"))
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +29,11 @@ func TestARedactedGatheringStoresNoSecretInMinIOAndSaysHowMuchWasRedacted(t *tes
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := strings.Fields(string(b))
+	return corpus, strings.Fields(string(b))
+}
+
+func TestARedactedGatheringStoresNoSecretInMinIOAndSaysHowMuchWasRedacted(t *testing.T) {
+	corpus, secrets := redactionCorpus(t)
 	m := testenv.MinIO(t)
 	s := start(t, t.TempDir(), map[string]string{
 		"ARCHIVE_STORE": "s3", "S3_ENDPOINT": m.Endpoint, "S3_ACCESS_KEY": m.AccessKey,

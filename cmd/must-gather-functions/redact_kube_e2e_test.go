@@ -14,15 +14,7 @@ import (
 )
 
 func TestAGatheringFromTheClusterIsRedactedAsItIsCopied(t *testing.T) {
-	corpus, err := filepath.Abs(filepath.Join(redactCorpus, "corpus"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(redactCorpus, "secrets.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	secrets := strings.Fields(string(b))
+	corpus, secrets := redactionCorpus(t)
 	k := kube.Start(t)
 	e := startKube(t, k, t.TempDir(), nil)
 	g := e.post(t, "application/json", strings.NewReader(`{"command": "/usr/bin/gather", "redact": true, "timeout": "120"}`))

@@ -18,7 +18,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubev2v/must-gather-functions/eventing"
 	"github.com/kubev2v/must-gather-functions/internal/archivetest"
@@ -410,20 +409,4 @@ func functionsEnv(shared map[string]string, fns string) map[string]string {
 		env[k] = v
 	}
 	return env
-}
-
-// jetStreamAt connects to the NATS at url for the test, and closes the
-// connection when the test ends.
-func jetStreamAt(t testing.TB, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }

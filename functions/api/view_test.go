@@ -100,19 +100,7 @@ func TestTheViewAnswersAsTheStoreDoes(t *testing.T) {
 func TestAListOrGetOnOneReplicaSeesAGatheringCreatedOnAnother(t *testing.T) {
 	t.Parallel()
 	a := newEnv(t)
-	// Replica b: its own connection, store and view on a's buckets.
-	js, err := jetstream.New(testenv.Conn(t, a.nats))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := jsstore.New(context.Background(), js, a.storeCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := a.deps
-	d.Store, d.View = st, view.New(st, EncodeGathering, view.Config{})
-	runView(t, d.View)
-	b := NewServer(d)
+	b := replicaOf(t, a)
 
 	for i := range 30 {
 		name := fmt.Sprintf("cross-%d", i)
@@ -247,18 +235,7 @@ func TestReadsGoToTheStoreWhileTheViewIsBehind(t *testing.T) {
 func TestAListUnderLoadHoldsEveryGatheringCreatedBeforeIt(t *testing.T) {
 	t.Parallel()
 	a := newEnv(t)
-	js, err := jetstream.New(testenv.Conn(t, a.nats))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := jsstore.New(context.Background(), js, a.storeCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := a.deps
-	d.Store, d.View = st, view.New(st, EncodeGathering, view.Config{})
-	runView(t, d.View)
-	b := NewServer(d)
+	b := replicaOf(t, a)
 
 	// POSTs on replica a, four at a time, while replica b lists.
 	var mu sync.Mutex
@@ -300,4 +277,22 @@ func TestAListUnderLoadHoldsEveryGatheringCreatedBeforeIt(t *testing.T) {
 			}
 		}
 	}
+}
+
+// replicaOf returns another API replica on a's buckets: its own
+// connection, store and view.
+func replicaOf(t *testing.T, a *env) http.Handler {
+	t.Helper()
+	js, err := jetstream.New(testenv.Conn(t, a.nats))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := jsstore.New(context.Background(), js, a.storeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := a.deps
+	d.Store, d.View = st, view.New(st, EncodeGathering, view.Config{})
+	runView(t, d.View)
+	return NewServer(d)
 }
